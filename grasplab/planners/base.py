@@ -1,0 +1,322 @@
+"""Shared planner types: :class:`PlanProblem`, :class:`PlanResult`, the planner protocol, configs.
+
+Shapes: ``B`` problems solved in one call, ``H`` horizon (model steps), ``D`` latent size, ``A``
+action size, ``S`` samples. Costs are lower-is-better; the planning cost of a plan is the
+terminal shooting cost ``mean_D (F^H(z0, a) - goal)^2`` under the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, Self
+
+import torch
+from torch import Tensor
+
+from grasplab.world_models.base import WorldModel, rollout
+
+Probe = Callable[[int, Tensor], Tensor]
+"""``probe(iteration, actions (B, H, A)) -> solved (B,) bool``: the caller's success check."""
+
+
+@dataclass(frozen=True)
+class PlanProblem:
+    """``B`` planning problems sharing a model, horizon and action bounds.
+
+    Attributes:
+        model: The world model planned through.
+        z0: Encoded start states ``(B, D)``.
+        goal: Encoded goals ``(B, D)``.
+        horizon: Plan length ``H`` in model steps.
+        action_low: Lower action bounds ``(A,)``.
+        action_high: Upper action bounds ``(A,)``.
+    """
+
+    model: WorldModel
+    z0: Tensor
+    goal: Tensor
+    horizon: int
+    action_low: Tensor
+    action_high: Tensor
+
+    def __post_init__(self) -> None:
+        D, A = self.model.state_dim, self.model.action_dim
+        if self.z0.dim() != 2 or self.z0.shape[1] != D:
+            raise ValueError(f"PlanProblem.z0 must be (B, D={D}), got {tuple(self.z0.shape)}")
+        if self.goal.shape != self.z0.shape:
+            raise ValueError(
+                f"PlanProblem.goal must match z0 {tuple(self.z0.shape)}, "
+                f"got {tuple(self.goal.shape)}"
+            )
+        if not isinstance(self.horizon, int) or self.horizon < 1:
+            raise ValueError(f"PlanProblem.horizon must be an int >= 1, got {self.horizon!r}")
+        for name in ("action_low", "action_high"):
+            bound = getattr(self, name)
+            if bound.shape != (A,):
+                raise ValueError(f"PlanProblem.{name} must be (A={A},), got {tuple(bound.shape)}")
+        if self.z0.device.type != "meta" and bool((self.action_low >= self.action_high).any()):
+            raise ValueError("PlanProblem.action_low must be < action_high elementwise")
+
+    @property
+    def batch(self) -> int:
+        """``B``."""
+        return int(self.z0.shape[0])
+
+    def bounds(self) -> tuple[Tensor, Tensor]:
+        """Action bounds ``(A,)`` on the problem's device and dtype."""
+        return self.action_low.to(self.z0), self.action_high.to(self.z0)
+
+
+@dataclass
+class PlanResult:
+    """What a planner returns.
+
+    Attributes:
+        actions: The plan ``(B, H, A)``, inside the action bounds.
+        cost: True shooting cost of the plan under the model ``(B,)``.
+        states: Predicted states of the plan's rollout ``(B, H, D)``.
+        trace: Per-record diagnostics, each ``(R,)`` or ``(R, B)``; ``trace["iteration"]`` says
+            which iteration each record belongs to.
+        model_steps: World-model ``step`` evaluations per batch element (forward passes; a
+            backward pass is not counted separately).
+        iterations: Iterations run (fewer than configured when every problem was solved early).
+        extras: What a warm start needs (e.g. GRASP's ``virtual_states`` ``(B, H-1, D)``, CEM's
+            ``std`` ``(B, H, A)``).
+        solved: ``(B,)`` bool, problems the probe reported solved (all False without a probe).
+    """
+
+    actions: Tensor
+    cost: Tensor
+    states: Tensor
+    trace: dict[str, Tensor]
+    model_steps: int
+    iterations: int
+    extras: dict[str, Tensor] = field(default_factory=dict)
+    solved: Tensor | None = None
+
+    def shifted(self, executed: int) -> PlanResult:
+        """Warm start for the next MPC replan after executing ``executed`` model steps.
+
+        Drops the executed steps and repeats the last action (and last virtual state) to keep
+        the horizon; the trace is dropped.
+        """
+        if executed <= 0:
+            return self
+
+        def shift(x: Tensor) -> Tensor:
+            k = min(executed, x.shape[1])
+            pad = x[:, -1:].expand(-1, k, *x.shape[2:])
+            return torch.cat([x[:, k:], pad], dim=1)
+
+        extras = {k: shift(v) for k, v in self.extras.items() if v.dim() >= 2}
+        return PlanResult(
+            actions=shift(self.actions),
+            cost=self.cost,
+            states=shift(self.states),
+            trace={},
+            model_steps=0,
+            iterations=0,
+            extras=extras,
+        )
+
+
+class Planner(Protocol):
+    """A pure planner: it holds only its frozen config."""
+
+    config: PlannerConfig
+
+    def plan(
+        self,
+        problem: PlanProblem,
+        init: PlanResult | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        probe: Probe | None = None,
+    ) -> PlanResult:
+        """Solve all ``B`` problems in one call."""
+        ...
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Base of the frozen planner configs: validation and dict round-trips.
+
+    Subclasses declare fields (each documented where declared) and a ``_rules`` table of
+    ``field -> (predicate, message)``; violations raise ``ValueError`` naming the field.
+    """
+
+    _rules: ClassVar[Mapping[str, tuple[Callable[[Any], bool], str]]] = {}
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            self._check_type(f.name, getattr(self, f.name), hints[f.name])
+        for name, (ok, message) in self._rules.items():
+            if not ok(getattr(self, name)):
+                raise ValueError(
+                    f"{type(self).__name__}.{name} {message}, got {getattr(self, name)!r}"
+                )
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-field checks; raise ``ValueError`` naming the field."""
+
+    def _check_type(self, name: str, value: Any, hint: Any) -> None:
+        origin = typing.get_origin(hint)
+        if origin is typing.Literal:
+            if value not in typing.get_args(hint):
+                raise ValueError(
+                    f"{type(self).__name__}.{name} must be one of {typing.get_args(hint)}, "
+                    f"got {value!r}"
+                )
+            return
+        expected = {int: (int,), float: (int, float), bool: (bool,)}.get(hint)
+        bad_bool = hint in (int, float) and isinstance(value, bool)
+        if expected is not None and (not isinstance(value, expected) or bad_bool):
+            raise ValueError(f"{type(self).__name__}.{name} must be {hint.__name__}, got {value!r}")
+        if hint is float and not math.isfinite(value):
+            raise ValueError(f"{type(self).__name__}.{name} must be finite, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Self:
+        """Build from a plain dict; unknown keys raise ``ValueError`` naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(names)}")
+        hints = typing.get_type_hints(cls)
+        coerced = {
+            k: float(v)
+            if hints[k] is float and isinstance(v, int) and not isinstance(v, bool)
+            else v
+            for k, v in values.items()
+        }
+        return cls(**coerced)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (what MLflow params and search spaces use)."""
+        return dataclasses.asdict(self)
+
+
+def positive(x: float) -> bool:
+    """``x > 0``."""
+    return x > 0
+
+
+def non_negative(x: float) -> bool:
+    """``x >= 0``."""
+    return x >= 0
+
+
+def unit_interval(x: float) -> bool:
+    """``0 <= x <= 1``."""
+    return 0 <= x <= 1
+
+
+def goal_cost(z: Tensor, goal: Tensor) -> Tensor:
+    """Squared latent distance averaged over ``D``: ``(..., D), (..., D) -> (...)``."""
+    return (z - goal).pow(2).mean(dim=-1)
+
+
+def terminal_state(model: WorldModel, z0: Tensor, actions: Tensor) -> Tensor:
+    """Last state of the serial rollout ``(..., D)`` without stacking intermediate states."""
+    z = z0
+    for t in range(actions.shape[-2]):
+        z = model.step(z, actions[..., t, :])
+    return z
+
+
+def randn(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normal draws of ``shape`` on ``like``'s device/dtype from ``generator``.
+
+    A generator on another device draws there and the result is moved, so that a CPU
+    generator gives the same numbers whatever the planning device. On ``meta`` no draw happens.
+    """
+    if like.device.type == "meta":
+        return torch.empty(shape, device="meta", dtype=like.dtype)
+    device = generator.device if generator is not None else like.device
+    out = torch.randn(shape, generator=generator, device=device, dtype=like.dtype)
+    return out.to(like.device)
+
+
+def initial_actions(problem: PlanProblem, init: PlanResult | None) -> Tensor:
+    """Warm-start actions from ``init`` if given, else the middle of the bounds; ``(B, H, A)``."""
+    low, high = problem.bounds()
+    B, H, A = problem.batch, problem.horizon, problem.model.action_dim
+    if init is not None:
+        if init.actions.shape != (B, H, A):
+            raise ValueError(
+                f"init.actions must be (B, H, A)={(B, H, A)}, got {tuple(init.actions.shape)}"
+            )
+        return init.actions.detach().to(problem.z0).clamp(low, high).clone()
+    mid = torch.where((low <= 0) & (high >= 0), torch.zeros_like(low), (low + high) / 2)
+    return mid.expand(B, H, A).clone()
+
+
+class ProbeSchedule:
+    """Calls the caller's probe every ``every`` iterations; remembers solved plans.
+
+    Once the probe reports problem ``b`` solved, its plan is frozen: :meth:`apply` restores the
+    plan the probe saw, so the returned plan is the one that reached the goal.
+    """
+
+    def __init__(self, probe: Probe | None, every: int, batch: int, like: Tensor) -> None:
+        self.probe = probe
+        self.every = every
+        self.solved = torch.zeros(batch, dtype=torch.bool, device=like.device)
+        self.frozen: Tensor | None = None
+
+    def __call__(self, iteration: int, actions: Tensor, force: bool = False) -> bool:
+        """Probe if due (or ``force``); returns True when every problem is solved."""
+        if self.probe is None or not (force or (iteration + 1) % self.every == 0):
+            return False
+        actions = actions.detach()
+        solved = self.probe(iteration, actions).to(self.solved.device, torch.bool)
+        if solved.shape != self.solved.shape:
+            raise ValueError(f"probe must return (B,)={tuple(self.solved.shape)} bools")
+        new = (solved & ~self.solved).view(-1, *([1] * (actions.dim() - 1)))
+        self.frozen = torch.where(new, actions, actions if self.frozen is None else self.frozen)
+        self.solved |= solved
+        return bool(self.solved.all())
+
+    def all_solved(self) -> bool:
+        """True when a probe is attached and every problem is solved."""
+        return self.probe is not None and bool(self.solved.all())
+
+    def apply(self, actions: Tensor) -> Tensor:
+        """``actions (B, ...)`` with solved problems' rows replaced by their frozen plans."""
+        if self.frozen is None:
+            return actions
+        mask = self.solved.view(-1, *([1] * (actions.dim() - 1)))
+        return torch.where(mask, self.frozen, actions)
+
+
+def finish(
+    problem: PlanProblem,
+    actions: Tensor,
+    trace: dict[str, list[Tensor]],
+    model_steps: int,
+    iterations: int,
+    extras: dict[str, Tensor] | None = None,
+    solved: Tensor | None = None,
+) -> PlanResult:
+    """Assemble a :class:`PlanResult`: roll the plan out once for its states and true cost."""
+    with torch.no_grad():
+        actions = actions.detach()
+        states = rollout(problem.model, problem.z0.detach(), actions)
+        cost = goal_cost(states[:, -1], problem.goal.detach())
+    stacked = {k: torch.stack(v) for k, v in trace.items() if v}
+    return PlanResult(
+        actions=actions,
+        cost=cost,
+        states=states,
+        trace=stacked,
+        model_steps=model_steps + problem.horizon,
+        iterations=iterations,
+        extras=extras or {},
+        solved=solved,
+    )

@@ -1,0 +1,264 @@
+"""GRASP: Gradient RelAxed Stochastic Planner (Psenka et al., arXiv 2602.00475).
+
+Lifted virtual states optimised in parallel over time with one batched model call per
+iteration, stop-gradient through the model's state input, a dense goal-shaping term, Gaussian
+noise on the states only, and a periodic sync on the true shooting loss (GD or CEM). See
+``shared/docs/GRASP.md`` for the derivation; :func:`grasplab.planners.lifted.lifted_losses`
+for the objective.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from grasplab.planners.base import (
+    PlannerConfig,
+    PlanProblem,
+    PlanResult,
+    Probe,
+    ProbeSchedule,
+    finish,
+    goal_cost,
+    initial_actions,
+    non_negative,
+    positive,
+    randn,
+    terminal_state,
+)
+from grasplab.planners.lifted import initial_states, lifted_losses, schedule_factor
+from grasplab.world_models.base import rollout
+
+Schedule = Literal["constant", "linear", "phase"]
+
+
+@dataclass(frozen=True)
+class GRASPConfig(PlannerConfig):
+    """GRASP hyperparameters (defaults: the authors' fork, see GRASP.md)."""
+
+    n_steps: int = 750
+    """Lifted iterations (each: one batched model call, one Adam step on states and actions)."""
+    lr_states: float = 0.1
+    """Adam step size for the virtual states (``eta_s``)."""
+    lr_actions: float = 0.005
+    """Adam step size for the actions (``eta_a``)."""
+    noise_scale: float = 0.005
+    """Std ``sigma`` of the Gaussian noise added to the virtual states after each step."""
+    goal_weight: float = 1.0
+    """Weight ``gamma`` of the dense goal term ``sum_t ||F(sg(s_t), a_t) - g||^2``."""
+    sync_interval: int = 50
+    """Iterations between syncs ``K_sync``; 0 disables syncing."""
+    sync_steps: int = 10
+    """Steps per sync ``J_sync`` on the true shooting loss (actions only)."""
+    sync_lr: float = 0.05
+    """Adam step size of the GD sync (one optimiser kept across sync phases)."""
+    sync_mode: Literal["gd", "cem"] = "gd"
+    """``gd``: backprop through the full rollout; ``cem``: sample around the current actions."""
+    sync_samples: int = 64
+    """CEM sync: action sequences sampled per sync step ``N``."""
+    sync_elites: int = 8
+    """CEM sync: elites refitted per sync step (top-k)."""
+    sync_std_scale: float = 1.0
+    """CEM sync: action std = this x RMS drift of virtual states from the rollout (per step),
+    in units of the action half-range, clipped to ``[0.01, 1]``."""
+    noise_schedule: Schedule = "constant"
+    """Decay of ``sigma``: ``constant``, ``linear`` (to 0 over the run) or ``phase`` (to 0
+    within each sync phase)."""
+    goal_schedule: Schedule = "constant"
+    """Decay of ``gamma``, same choices as ``noise_schedule``."""
+    init_noise: float = 0.001
+    """Std of the noise added to the straight-line state initialisation (``epsilon``)."""
+    detach_states: bool = True
+    """Stop-gradient on the model's state input (False only for the ablation)."""
+    probe_every: int = 25
+    """Iterations between calls of the caller's probe (does not change the plan)."""
+
+    _rules: ClassVar = {
+        "n_steps": (positive, "must be > 0"),
+        "lr_states": (non_negative, "must be >= 0"),
+        "lr_actions": (positive, "must be > 0"),
+        "noise_scale": (non_negative, "must be >= 0"),
+        "goal_weight": (non_negative, "must be >= 0"),
+        "sync_interval": (non_negative, "must be >= 0 (0 disables sync)"),
+        "sync_steps": (positive, "must be > 0"),
+        "sync_lr": (positive, "must be > 0"),
+        "sync_samples": (lambda x: x >= 2, "must be >= 2"),
+        "sync_elites": (positive, "must be > 0"),
+        "sync_std_scale": (positive, "must be > 0"),
+        "init_noise": (non_negative, "must be >= 0"),
+        "probe_every": (positive, "must be > 0"),
+    }
+
+    def validate(self) -> None:
+        """Cross-field checks."""
+        if self.sync_elites > self.sync_samples:
+            raise ValueError(
+                f"GRASPConfig.sync_elites ({self.sync_elites}) must be <= sync_samples "
+                f"({self.sync_samples})"
+            )
+
+
+class GRASPPlanner:
+    """GRASP; pure: holds only its config.
+
+    Args:
+        config: Hyperparameters (defaults when omitted).
+    """
+
+    def __init__(self, config: GRASPConfig | None = None) -> None:
+        self.config = config or GRASPConfig()
+
+    def plan(
+        self,
+        problem: PlanProblem,
+        init: PlanResult | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        probe: Probe | None = None,
+    ) -> PlanResult:
+        """Solve all ``B`` problems in one call; returns the last iterate (after a sync)."""
+        return run_lifted(problem, self.config, init, generator, probe)
+
+
+class _Sync:
+    """The periodic sync on the true shooting loss; updates actions only."""
+
+    def __init__(self, problem: PlanProblem, config: GRASPConfig) -> None:
+        self.problem = problem
+        self.config = config
+        self.optimizer: torch.optim.Adam | None = None
+
+    def __call__(
+        self, actions: Tensor, states: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, int]:
+        """Run ``sync_steps``; returns per-problem true cost ``(B,)`` and model steps used."""
+        if self.config.sync_mode == "gd":
+            return self._gd(actions)
+        return self._cem(actions, states, generator)
+
+    def _gd(self, actions: Tensor) -> tuple[Tensor, int]:
+        p, cfg = self.problem, self.config
+        if self.optimizer is None:
+            self.optimizer = torch.optim.Adam([actions], lr=cfg.sync_lr)
+        low, high = p.bounds()
+        for _ in range(cfg.sync_steps):
+            cost = goal_cost(terminal_state(p.model, p.z0, actions), p.goal)
+            self.optimizer.zero_grad(set_to_none=True)
+            cost.sum().backward()
+            self.optimizer.step()
+            with torch.no_grad():
+                actions.clamp_(low, high)
+        return cost.detach(), cfg.sync_steps * p.horizon
+
+    @torch.no_grad()
+    def _cem(
+        self, actions: Tensor, states: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, int]:
+        p, cfg = self.problem, self.config
+        low, high = p.bounds()
+        B, H, A = actions.shape
+        N = cfg.sync_samples
+        roll = rollout(p.model, p.z0, actions)  # (B, H, D)
+        targets = torch.cat([states, p.goal.unsqueeze(1)], dim=1)
+        drift = goal_cost(roll, targets).sqrt()  # (B, H) RMS drift per step
+        std = (cfg.sync_std_scale * drift).clamp(0.01, 1.0).unsqueeze(-1) * (high - low) / 2
+        mean = actions.detach().clone()
+        best, best_cost = mean.clone(), goal_cost(roll[:, -1], p.goal)
+        z0 = p.z0.unsqueeze(1).expand(B, N, -1)
+        goal = p.goal.unsqueeze(1)
+        for _ in range(cfg.sync_steps):
+            noise = randn((B, N, H, A), mean, generator)
+            samples = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(low, high)
+            samples[:, 0] = mean  # keep the current plan among the candidates
+            cost = goal_cost(terminal_state(p.model, z0, samples), goal)  # (B, N)
+            elite_cost, idx = cost.topk(cfg.sync_elites, dim=1, largest=False)
+            elites = samples.gather(1, idx.view(B, -1, 1, 1).expand(-1, -1, H, A))
+            mean, std = elites.mean(dim=1), elites.std(dim=1).clamp_min(1e-3)
+            better = elite_cost[:, 0] < best_cost
+            best = torch.where(better.view(B, 1, 1), elites[:, 0], best)
+            best_cost = torch.where(better, elite_cost[:, 0], best_cost)
+        actions.copy_(best)
+        return best_cost, H + cfg.sync_steps * N * H
+
+
+def run_lifted(
+    problem: PlanProblem,
+    config: GRASPConfig,
+    init: PlanResult | None,
+    generator: torch.Generator | None,
+    probe: Probe | None,
+) -> PlanResult:
+    """The lifted optimisation loop (GRASP; LatCo is the special case without noise/sync/sg)."""
+    cfg, p = config, problem
+    z0, goal = p.z0.detach(), p.goal.detach()
+    low, high = p.bounds()
+    actions = initial_actions(p, init).requires_grad_(True)
+    states = initial_states(p, init, cfg.init_noise, generator).requires_grad_(True)
+    optimizer = torch.optim.Adam(
+        [{"params": [states], "lr": cfg.lr_states}, {"params": [actions], "lr": cfg.lr_actions}]
+    )
+    sync = _Sync(p, cfg)
+    probes = ProbeSchedule(probe, cfg.probe_every, p.batch, z0)
+    trace: dict[str, list[Tensor]] = {k: [] for k in ("iteration", "loss_dyn", "loss_goal")}
+    sync_trace: dict[str, list[Tensor]] = {"sync_iteration": [], "sync_cost": []}
+    model_steps, iteration, synced = 0, 0, False
+    for iteration in range(cfg.n_steps):
+        sigma = cfg.noise_scale * schedule_factor(
+            cfg.noise_schedule, iteration, cfg.n_steps, cfg.sync_interval
+        )
+        gamma = cfg.goal_weight * schedule_factor(
+            cfg.goal_schedule, iteration, cfg.n_steps, cfg.sync_interval
+        )
+        loss_dyn, loss_goal = lifted_losses(p.model, z0, states, actions, goal, cfg.detach_states)
+        optimizer.zero_grad(set_to_none=True)
+        (loss_dyn + gamma * loss_goal).sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            actions.clamp_(low, high)
+            if sigma > 0:
+                states.add_(sigma * randn(tuple(states.shape), states, generator))
+            actions.copy_(probes.apply(actions))
+        model_steps += p.horizon
+        trace["iteration"].append(torch.tensor(iteration))
+        trace["loss_dyn"].append(loss_dyn.detach())
+        trace["loss_goal"].append(loss_goal.detach())
+        synced = cfg.sync_interval > 0 and (iteration + 1) % cfg.sync_interval == 0
+        if synced:
+            model_steps += _run_sync(
+                sync, actions, states, generator, probes, sync_trace, iteration
+            )
+        if probes(iteration, actions):
+            break
+    if cfg.sync_interval > 0 and not synced and not probes.all_solved():
+        model_steps += _run_sync(sync, actions, states, generator, probes, sync_trace, iteration)
+        probes(iteration, actions, force=True)
+    trace.update(sync_trace)
+    return finish(
+        p,
+        probes.apply(actions.detach()),
+        trace,
+        model_steps,
+        iteration + 1,
+        extras={"virtual_states": states.detach()},
+        solved=probes.solved if probe is not None else None,
+    )
+
+
+def _run_sync(
+    sync: _Sync,
+    actions: Tensor,
+    states: Tensor,
+    generator: torch.Generator | None,
+    probes: ProbeSchedule,
+    sync_trace: dict[str, list[Tensor]],
+    iteration: int,
+) -> int:
+    cost, steps = sync(actions, states.detach(), generator)
+    with torch.no_grad():
+        actions.copy_(probes.apply(actions))
+    sync_trace["sync_iteration"].append(torch.tensor(iteration))
+    sync_trace["sync_cost"].append(cost.detach())
+    return steps

@@ -1,0 +1,79 @@
+"""The lifted (collocation) objective shared by GRASP and LatCo.
+
+Virtual states ``s_1..s_{H-1}`` ``(B, H-1, D)`` and actions ``(B, H, A)`` are optimised jointly;
+``s_0 = z0`` and ``s_H := goal`` are fixed. Per iteration ONE batched ``step`` call evaluates
+``F(s_t, a_t)`` for all ``B x H`` (problem, t) pairs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from grasplab.planners.base import PlanProblem, PlanResult, goal_cost, randn
+from grasplab.world_models.base import WorldModel
+
+
+def lifted_losses(
+    model: WorldModel,
+    z0: Tensor,
+    states: Tensor,
+    actions: Tensor,
+    goal: Tensor,
+    detach_states: bool,
+) -> tuple[Tensor, Tensor]:
+    """Per-problem dynamics and goal losses ``(B,), (B,)`` from one batched model call.
+
+    ``L_dyn = sum_t mean_D (F(s_t, a_t) - s_{t+1})^2`` and
+    ``L_goal = sum_t mean_D (F(s_t, a_t) - goal)^2``, with ``s_t`` detached in ``F``'s input when
+    ``detach_states`` (GRASP's stop-gradient), so states get gradient only as targets.
+
+    Args:
+        model: World model.
+        z0: Start ``(B, D)``.
+        states: Virtual states ``(B, H-1, D)``.
+        actions: Actions ``(B, H, A)``.
+        goal: Goal ``(B, D)``.
+        detach_states: Cut the gradient through ``F``'s state input.
+    """
+    inputs = torch.cat([z0.unsqueeze(1), states], dim=1)  # (B, H, D): s_0..s_{H-1}
+    if detach_states:
+        inputs = inputs.detach()
+    pred = model.step(inputs, actions)  # (B, H, D): one call over all (problem, t) pairs
+    targets = torch.cat([states, goal.unsqueeze(1)], dim=1)  # s_1..s_H with s_H := goal
+    loss_dyn = goal_cost(pred, targets).sum(dim=1)
+    loss_goal = goal_cost(pred, goal.unsqueeze(1)).sum(dim=1)
+    return loss_dyn, loss_goal
+
+
+def initial_states(
+    problem: PlanProblem,
+    init: PlanResult | None,
+    noise: float,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """Virtual states ``(B, H-1, D)``: warm start, else the line from ``z0`` to the goal + noise."""
+    B, H, D = problem.batch, problem.horizon, problem.model.state_dim
+    z0, goal = problem.z0.detach(), problem.goal.detach()
+    warm = None if init is None else init.extras.get("virtual_states")
+    if warm is not None and warm.shape == (B, H - 1, D):
+        return warm.detach().to(z0).clone()
+    frac = torch.arange(1, H, device=z0.device, dtype=z0.dtype) / H  # (H-1,)
+    line = z0.unsqueeze(1) + frac.view(1, -1, 1) * (goal - z0).unsqueeze(1)
+    if noise > 0:
+        line = line + noise * randn(tuple(line.shape), line, generator)
+    return line.contiguous()
+
+
+def schedule_factor(kind: str, iteration: int, n_steps: int, sync_interval: int) -> float:
+    """Multiplier in ``[0, 1]`` for sigma/gamma schedules at ``iteration``.
+
+    ``constant``: 1. ``linear``: decays linearly to 0 over the whole run. ``phase``: decays
+    linearly to 0 within each sync phase (restarting after every sync).
+    """
+    if kind == "constant":
+        return 1.0
+    if kind == "linear":
+        return 1.0 - iteration / max(n_steps - 1, 1)
+    period = sync_interval if sync_interval > 0 else n_steps
+    return 1.0 - (iteration % period) / max(period - 1, 1)

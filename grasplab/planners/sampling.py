@@ -1,0 +1,215 @@
+"""CEM and MPPI: sampling planners sharing one batched loop.
+
+Each iteration samples candidates ``(B, S, H, A)`` around a Gaussian ``(mean, std)`` ``(B, H, A)``,
+rolls all ``B x S`` of them out in one serial pass (no Python loop over problems or samples),
+scores the terminal cost ``(B, S)``, and refits the Gaussian from the top-k elites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from grasplab.planners.base import (
+    PlannerConfig,
+    PlanProblem,
+    PlanResult,
+    Probe,
+    ProbeSchedule,
+    finish,
+    goal_cost,
+    initial_actions,
+    non_negative,
+    positive,
+    randn,
+    terminal_state,
+)
+
+Refit = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+"""``refit(elites (B, K, H, A), elite_cost (B, K), half_range (A,)) -> mean, std (B, H, A)``."""
+
+
+@dataclass(frozen=True)
+class CEMConfig(PlannerConfig):
+    """CEM hyperparameters (defaults: DINO-WM / stable-worldmodel, 300 / 30 / 30)."""
+
+    n_iterations: int = 30
+    """Refit iterations."""
+    n_samples: int = 300
+    """Candidates sampled per problem per iteration ``S``."""
+    n_elites: int = 30
+    """Elites refitted per iteration (top-k by cost)."""
+    var_scale: float = 1.0
+    """Initial std, in units of the action half-range."""
+    min_std: float = 0.0
+    """Floor on the refitted std, in units of the action half-range."""
+    probe_every: int = 1
+    """Iterations between calls of the caller's probe."""
+
+    _rules: ClassVar = {
+        "n_iterations": (positive, "must be > 0"),
+        "n_samples": (lambda x: x >= 2, "must be >= 2"),
+        "n_elites": (positive, "must be > 0"),
+        "var_scale": (positive, "must be > 0"),
+        "min_std": (non_negative, "must be >= 0"),
+        "probe_every": (positive, "must be > 0"),
+    }
+
+    def validate(self) -> None:
+        """Cross-field checks."""
+        _check_elites(self, self.n_elites, self.n_samples)
+
+
+@dataclass(frozen=True)
+class MPPIConfig(PlannerConfig):
+    """MPPI hyperparameters (defaults: TD-MPC2, 512 / 64 / 6, temperature 0.5, std in [0.05, 2]).
+
+    Elites are weighted by ``softmax(-(c - c_min) / (temperature * (c_max - c_min)))`` over the
+    elites: the temperature is relative to the elites' cost spread, hence unitless (latent costs
+    of different world models differ by orders of magnitude).
+    """
+
+    n_iterations: int = 6
+    """Refit iterations."""
+    n_samples: int = 512
+    """Candidates sampled per problem per iteration ``S``."""
+    n_elites: int = 64
+    """Elites weighted per iteration."""
+    temperature: float = 0.5
+    """Relative softmax temperature over the elites' costs."""
+    init_std: float = 2.0
+    """Initial std, in units of the action half-range (clipped samples)."""
+    min_std: float = 0.05
+    """Floor on the std, in units of the action half-range."""
+    max_std: float = 2.0
+    """Ceiling on the std, in units of the action half-range."""
+    probe_every: int = 1
+    """Iterations between calls of the caller's probe."""
+
+    _rules: ClassVar = {
+        "n_iterations": (positive, "must be > 0"),
+        "n_samples": (lambda x: x >= 2, "must be >= 2"),
+        "n_elites": (positive, "must be > 0"),
+        "temperature": (positive, "must be > 0"),
+        "init_std": (positive, "must be > 0"),
+        "min_std": (non_negative, "must be >= 0"),
+        "max_std": (positive, "must be > 0"),
+        "probe_every": (positive, "must be > 0"),
+    }
+
+    def validate(self) -> None:
+        """Cross-field checks."""
+        _check_elites(self, self.n_elites, self.n_samples)
+        if self.min_std > self.max_std:
+            raise ValueError(
+                f"MPPIConfig.min_std ({self.min_std}) must be <= max_std ({self.max_std})"
+            )
+
+
+def _check_elites(cfg: PlannerConfig, n_elites: int, n_samples: int) -> None:
+    if n_elites > n_samples:
+        raise ValueError(
+            f"{type(cfg).__name__}.n_elites ({n_elites}) must be <= n_samples ({n_samples})"
+        )
+
+
+class CEMPlanner:
+    """Cross-entropy method; pure: holds only its config."""
+
+    def __init__(self, config: CEMConfig | None = None) -> None:
+        self.config = config or CEMConfig()
+
+    def plan(
+        self,
+        problem: PlanProblem,
+        init: PlanResult | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        probe: Probe | None = None,
+    ) -> PlanResult:
+        """Solve all ``B`` problems in one call; returns the final Gaussian mean."""
+        cfg = self.config
+
+        def refit(elites: Tensor, cost: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
+            return elites.mean(dim=1), elites.std(dim=1).clamp_min(cfg.min_std * half)
+
+        return sample_loop(problem, init, generator, probe, cfg, cfg.var_scale, refit)
+
+
+class MPPIPlanner:
+    """MPPI with elites (TD-MPC2 style); pure: holds only its config."""
+
+    def __init__(self, config: MPPIConfig | None = None) -> None:
+        self.config = config or MPPIConfig()
+
+    def plan(
+        self,
+        problem: PlanProblem,
+        init: PlanResult | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        probe: Probe | None = None,
+    ) -> PlanResult:
+        """Solve all ``B`` problems in one call; returns the final weighted mean."""
+        cfg = self.config
+
+        def refit(elites: Tensor, cost: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
+            c_min = cost[:, :1]
+            spread = (cost[:, -1:] - c_min).clamp_min(1e-12)
+            w = torch.softmax(-(cost - c_min) / (cfg.temperature * spread), dim=1)
+            w = w.view(*w.shape, 1, 1)  # (B, K, 1, 1)
+            mean = (w * elites).sum(dim=1)
+            var = (w * (elites - mean.unsqueeze(1)).pow(2)).sum(dim=1)
+            return mean, var.sqrt().clamp(cfg.min_std * half, cfg.max_std * half)
+
+        return sample_loop(problem, init, generator, probe, cfg, cfg.init_std, refit)
+
+
+def sample_loop(
+    problem: PlanProblem,
+    init: PlanResult | None,
+    generator: torch.Generator | None,
+    probe: Probe | None,
+    cfg: CEMConfig | MPPIConfig,
+    init_std: float,
+    refit: Refit,
+) -> PlanResult:
+    """The shared sample -> roll out -> select elites -> refit loop."""
+    p = problem
+    z0, goal = p.z0.detach(), p.goal.detach()
+    low, high = p.bounds()
+    half = (high - low) / 2
+    B, H, A, S, K = p.batch, p.horizon, p.model.action_dim, cfg.n_samples, cfg.n_elites
+    mean = initial_actions(p, init)
+    std = (init_std * half).expand(B, H, A).clone()
+    z0s, goals = z0.unsqueeze(1).expand(B, S, -1), goal.unsqueeze(1)
+    probes = ProbeSchedule(probe, cfg.probe_every, B, z0)
+    trace: dict[str, list[Tensor]] = {"iteration": [], "elite_cost": [], "std": []}
+    iteration = 0
+    with torch.no_grad():
+        for iteration in range(cfg.n_iterations):
+            noise = randn((B, S, H, A), mean, generator)
+            samples = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(low, high)
+            cost = goal_cost(terminal_state(p.model, z0s, samples), goals)  # (B, S)
+            elite_cost, idx = cost.topk(K, dim=1, largest=False, sorted=True)
+            elites = samples.gather(1, idx.view(B, K, 1, 1).expand(-1, -1, H, A))
+            mean, std = refit(elites, elite_cost, half)
+            mean = probes.apply(mean)
+            trace["iteration"].append(torch.tensor(iteration))
+            trace["elite_cost"].append(elite_cost[:, 0])
+            trace["std"].append(std.mean(dim=(1, 2)))
+            if probes(iteration, mean):
+                break
+    return finish(
+        p,
+        probes.apply(mean),
+        trace,
+        (iteration + 1) * S * H,
+        iteration + 1,
+        extras={"std": std},
+        solved=probes.solved if probe is not None else None,
+    )
