@@ -1,0 +1,1 @@
+"""Benchmarks: speed and success figures recorded in BENCHMARKS.md (never timed tests)."""

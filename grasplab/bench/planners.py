@@ -1,0 +1,232 @@
+"""``grasplab bench planners``: every planner on oracle models, plus the speed ratios.
+
+Prints (1) per env and horizon a table ``success % [95% CI] / median time-to-success / model
+steps`` for CEM, GD, MPPI, LatCo and GRASP at their default (field / authors') settings on the
+held-out test goals, with the random-policy floor; (2) GRASP's iteration time over one batched
+forward+backward of ``step`` over all ``B x H`` pairs; (3) CEM's iteration time over its
+``(B*S) x H`` rollout forward; (4) one batched call on 50 problems vs 50 single calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform as stdlib_platform
+import sys
+from typing import Any
+
+import torch
+
+from grasplab.bench.timing import median_time
+from grasplab.eval import EvalProtocol, evaluate, format_cell, random_floor
+from grasplab.planners import (
+    PLANNERS,
+    CEMConfig,
+    GRASPConfig,
+    PlanProblem,
+    make_planner,
+)
+from grasplab.planners.base import terminal_state
+from grasplab.world_models import OracleModel
+
+ORDER = ["cem", "gd", "mppi", "latco", "grasp"]
+LAYOUTS = {"pointmaze": {"layout": "medium"}, "wall": {}}
+# Budgets for the batching measurement only (the ratio barely depends on iteration counts).
+SPEEDUP_BUDGETS: dict[str, dict[str, Any]] = {
+    "grasp": {"n_steps": 100, "sync_interval": 50},
+    "cem": {"n_iterations": 5},
+    "gd": {"n_steps": 50},
+    "mppi": {"n_iterations": 3},
+    "latco": {"n_steps": 100},
+}
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(prog="grasplab bench planners", description=__doc__)
+    p.add_argument("--envs", default="pointmaze,wall")
+    p.add_argument("--horizons", default="10,25,50,80")
+    p.add_argument("--episodes", type=int, default=50, help="test episodes per cell")
+    p.add_argument("--planners", default=",".join(ORDER))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="pointmaze, H in {10, 25}, 10 episodes")
+    p.add_argument("--skip-table", action="store_true", help="only the speed ratios")
+    p.add_argument("--json", default=None, help="also write all figures to this JSON file")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.envs, args.horizons, args.episodes = "pointmaze", "10,25", 10
+    for name in args.planners.split(","):
+        if name not in PLANNERS:
+            p.error(f"unknown planner {name!r}; known: {sorted(PLANNERS)}")
+    return args
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "processor": stdlib_platform.processor() or stdlib_platform.machine(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def protocol_for(env: str, horizon: int, episodes: int, seed: int) -> EvalProtocol:
+    """Open-loop, 'ever within radius' protocol on held-out test goals."""
+    return EvalProtocol(
+        env=env,
+        env_overrides=LAYOUTS.get(env, {}),
+        horizon=horizon,
+        seed=seed,
+        tune_episodes=0,
+        test_episodes=episodes,
+    )
+
+
+def success_table(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Evaluate every planner at every (env, horizon); print rows as they finish."""
+    rows = []
+    names = args.planners.split(",")
+    for env in args.envs.split(","):
+        for horizon in (int(h) for h in args.horizons.split(",")):
+            try:
+                protocol = protocol_for(env, horizon, args.episodes, args.seed)
+                protocol.tasks("test")
+            except ValueError as err:
+                print(f"{env} H={horizon}: skipped ({err})", flush=True)
+                continue
+            model = OracleModel(protocol.make_env(), protocol.action_block)
+            model.device = args.device
+            floor = random_floor(protocol, "test", seed=args.seed).summary()
+            row: dict[str, Any] = {"env": env, "horizon": horizon, "random": floor}
+            for name in names:
+                res = evaluate(protocol, make_planner(name), model, "test")
+                row[name] = res.summary()
+                print(f"{env} H={horizon} {name}: {cell(row[name])}", flush=True)
+            rows.append(row)
+    print_table(rows, names)
+    return rows
+
+
+def cell(m: dict[str, float]) -> str:
+    """``success [CI] / tts / model steps``."""
+    return f"{format_cell(m)} / {m['model_steps']:.3g} steps"
+
+
+def print_table(rows: list[dict[str, Any]], names: list[str]) -> None:
+    """Markdown table: one row per (env, horizon), one column per planner."""
+    if not rows:
+        return
+    n = rows[0]["random"]["n"]
+    print(f"\nsuccess % [95% Wilson CI] / median time-to-success / model steps (n={n} each)")
+    print("| env | H | random | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
+    for r in rows:
+        rnd = f"{100 * r['random']['success_rate']:.0f}%"
+        cells = " | ".join(cell(r[name]) for name in names)
+        print(f"| {r['env']} | {r['horizon']} | {rnd} | {cells} |")
+
+
+def _problem(env: str, batch: int, horizon: int, device: str) -> PlanProblem:
+    protocol = protocol_for(env, horizon, batch, 0)
+    tasks = protocol.tasks("test").to(device)
+    model = OracleModel(protocol.make_env(), 1)
+    env_obj = model.env
+    z0, goal = model.encode(tasks.start), model.encode(tasks.goal)
+    low, high = env_obj.action_low.to(z0), env_obj.action_high.to(z0)
+    return PlanProblem(model, z0, goal, horizon, low, high)
+
+
+def per_iteration(run: Any, field: str, base: Any, lo: int, hi: int, device: str) -> float:
+    """Seconds per iteration from the difference of two budgets (removes fixed costs)."""
+    t_lo = median_time(lambda: run(dataclasses.replace(base, **{field: lo})), device=device)
+    t_hi = median_time(lambda: run(dataclasses.replace(base, **{field: hi})), device=device)
+    return (t_hi - t_lo) / (hi - lo)
+
+
+def grasp_ratio(env: str, batch: int, horizon: int, device: str) -> dict[str, float]:
+    """GRASP iteration time / one batched forward+backward of ``step`` over all B x H pairs."""
+    p = _problem(env, batch, horizon, device)
+    base = GRASPConfig(sync_interval=0)
+    it = per_iteration(
+        lambda c: make_planner("grasp", c).plan(p), "n_steps", base, 50, 250, device
+    )
+    D = p.model.state_dim
+    states = p.z0.unsqueeze(1) + torch.zeros(batch, horizon, D, device=p.z0.device)
+    actions = torch.zeros(batch, horizon, p.model.action_dim, device=p.z0.device)
+    targets = states.clone().requires_grad_(True)
+    a = actions.clone().requires_grad_(True)
+
+    def forward_backward() -> None:
+        loss = (p.model.step(states, a) - targets).pow(2).mean(-1).sum()
+        loss.backward()
+
+    floor = median_time(forward_backward, repeats=20, warmup=3, device=device)
+    return {"iteration_s": it, "step_fwd_bwd_s": floor, "ratio": it / floor}
+
+
+def cem_ratio(env: str, batch: int, horizon: int, device: str) -> dict[str, float]:
+    """CEM iteration time / the ``(B*S) x H`` rollout forward of its samples."""
+    p = _problem(env, batch, horizon, device)
+    base = CEMConfig()
+    it = per_iteration(
+        lambda c: make_planner("cem", c).plan(p), "n_iterations", base, 2, 8, device
+    )
+    S = base.n_samples
+    z0 = p.z0.unsqueeze(1).expand(batch, S, -1)
+    samples = torch.zeros(batch, S, horizon, p.model.action_dim, device=p.z0.device)
+
+    def forward() -> None:
+        with torch.no_grad():
+            terminal_state(p.model, z0, samples)
+
+    floor = median_time(forward, repeats=5, device=device)
+    return {"iteration_s": it, "rollout_fwd_s": floor, "ratio": it / floor}
+
+
+def batch_speedup(env: str, batch: int, horizon: int, device: str) -> dict[str, dict]:
+    """Per planner: time of ``batch`` single-problem calls / one call on all of them."""
+    p = _problem(env, batch, horizon, device)
+    out = {}
+    for name, budget in SPEEDUP_BUDGETS.items():
+        planner = make_planner(name, budget)
+        joint = median_time(lambda pl=planner: pl.plan(p), repeats=3, device=device)
+
+        def singles(pl=planner) -> None:
+            for b in range(batch):
+                pl.plan(dataclasses.replace(p, z0=p.z0[b : b + 1], goal=p.goal[b : b + 1]))
+
+        single = median_time(singles, repeats=1, warmup=0, device=device)
+        out[name] = {"one_call_s": joint, "single_calls_s": single, "speedup": single / joint}
+        print(f"batching {name}: {out[name]['speedup']:.1f}x "
+              f"({single:.2f} s / {joint:.3f} s)", flush=True)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark and print its figures."""
+    args = parse(argv)
+    torch.manual_seed(args.seed)
+    figures: dict[str, Any] = {"machine": machine(), "args": vars(args)}
+    print(json.dumps(figures["machine"]))
+    if not args.skip_table:
+        figures["table"] = success_table(args)
+    env = args.envs.split(",")[0]
+    figures["grasp_ratio"] = grasp_ratio(env, 50, 50, args.device)
+    print(f"GRASP iteration / batched step fwd+bwd over B*H=50*50 pairs: "
+          f"{figures['grasp_ratio']['ratio']:.2f}x (target <= 1.5x)", flush=True)
+    figures["cem_ratio"] = cem_ratio(env, 50, 50, args.device)
+    print(f"CEM iteration / (B*S)*H rollout forward (B=50, S=300, H=50): "
+          f"{figures['cem_ratio']['ratio']:.2f}x (target <= 1.0x)", flush=True)
+    figures["batching"] = batch_speedup(env, 50, 25, args.device)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=1, default=float)
+    return 0
