@@ -322,3 +322,15 @@ def test_plan_problem_validates_shapes():
         dataclasses.replace(problem, action_low=torch.ones(3))
     with pytest.raises(ValueError, match="action_low must be < action_high"):
         dataclasses.replace(problem, action_low=torch.ones(2))
+
+
+def test_shifted_warm_start_keeps_or_shrinks_the_horizon():
+    problem, _ = lq_problem(0, batch=2, horizon=6)
+    result = GRASPPlanner(GRASPConfig(n_steps=5, sync_interval=0)).plan(problem)
+    kept = result.shifted(2)
+    assert kept.actions.shape == (2, 6, 2) and kept.extras["virtual_states"].shape == (2, 5, 4)
+    torch.testing.assert_close(kept.actions[:, :4], result.actions[:, 2:])
+    torch.testing.assert_close(kept.actions[:, 5], result.actions[:, 5])
+    shrunk = result.shifted(2, horizon=4)
+    assert shrunk.actions.shape == (2, 4, 2) and shrunk.extras["virtual_states"].shape == (2, 3, 4)
+    torch.testing.assert_close(shrunk.actions, result.actions[:, 2:])

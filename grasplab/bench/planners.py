@@ -155,9 +155,7 @@ def grasp_ratio(env: str, batch: int, horizon: int, device: str) -> dict[str, fl
     """GRASP iteration time / one batched forward+backward of ``step`` over all B x H pairs."""
     p = _problem(env, batch, horizon, device)
     base = GRASPConfig(sync_interval=0)
-    it = per_iteration(
-        lambda c: make_planner("grasp", c).plan(p), "n_steps", base, 50, 250, device
-    )
+    it = per_iteration(lambda c: make_planner("grasp", c).plan(p), "n_steps", base, 50, 250, device)
     D = p.model.state_dim
     states = p.z0.unsqueeze(1) + torch.zeros(batch, horizon, D, device=p.z0.device)
     actions = torch.zeros(batch, horizon, p.model.action_dim, device=p.z0.device)
@@ -176,9 +174,7 @@ def cem_ratio(env: str, batch: int, horizon: int, device: str) -> dict[str, floa
     """CEM iteration time / the ``(B*S) x H`` rollout forward of its samples."""
     p = _problem(env, batch, horizon, device)
     base = CEMConfig()
-    it = per_iteration(
-        lambda c: make_planner("cem", c).plan(p), "n_iterations", base, 2, 8, device
-    )
+    it = per_iteration(lambda c: make_planner("cem", c).plan(p), "n_iterations", base, 2, 8, device)
     S = base.n_samples
     z0 = p.z0.unsqueeze(1).expand(batch, S, -1)
     samples = torch.zeros(batch, S, horizon, p.model.action_dim, device=p.z0.device)
@@ -205,8 +201,10 @@ def batch_speedup(env: str, batch: int, horizon: int, device: str) -> dict[str, 
 
         single = median_time(singles, repeats=1, warmup=0, device=device)
         out[name] = {"one_call_s": joint, "single_calls_s": single, "speedup": single / joint}
-        print(f"batching {name}: {out[name]['speedup']:.1f}x "
-              f"({single:.2f} s / {joint:.3f} s)", flush=True)
+        print(
+            f"batching {name}: {out[name]['speedup']:.1f}x ({single:.2f} s / {joint:.3f} s)",
+            flush=True,
+        )
     return out
 
 
@@ -220,11 +218,17 @@ def main(argv: list[str]) -> int:
         figures["table"] = success_table(args)
     env = args.envs.split(",")[0]
     figures["grasp_ratio"] = grasp_ratio(env, 50, 50, args.device)
-    print(f"GRASP iteration / batched step fwd+bwd over B*H=50*50 pairs: "
-          f"{figures['grasp_ratio']['ratio']:.2f}x (target <= 1.5x)", flush=True)
+    print(
+        f"GRASP iteration / batched step fwd+bwd over B*H=50*50 pairs: "
+        f"{figures['grasp_ratio']['ratio']:.2f}x (target <= 1.5x)",
+        flush=True,
+    )
     figures["cem_ratio"] = cem_ratio(env, 50, 50, args.device)
-    print(f"CEM iteration / (B*S)*H rollout forward (B=50, S=300, H=50): "
-          f"{figures['cem_ratio']['ratio']:.2f}x (target <= 1.0x)", flush=True)
+    print(
+        f"CEM iteration / (B*S)*H rollout forward (B=50, S=300, H=50): "
+        f"{figures['cem_ratio']['ratio']:.2f}x (target <= 1.0x)",
+        flush=True,
+    )
     figures["batching"] = batch_speedup(env, 50, 25, args.device)
     if args.json:
         with open(args.json, "w") as f:

@@ -15,8 +15,9 @@ def sync(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
-                device: torch.device | str = "cpu") -> float:
+def median_time(
+    fn: Callable[[], object], repeats: int = 5, warmup: int = 1, device: torch.device | str = "cpu"
+) -> float:
     """Median wall time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` runs."""
     for _ in range(warmup):
         fn()

@@ -130,16 +130,43 @@ def project_discs(
         Free points ``(..., 2)``.
     """
     centres, radii = discs[:, :2], discs[:, 2]
+    if pos.device.type == "meta":
+        return _project_all(pos, centres, radii, vertices, arena_lo, arena_hi, tol)
+    # Fast path: only points inside a disc or outside the arena move; gather just those.
+    gap = (pos.unsqueeze(-2) - centres).square().sum(-1).sqrt() - radii
+    outside = ((pos < arena_lo - tol) | (pos > arena_hi + tol)).any(-1)
+    needs = ((gap < -tol).any(-1) | outside).reshape(-1)
+    rows = needs.nonzero().squeeze(-1)
+    if rows.numel() == 0:
+        return pos
+    flat = pos.reshape(-1, 2)
+    moved = _project_all(flat[rows], centres, radii, vertices, arena_lo, arena_hi, tol)
+    return flat.index_put((rows,), moved).reshape(pos.shape)
+
+
+def _project_all(
+    pos: Tensor,
+    centres: Tensor,
+    radii: Tensor,
+    vertices: Tensor,
+    arena_lo: Tensor,
+    arena_hi: Tensor,
+    tol: float,
+) -> Tensor:
+    """:func:`project_discs` for every point, without the fast path (shape-static)."""
     offset = pos.unsqueeze(-2) - centres
     norm = (offset.square().sum(-1) + 1e-12).sqrt()
     radial = centres + offset * (radii / norm).unsqueeze(-1)
     clamped = torch.maximum(torch.minimum(pos, arena_hi), arena_lo).unsqueeze(-2)
-    corners = vertices.expand(*pos.shape[:-1], *vertices.shape)
-    cand = torch.cat([clamped, radial, corners], dim=-2)
+    cand = torch.cat([clamped, radial], dim=-2)  # (..., 1 + C, 2): freeness to be checked
     gap = (cand.unsqueeze(-2) - centres).square().sum(-1).sqrt() - radii
     inside_arena = ((cand >= arena_lo - tol) & (cand <= arena_hi + tol)).all(-1)
     free = (gap >= -tol).all(-1) & inside_arena
     cost = torch.where(free, (cand - pos.unsqueeze(-2)).square().sum(-1), pos.new_tensor(math.inf))
+    # The corners are free by construction (precomputed): only their distance matters.
+    corners = vertices.expand(*pos.shape[:-1], *vertices.shape)
+    cand = torch.cat([cand, corners], dim=-2)
+    cost = torch.cat([cost, (corners - pos.unsqueeze(-2)).square().sum(-1)], dim=-1)
     best = cost.argmin(-1, keepdim=True).unsqueeze(-1).expand(*pos.shape[:-1], 1, 2)
     return cand.gather(-2, best).squeeze(-2)
 

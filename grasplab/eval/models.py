@@ -12,9 +12,7 @@ from grasplab.world_models import OracleModel, WorldModel
 ORACLE = "oracle"
 
 
-def load_model(
-    spec: str, protocol: EvalProtocol, device: str | torch.device = "cpu"
-) -> WorldModel:
+def load_model(spec: str, protocol: EvalProtocol, device: str | torch.device = "cpu") -> WorldModel:
     """The world model named by ``spec`` for ``protocol``, on ``device``.
 
     Args:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -48,7 +49,11 @@ class EvalProtocol:
     mpc_execute: int = 1
     """MPC: model steps executed per replan."""
     mpc_replans: int = 0
-    """MPC: replans per episode (0: ``ceil(horizon / mpc_execute)``, the same env budget)."""
+    """MPC: replans per episode (0: ``ceil(horizon / mpc_execute)``, the open-loop budget)."""
+    mpc_shrink: bool = True
+    """MPC: replan over the remaining budget (the horizon shrinks, so plans must arrive within
+    it). False: a fixed receding horizon of ``horizon`` steps at every replan; with a terminal
+    cost it keeps postponing arrival, so pair it with a larger ``mpc_replans``."""
     success_rule: Literal["ever", "final"] = "ever"
     """``ever``: within radius at any step of the horizon (the paper). ``final``: at the end."""
     stop_on_success: bool = True
@@ -57,6 +62,18 @@ class EvalProtocol:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env_overrides", dict(self.env_overrides))
+        for name in (
+            "horizon",
+            "action_block",
+            "seed",
+            "tune_episodes",
+            "test_episodes",
+            "mpc_execute",
+            "mpc_replans",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"EvalProtocol.{name} must be an int, got {value!r}")
         checks = {
             "horizon": self.horizon >= 1,
             "action_block": self.action_block >= 1,
@@ -70,10 +87,14 @@ class EvalProtocol:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"EvalProtocol.{name} is invalid: {getattr(self, name)!r}")
-        for name in ("horizon", "action_block", "seed", "tune_episodes", "test_episodes"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"EvalProtocol.{name} must be an int, got {value!r}")
+        if (
+            self.mode == "mpc"
+            and self.mpc_shrink
+            and self.mpc_replans > math.ceil(self.horizon / self.mpc_execute)
+        ):
+            raise ValueError(
+                "EvalProtocol.mpc_replans exceeds the shrinking budget ceil(horizon/mpc_execute)"
+            )
         self.make_env()  # unknown env / override names fail here, naming the problem
 
     def __hash__(self) -> int:

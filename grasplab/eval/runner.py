@@ -61,9 +61,7 @@ class EpisodeResults:
     def to_records(self) -> list[dict[str, Any]]:
         """One plain dict per episode (for tables and artifacts)."""
         fields = [f.name for f in dataclasses.fields(self)]
-        return [
-            {f: getattr(self, f)[i].item() for f in fields} for i in range(len(self))
-        ]
+        return [{f: getattr(self, f)[i].item() for f in fields} for i in range(len(self))]
 
     @classmethod
     def from_records(cls, records: Sequence[dict[str, Any]]) -> EpisodeResults:
@@ -199,13 +197,18 @@ def evaluate(
 
 
 def _problem(
-    protocol: EvalProtocol, env: Env, model: WorldModel, state: Tensor, goal: Tensor
+    protocol: EvalProtocol,
+    env: Env,
+    model: WorldModel,
+    state: Tensor,
+    goal: Tensor,
+    horizon: int | None = None,
 ) -> PlanProblem:
     with torch.no_grad():
         z0 = model.encode(observe(model, env, state))
         g = model.encode(observe(model, env, goal))
     low, high = action_bounds(env, protocol.action_block, z0)
-    return PlanProblem(model, z0, g, protocol.horizon, low, high)
+    return PlanProblem(model, z0, g, horizon or protocol.horizon, low, high)
 
 
 def _open_loop(
@@ -278,8 +281,11 @@ def _mpc(
     state, init, spent, steps = start, None, 0.0, 0
     first_hit = torch.full((B,), math.nan, dtype=torch.float64)
     all_distances, result = [], None
-    for _ in range(replans):
-        problem = _problem(protocol, env, model, state, goal)
+    for r in range(replans):
+        horizon = protocol.horizon
+        if protocol.mpc_shrink:
+            horizon = protocol.horizon - r * protocol.mpc_execute
+        problem = _problem(protocol, env, model, state, goal, horizon)
         clock = _Clock(device)
         result = planner.plan(problem, init, generator=generator)
         spent += clock.now()
@@ -290,7 +296,9 @@ def _mpc(
         hit = reached(distances, env.success_radius, "ever").cpu()
         first_hit[hit & first_hit.isnan()] = spent
         all_distances.append(distances)
-        state, init = visited[:, -1], result.shifted(protocol.mpc_execute)
+        next_h = horizon - protocol.mpc_execute if protocol.mpc_shrink else None
+        state = visited[:, -1]
+        init = result.shifted(protocol.mpc_execute, next_h) if next_h != 0 else None
     distances = torch.cat(all_distances, dim=1)
     success = reached(distances, env.success_radius, protocol.success_rule).cpu()
     tts = torch.where(success, first_hit, torch.full_like(first_hit, math.nan))
@@ -328,8 +336,9 @@ def random_floor(
     u = torch.rand((N, T, env.action_dim), generator=g)
     actions = env.action_low + u * (env.action_high - env.action_low)
     with torch.no_grad():
-        distances, _ = execute(env, start, goal, actions.reshape(N, protocol.horizon, -1),
-                               protocol.action_block)
+        distances, _ = execute(
+            env, start, goal, actions.reshape(N, protocol.horizon, -1), protocol.action_block
+        )
     success = reached(distances, env.success_radius, protocol.success_rule)
     return EpisodeResults(
         index=np.tile(np.arange(len(tasks)), repeats),

@@ -98,25 +98,33 @@ class PlanResult:
     extras: dict[str, Tensor] = field(default_factory=dict)
     solved: Tensor | None = None
 
-    def shifted(self, executed: int) -> PlanResult:
+    def shifted(self, executed: int, horizon: int | None = None) -> PlanResult:
         """Warm start for the next MPC replan after executing ``executed`` model steps.
 
-        Drops the executed steps and repeats the last action (and last virtual state) to keep
-        the horizon; the trace is dropped.
+        Drops the executed steps; with ``horizon`` None it repeats the last action (and last
+        virtual state) to keep the length, otherwise it keeps the first ``horizon`` remaining
+        steps (a shrinking horizon). The trace is dropped.
         """
-        if executed <= 0:
+        if executed <= 0 and horizon is None:
             return self
 
-        def shift(x: Tensor) -> Tensor:
+        def shift(x: Tensor, length: int) -> Tensor:
             k = min(executed, x.shape[1])
-            pad = x[:, -1:].expand(-1, k, *x.shape[2:])
-            return torch.cat([x[:, k:], pad], dim=1)
+            rest = x[:, k:]
+            if horizon is not None:
+                return rest[:, :length]
+            pad = x[:, -1:].expand(-1, length - rest.shape[1], *x.shape[2:])
+            return torch.cat([rest, pad], dim=1)
 
-        extras = {k: shift(v) for k, v in self.extras.items() if v.dim() >= 2}
+        H = self.actions.shape[1]
+        new_h = H if horizon is None else horizon
+        extras = {
+            k: shift(v, new_h - (H - v.shape[1])) for k, v in self.extras.items() if v.dim() >= 3
+        }
         return PlanResult(
-            actions=shift(self.actions),
+            actions=shift(self.actions, new_h),
             cost=self.cost,
-            states=shift(self.states),
+            states=shift(self.states, new_h),
             trace={},
             model_steps=0,
             iterations=0,
