@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from grasplab.bench.timing import median_time
+from grasplab.bench.timing import best_time
 from grasplab.eval import EvalProtocol, evaluate, format_cell, random_floor
 from grasplab.planners import (
     PLANNERS,
@@ -146,8 +146,8 @@ def _problem(env: str, batch: int, horizon: int, device: str) -> PlanProblem:
 
 def per_iteration(run: Any, field: str, base: Any, lo: int, hi: int, device: str) -> float:
     """Seconds per iteration from the difference of two budgets (removes fixed costs)."""
-    t_lo = median_time(lambda: run(dataclasses.replace(base, **{field: lo})), device=device)
-    t_hi = median_time(lambda: run(dataclasses.replace(base, **{field: hi})), device=device)
+    t_lo = best_time(lambda: run(dataclasses.replace(base, **{field: lo})), device=device)
+    t_hi = best_time(lambda: run(dataclasses.replace(base, **{field: hi})), device=device)
     return (t_hi - t_lo) / (hi - lo)
 
 
@@ -166,7 +166,7 @@ def grasp_ratio(env: str, batch: int, horizon: int, device: str) -> dict[str, fl
         loss = (p.model.step(states, a) - targets).pow(2).mean(-1).sum()
         loss.backward()
 
-    floor = median_time(forward_backward, repeats=20, warmup=3, device=device)
+    floor = best_time(forward_backward, repeats=20, warmup=3, device=device)
     return {"iteration_s": it, "step_fwd_bwd_s": floor, "ratio": it / floor}
 
 
@@ -183,7 +183,7 @@ def cem_ratio(env: str, batch: int, horizon: int, device: str) -> dict[str, floa
         with torch.no_grad():
             terminal_state(p.model, z0, samples)
 
-    floor = median_time(forward, repeats=5, device=device)
+    floor = best_time(forward, repeats=5, device=device)
     return {"iteration_s": it, "rollout_fwd_s": floor, "ratio": it / floor}
 
 
@@ -193,13 +193,13 @@ def batch_speedup(env: str, batch: int, horizon: int, device: str) -> dict[str, 
     out = {}
     for name, budget in SPEEDUP_BUDGETS.items():
         planner = make_planner(name, budget)
-        joint = median_time(lambda pl=planner: pl.plan(p), repeats=3, device=device)
+        joint = best_time(lambda pl=planner: pl.plan(p), repeats=3, device=device)
 
         def singles(pl=planner) -> None:
             for b in range(batch):
                 pl.plan(dataclasses.replace(p, z0=p.z0[b : b + 1], goal=p.goal[b : b + 1]))
 
-        single = median_time(singles, repeats=1, warmup=0, device=device)
+        single = best_time(singles, repeats=1, warmup=0, device=device)
         out[name] = {"one_call_s": joint, "single_calls_s": single, "speedup": single / joint}
         print(
             f"batching {name}: {out[name]['speedup']:.1f}x ({single:.2f} s / {joint:.3f} s)",

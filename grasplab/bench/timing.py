@@ -29,3 +29,19 @@ def median_time(
         sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
+              device: torch.device | str = "cpu") -> float:
+    """Fastest wall time of ``fn()`` over ``repeats`` runs: robust to other load on a shared
+    machine (interference only ever adds time)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
