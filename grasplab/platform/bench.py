@@ -1,0 +1,130 @@
+"""``grasplab bench platform``: what the platform costs and how it scales.
+
+- Overhead of a sweep: ``(workers x sweep time - worker compute) / worker compute``, the share of
+  the pool's time not spent planning or scoring (Tune, trial dispatch, MLflow logging, the
+  report, idle tails). With one worker this is exactly ``(sweep wall - sum of trial compute) /
+  sum of trial compute``. The sweep time excludes starting Ray (printed separately).
+- Scaling: episodes/s through the pool (dispatcher -> workers) with 1 and k workers on a fixed
+  workload, as ``eps(k) / (k x eps(1))``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from grasplab.platform import runtime, sweep
+from grasplab.platform.config import ConfigError, load
+from grasplab.platform.trial import chunk_indices, evaluate_chunks
+from grasplab.platform.workers import plan_placement, start_pool
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """CLI arguments."""
+    parser = argparse.ArgumentParser(prog="grasplab bench platform", description=__doc__)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the benchmarked sweep")
+    parser.add_argument("--workers", default="1,2", help="worker counts for scaling (1,2)")
+    parser.add_argument("--chunks", type=int, default=16, help="chunks per scaling run")
+    parser.add_argument(
+        "--sweep-workers",
+        type=int,
+        default=None,
+        help="workers of the overhead sweep (default: one per CPU)",
+    )
+    parser.add_argument("--skip-sweep", action="store_true", help="scaling only")
+    parser.add_argument("--skip-scaling", action="store_true", help="overhead only")
+    return parser.parse_args(list(argv))
+
+
+def scaling_run(spec: Any, workers: int, chunks: int) -> dict[str, float]:
+    """Episodes/s of ``chunks`` chunks of the first planner's base config through ``workers``."""
+    placement = plan_placement(ray.cluster_resources(), workers, 0.05)
+    pool = start_pool(f"bench-{workers}-{os.getpid()}", placement, "grasplab")
+    planner = spec.planners[0]
+    context = {
+        "planner": planner.name,
+        "protocol": spec.protocol.to_dict(),
+        "world_model": spec.world_model,
+    }
+    config = planner.trial_config({})
+    size = spec.sweep.chunk_size
+    indices = chunk_indices(spec.protocol.tune_episodes, size)
+    try:
+        ray.get(evaluate_chunks(pool.dispatcher, context, config, "tune", indices[:workers]))
+        work = [indices[i % len(indices)] for i in range(chunks)]
+        start = time.perf_counter()
+        outputs = ray.get(evaluate_chunks(pool.dispatcher, context, config, "tune", work))
+        elapsed = time.perf_counter() - start
+    finally:
+        pool.shutdown()
+    episodes = sum(len(o["records"]) for o in outputs)
+    compute = sum(o["compute_s"] for o in outputs)
+    return {
+        "workers": workers,
+        "episodes": episodes,
+        "seconds": elapsed,
+        "episodes_per_s": episodes / elapsed,
+        "compute_s": compute,
+    }
+
+
+def overhead_run(overrides: Sequence[str], workers: int | None) -> dict[str, float]:
+    """Run a sweep (default experiment unless overridden) and measure its overhead."""
+    spec, state = sweep.prepare([*overrides, "name=bench_platform"], Path.cwd())
+    result = sweep.run_sweep(spec, state, progress=False, num_workers=workers)
+    pool_time = result.num_workers * result.tune_time
+    return {
+        "workers": result.num_workers,
+        "sweep_s": result.tune_time,
+        "wall_s": result.wall_time,
+        "compute_s": result.trial_compute,
+        "overhead": (pool_time - result.trial_compute) / result.trial_compute,
+        "trials": sum(len(o.trials) for o in result.outcomes),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the overhead and scaling figures (2 on a bad override)."""
+    args = parse_args(argv or [])
+    try:
+        spec = load(args.overrides)
+    except ConfigError as error:
+        print(f"grasplab bench platform: error: {error}", file=sys.stderr)
+        return 2
+    runtime.quiet_environment()
+    start = time.perf_counter()
+    runtime.connect(spec.cluster)
+    print(f"ray start: {time.perf_counter() - start:.1f} s; resources {ray.cluster_resources()}")
+    print(f"load average: {os.getloadavg()}")
+    if not args.skip_scaling:
+        print_scaling(spec, [int(k) for k in args.workers.split(",")], args.chunks)
+    if not args.skip_sweep:
+        o = overhead_run(args.overrides, args.sweep_workers)
+        print(
+            f"sweep: {o['trials']} trials, {o['workers']} workers, {o['sweep_s']:.1f} s "
+            f"(wall incl. Ray/MLflow/pool start {o['wall_s']:.1f} s), worker compute "
+            f"{o['compute_s']:.1f} s -> overhead {100 * o['overhead']:.1f}% (target <= 5%)"
+        )
+    print(f"load average: {os.getloadavg()}")
+    ray.shutdown()
+    return 0
+
+
+def print_scaling(spec: Any, counts: list[int], chunks: int) -> None:
+    """Measure and print episodes/s per worker count and the scaling ratio."""
+    runs = {k: scaling_run(spec, k, chunks) for k in counts}
+    base = runs[min(counts)]["episodes_per_s"] / min(counts)
+    for k, run in runs.items():
+        ratio = run["episodes_per_s"] / (k * base)
+        print(
+            f"scaling: {k} worker(s): {run['episodes']} episodes in {run['seconds']:.1f} s = "
+            f"{run['episodes_per_s']:.2f} episodes/s; ratio to {k} x 1 worker: {ratio:.2f} "
+            "(target >= 0.85)"
+        )

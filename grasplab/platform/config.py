@@ -1,0 +1,381 @@
+"""Sweep configuration: Hydra composition on the driver, validation, Tune search spaces.
+
+Hydra composes ``tune_configs/`` into a plain dict (the only object Ray ever sees); this module
+then checks it against the code (planner registry and config fields, the evaluation protocol, the
+world-model spec) so that a bad override fails in the driver, before any run exists, with a
+one-line :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grasplab.eval import EvalProtocol
+from grasplab.planners import PLANNERS
+
+CONFIG_DIR_ENV = "GRASPLAB_CONFIG_DIR"
+MODEL_URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+
+
+class ConfigError(ValueError):
+    """A bad config or override; the CLI prints it as one line and exits with code 2."""
+
+
+def config_dir() -> Path:
+    """The ``tune_configs/`` folder (``$GRASPLAB_CONFIG_DIR`` or the repository's)."""
+    env = os.environ.get(CONFIG_DIR_ENV)
+    if env:
+        return Path(env).resolve()
+    return Path(__file__).resolve().parents[2] / "tune_configs"
+
+
+def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Compose ``config.yaml`` with Hydra overrides into a resolved plain dict.
+
+    Raises:
+        ConfigError: Unknown group option, unparsable override, missing mandatory value.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except Exception as error:  # Hydra/OmegaConf raise many types; all mean a bad config
+        raise ConfigError(one_line(error)) from error
+
+
+def one_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message (with OmegaConf's key, if any)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    line = lines[0] if lines else type(error).__name__
+    key = getattr(error, "full_key", None)
+    return f"{line} ({key})" if key and str(key) not in line else line
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One search-space entry as declared in YAML.
+
+    Attributes:
+        type: ``loguniform``, ``uniform``, ``int`` (``low..high`` inclusive) or ``choice``.
+        low: Lower bound (numeric types).
+        high: Upper bound (numeric types, inclusive for ``int``).
+        values: The options of a ``choice``.
+        log: ``int`` only: sample on a log scale.
+    """
+
+    type: str
+    low: float | None = None
+    high: float | None = None
+    values: tuple[Any, ...] = ()
+    log: bool = False
+
+    @classmethod
+    def from_dict(cls, name: str, spec: Mapping[str, Any]) -> Distribution:
+        """Parse and check one entry; ``name`` is only used in error messages."""
+        if not isinstance(spec, Mapping) or "type" not in spec:
+            raise ConfigError(f"search_space.{name}: expected a mapping with a 'type'")
+        unknown = sorted(set(spec) - {"type", "low", "high", "values", "log"})
+        if unknown:
+            raise ConfigError(f"search_space.{name}: unknown key(s) {unknown}")
+        dist = cls(
+            type=str(spec["type"]),
+            low=spec.get("low"),
+            high=spec.get("high"),
+            values=tuple(spec.get("values") or ()),
+            log=bool(spec.get("log", False)),
+        )
+        dist.check(name)
+        return dist
+
+    def check(self, name: str) -> None:
+        """Raise :class:`ConfigError` unless the distribution is well formed."""
+        if self.type == "choice":
+            if not self.values:
+                raise ConfigError(f"search_space.{name}: a choice needs non-empty 'values'")
+            return
+        if self.type not in ("loguniform", "uniform", "int"):
+            raise ConfigError(
+                f"search_space.{name}: unknown type {self.type!r} "
+                "(loguniform, uniform, int, choice)"
+            )
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ConfigError(f"search_space.{name}: needs low < high, got {self.low}, {self.high}")
+        if self.type == "loguniform" and self.low <= 0:
+            raise ConfigError(f"search_space.{name}: loguniform needs low > 0, got {self.low}")
+
+    def extremes(self) -> list[Any]:
+        """The values at the edges of the distribution (checked against the planner config)."""
+        if self.type == "choice":
+            return list(self.values)
+        if self.type == "int":
+            return [int(self.low), int(self.high)]
+        return [float(self.low), float(self.high)]
+
+    def to_tune(self) -> Any:
+        """The ``ray.tune`` search-space object (import deferred: driver only)."""
+        from ray import tune
+
+        if self.type == "loguniform":
+            return tune.loguniform(self.low, self.high)
+        if self.type == "uniform":
+            return tune.uniform(self.low, self.high)
+        if self.type == "int":
+            sampler = tune.lograndint if self.log else tune.randint
+            return sampler(int(self.low), int(self.high) + 1)
+        return tune.choice(list(self.values))
+
+
+@dataclass(frozen=True)
+class PlannerSpec:
+    """One planner (or variant) of an experiment.
+
+    Attributes:
+        label: The variant's name in the experiment (``grasp_no_sync``).
+        name: Registry name (``grasp``).
+        config: Fixed fields (the base config with ``fixed`` applied).
+        search_space: Tuned fields; never overlaps ``fixed``.
+        fixed: Fields pinned by the variant.
+    """
+
+    label: str
+    name: str
+    config: dict[str, Any]
+    search_space: dict[str, Distribution]
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, label: str, spec: Mapping[str, Any]) -> PlannerSpec:
+        """Parse, then validate against the planner's config dataclass."""
+        unknown = sorted(set(spec) - {"name", "config", "search_space", "fixed"})
+        if unknown:
+            raise ConfigError(f"planners.{label}: unknown key(s) {unknown}")
+        name = spec.get("name")
+        if name not in PLANNERS:
+            raise ConfigError(
+                f"planners.{label}: unknown planner {name!r}; known: {sorted(PLANNERS)}"
+            )
+        fixed = dict(spec.get("fixed") or {})
+        config = {**(spec.get("config") or {}), **fixed}
+        space = {
+            key: Distribution.from_dict(f"{label}.{key}", dist)
+            for key, dist in (spec.get("search_space") or {}).items()
+            if key not in fixed
+        }
+        planner = cls(label, str(name), config, space, fixed)
+        planner.check()
+        return planner
+
+    def check(self) -> None:
+        """Every fixed value and every search-space edge must build a valid planner config."""
+        config_cls = PLANNERS[self.name][1]
+        try:
+            config_cls.from_dict(self.config)
+            for key, dist in self.search_space.items():
+                for value in dist.extremes():
+                    config_cls.from_dict({**self.config, key: value})
+        except ValueError as error:
+            raise ConfigError(f"planners.{self.label}: {one_line(error)}") from error
+
+    def trial_config(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
+        """The full planner config of a trial: every field, fixed and sampled."""
+        config_cls = PLANNERS[self.name][1]
+        return config_cls.from_dict({**self.config, **sampled}).to_dict()
+
+    def tune_space(self) -> dict[str, Any]:
+        """``ray.tune`` search space keyed by the config fields' names."""
+        return {key: dist.to_tune() for key, dist in self.search_space.items()}
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """The ``sweep:`` section (see ``tune_configs/config.yaml``)."""
+
+    num_samples: int = 8
+    chunk_size: int = 8
+    grace_period: int = 1
+    reduction_factor: int = 2
+    max_failures: int = 2
+    trials_per_worker: int = 2
+    horizons: tuple[int, ...] | None = None
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> SweepSettings:
+        """Parse and check; unknown keys and non-positive counts raise :class:`ConfigError`."""
+        names = set(cls.__dataclass_fields__)
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"sweep: unknown key(s) {unknown}; known: {sorted(names)}")
+        horizons = values.get("horizons")
+        settings = cls(
+            **{k: v for k, v in values.items() if k != "horizons"},
+            horizons=tuple(int(h) for h in horizons) if horizons else None,
+        )
+        for name in (
+            "num_samples",
+            "chunk_size",
+            "grace_period",
+            "reduction_factor",
+            "trials_per_worker",
+        ):
+            if not isinstance(getattr(settings, name), int) or getattr(settings, name) < 1:
+                raise ConfigError(
+                    f"sweep.{name} must be an int >= 1, got {getattr(settings, name)!r}"
+                )
+        if settings.max_failures < 0:
+            raise ConfigError(f"sweep.max_failures must be >= 0, got {settings.max_failures}")
+        if settings.horizons and min(settings.horizons) < 1:
+            raise ConfigError(f"sweep.horizons must all be >= 1, got {list(settings.horizons)}")
+        return settings
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One tuning stage: every planner variant at one horizon (one Tune experiment).
+
+    Attributes:
+        key: ``H<horizon>`` (the Tune experiment's folder name).
+        protocol: The protocol at this stage's horizon.
+        planners: The variants tuned side by side, with equal budgets.
+        multi: True when the sweep spans several horizons (labels then carry ``-H<h>``).
+    """
+
+    key: str
+    protocol: EvalProtocol
+    planners: tuple[PlannerSpec, ...]
+    multi: bool = False
+
+    def outcome_key(self, label: str) -> str:
+        """Name of a variant's result in this stage: ``grasp`` or ``grasp-H20``."""
+        return f"{label}-H{self.protocol.horizon}" if self.multi else label
+
+    def planner(self, label: str) -> PlannerSpec:
+        """The variant called ``label``."""
+        return next(p for p in self.planners if p.label == label)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep: everything the driver needs, built from the composed dict.
+
+    Attributes:
+        name: Sweep name (``--resume`` finds the sweep by it).
+        recipe: The experiment recipe's name.
+        seed: Seed of the searchers.
+        protocol: The evaluation protocol (at the base horizon).
+        world_model: ``oracle``, a checkpoint directory or an MLflow model URI.
+        planners: The planner variants, in the experiment's order.
+        sweep: Budgets and scheduler settings.
+        cluster: The ``cluster:`` section.
+        mlflow: The ``mlflow:`` section.
+        report: The ``report:`` section.
+        raw: The composed plain dict this was built from.
+    """
+
+    name: str
+    recipe: str
+    seed: int
+    protocol: EvalProtocol
+    world_model: str
+    planners: tuple[PlannerSpec, ...]
+    sweep: SweepSettings
+    cluster: dict[str, Any]
+    mlflow: dict[str, Any]
+    report: dict[str, Any]
+    raw: dict[str, Any]
+
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        """The horizons the sweep spans (one stage each)."""
+        return self.sweep.horizons or (self.protocol.horizon,)
+
+    def stages(self) -> list[Stage]:
+        """One stage per horizon, in the configured order."""
+        multi = len(self.horizons) > 1
+        return [
+            Stage(f"H{h}", protocol_at(self.protocol, h), self.planners, multi)
+            for h in self.horizons
+        ]
+
+
+def protocol_at(protocol: EvalProtocol, horizon: int) -> EvalProtocol:
+    """``protocol`` with another horizon."""
+    if horizon == protocol.horizon:
+        return protocol
+    return EvalProtocol.from_dict({**protocol.to_dict(), "horizon": horizon})
+
+
+def build_protocol(cfg: Mapping[str, Any]) -> EvalProtocol:
+    """The :class:`EvalProtocol` of a composed config (``env`` group + ``protocol`` group)."""
+    env = cfg.get("env") or {}
+    values = {
+        **(cfg.get("protocol") or {}),
+        "env": env.get("name"),
+        "env_overrides": env.get("overrides") or {},
+    }
+    try:
+        return EvalProtocol.from_dict(values)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"protocol: {one_line(error)}") from error
+
+
+def check_world_model(spec: Any, protocol: EvalProtocol) -> str:
+    """Check that the world-model spec names something that exists; returns it as a string."""
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"world_model.spec must be a non-empty string, got {spec!r}")
+    if spec == "oracle" or spec.startswith(MODEL_URI_SCHEMES):
+        return spec
+    if not Path(spec).is_dir():
+        raise ConfigError(f"world_model.spec: no checkpoint directory at {spec!r}")
+    from grasplab.eval.models import load_model
+
+    try:
+        load_model(spec, protocol)
+    except Exception as error:  # a broken checkpoint is a config error, not a crash
+        raise ConfigError(f"world_model.spec {spec!r}: {one_line(error)}") from error
+    return spec
+
+
+def parse(cfg: Mapping[str, Any]) -> SweepSpec:
+    """Validate a composed config into a :class:`SweepSpec`.
+
+    Raises:
+        ConfigError: Naming the first problem found.
+    """
+    protocol = build_protocol(cfg)
+    planners_cfg = cfg.get("planners") or {}
+    if not planners_cfg:
+        raise ConfigError("planners: the experiment names no planner")
+    planners = tuple(PlannerSpec.from_dict(label, p) for label, p in planners_cfg.items())
+    sweep = SweepSettings.from_dict(cfg.get("sweep") or {})
+    for horizon in sweep.horizons or ():
+        try:
+            protocol_at(protocol, horizon)
+        except ValueError as error:
+            raise ConfigError(f"sweep.horizons: {one_line(error)}") from error
+    recipe = str(cfg.get("recipe") or "sweep")
+    return SweepSpec(
+        name=str(cfg.get("name") or recipe),
+        recipe=recipe,
+        seed=int(cfg.get("seed") or 0),
+        protocol=protocol,
+        world_model=check_world_model((cfg.get("world_model") or {}).get("spec"), protocol),
+        planners=planners,
+        sweep=sweep,
+        cluster=dict(cfg.get("cluster") or {}),
+        mlflow=dict(cfg.get("mlflow") or {}),
+        report=dict(cfg.get("report") or {}),
+        raw=dict(cfg),
+    )
+
+
+def load(overrides: Sequence[str] = ()) -> SweepSpec:
+    """Compose and validate in one step (what ``grasplab sweep`` does first)."""
+    return parse(compose(overrides))

@@ -1,0 +1,35 @@
+"""Entry points of ``ray job submit --working-dir . -- python jobs/<job>.py [overrides]``.
+
+A job's driver runs on the cluster's head node: it connects to the running cluster (its
+``RAY_ADDRESS``), logs to the head's MLflow server and keeps Tune's state outside Ray's temporary
+copy of the working directory — the ``cluster=remote`` config, prepended so that the job's own
+overrides still win.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+JOBS: dict[str, list[str]] = {
+    "sweep": [],
+    "ablation": ["experiment=ablation"],
+    "long_horizon": ["experiment=long_horizon"],
+}
+"""Job name -> overrides it starts from."""
+
+
+def job_overrides(job: str, argv: Sequence[str]) -> list[str]:
+    """The job's base overrides, ``cluster=remote`` unless a cluster is given, then ``argv``."""
+    if job not in JOBS:
+        raise ValueError(f"unknown job {job!r}; known: {sorted(JOBS)}")
+    extra = [] if any(a.startswith("cluster=") for a in argv) else ["cluster=remote"]
+    return [*JOBS[job], *extra, *argv]
+
+
+def run_job(job: str, argv: Sequence[str] | None = None) -> int:
+    """Run ``grasplab sweep`` with the job's overrides; returns the exit code."""
+    from grasplab.platform import sweep
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    return sweep.main(job_overrides(job, args))

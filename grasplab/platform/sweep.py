@@ -1,0 +1,583 @@
+"""``grasplab sweep experiment=... [overrides] [--resume]``: the main job.
+
+Per stage (planner variant x horizon) one Tune experiment: ``OptunaSearch`` (seeded TPE) behind
+a ``ConcurrencyLimiter`` sized to the worker pool, ASHA on the success rate after every chunk of
+tuning episodes, the same ``num_samples`` for every variant. The best config of each stage is
+then re-evaluated on the held-out TEST goals (the reported number). The driver owns MLflow: a
+parent run, a child run per trial (:class:`~grasplab.platform.tracking.TrialLogger`), the
+comparison table, plots and a GIF on the parent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.logger import JsonLoggerCallback
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter
+
+from grasplab.eval import EpisodeResults, random_floor
+from grasplab.platform import report, runtime
+from grasplab.platform.config import (
+    ConfigError,
+    PlannerSpec,
+    Stage,
+    SweepSpec,
+    load,
+    one_line,
+    parse,
+)
+from grasplab.platform.report import StageOutcome
+from grasplab.platform.search import LABEL, PerPlannerScheduler, PlannerSearch
+from grasplab.platform.tracking import (
+    Tracker,
+    TrialLogger,
+    default_tracking,
+    git_sha,
+    protocol_params,
+    records_table,
+    register,
+    trial_key,
+    ui_command,
+)
+from grasplab.platform.trial import chunk_indices, evaluate_chunks, run_trial
+from grasplab.platform.workers import Pool, plan_placement, start_pool
+
+METRIC = "success_rate"
+
+
+@dataclass
+class SweepResult:
+    """What a finished sweep returns (and prints).
+
+    Attributes:
+        sweep_id: The sweep's unique id.
+        parent_run_id: The MLflow parent run.
+        tracking_uri: The MLflow store.
+        outcomes: One per stage.
+        floors: Random-policy floor on the test goals, by horizon.
+        table: The printed comparison table.
+        ui: Command that opens the MLflow UI.
+        wall_time: Seconds from start to end (Ray start included when embedded).
+        tune_time: Seconds inside ``Tuner.fit`` and test evaluation (Ray start excluded).
+        trial_compute: Worker seconds spent evaluating chunks (tuning trials + test runs).
+        num_workers: Size of the worker pool.
+    """
+
+    sweep_id: str
+    parent_run_id: str
+    tracking_uri: str
+    outcomes: list[StageOutcome]
+    floors: dict[int, dict[str, float]]
+    table: str
+    ui: str
+    wall_time: float = 0.0
+    tune_time: float = 0.0
+    trial_compute: float = 0.0
+    num_workers: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """``[overrides...] [--resume] [--quiet]``."""
+    parser = argparse.ArgumentParser(
+        prog="grasplab sweep",
+        description="Tune + Optuna sweep of planners, tracked in MLflow (Hydra overrides).",
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=ablation")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the latest unfinished sweep of this name"
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the final report")
+    return parser.parse_args(list(argv))
+
+
+def check_tracking(uri: str) -> None:
+    """Fail fast (as a config error) when an MLflow server does not answer ``/health``."""
+    if not uri.startswith("http"):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as response:
+            response.read()
+    except OSError as error:
+        raise ConfigError(
+            f"mlflow.tracking_uri {uri!r} does not answer: {one_line(error)}"
+        ) from error
+
+
+def tracking_of(spec: SweepSpec, cwd: Path) -> tuple[str, str | None]:
+    """``(tracking_uri, artifact_root)``: the configured server or the embedded SQLite default."""
+    uri = spec.mlflow.get("tracking_uri")
+    if uri:
+        return str(uri), None
+    return default_tracking(cwd)
+
+
+def prepare(argv: Sequence[str], cwd: Path) -> tuple[SweepSpec, runtime.SweepState]:
+    """Validate everything and build (or find, with ``--resume``) the sweep's state.
+
+    Raises:
+        ConfigError: Bad config or override, nothing to resume, unreachable MLflow server.
+    """
+    args = parse_args(argv)
+    spec = load(args.overrides)
+    root = runtime.storage_root(spec.cluster, cwd)
+    if args.resume:
+        state = runtime.find_resumable(root, spec.name)
+        if state is None:
+            raise ConfigError(f"--resume: no unfinished sweep named {spec.name!r} under {root}")
+        spec = parse(state.config)
+    else:
+        uri, artifacts = tracking_of(spec, cwd)
+        sweep_id = runtime.new_sweep_id(spec.name)
+        state = runtime.SweepState(
+            sweep_id, spec.name, spec.raw, str(root / sweep_id), uri, artifacts
+        )
+    check_tracking(state.tracking_uri)
+    return spec, state
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: 0 on success, 2 on a bad config (one line on stderr), 1 on failure."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cwd = Path.cwd()
+    try:
+        spec, state = prepare(argv, cwd)
+    except ConfigError as error:
+        print(f"grasplab sweep: error: {error}", file=sys.stderr)
+        return 2
+    quiet = parse_args(argv).quiet
+    try:
+        result = run_sweep(spec, state, progress=not quiet)
+    except KeyboardInterrupt:
+        print(
+            f"grasplab sweep: interrupted; resume with: grasplab sweep {' '.join(argv)} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    print(result.table)
+    print(f"\nMLflow UI: {result.ui}")
+    return 0
+
+
+def run_sweep(
+    spec: SweepSpec,
+    state: runtime.SweepState,
+    *,
+    progress: bool = True,
+    num_workers: int | None = None,
+) -> SweepResult:
+    """Run (or resume) a sweep end to end; every MLflow run it opens is closed on any exit.
+
+    Args:
+        spec: The validated sweep.
+        state: Its durable state (new, or loaded by ``--resume``).
+        progress: Print a line per stage and per finished trial.
+        num_workers: Overrides ``cluster.num_workers`` (benchmarks).
+    """
+    started = time.perf_counter()
+    runtime.quiet_environment()
+    owned = runtime.connect(spec.cluster)
+    tracker, pool, status = None, None, "FAILED"
+    try:
+        tracker = open_tracking(spec, state)
+        pool = open_pool(spec, state, num_workers)
+        tuned_at = time.perf_counter()
+        result = run_stages(spec, state, tracker, pool, progress)
+        finish_report(spec, state, tracker, pool, result)
+        result.tune_time = time.perf_counter() - tuned_at
+        status = "FINISHED"
+        state.status = "finished"
+    except KeyboardInterrupt:
+        status, state.status = "KILLED", "interrupted"
+        raise
+    except BaseException:
+        state.status = "failed"
+        raise
+    finally:
+        close(tracker, pool, status, owned)
+        state.save()
+    result.wall_time = time.perf_counter() - started
+    return result
+
+
+def open_tracking(spec: SweepSpec, state: runtime.SweepState) -> Tracker:
+    """The tracker with the parent run open (created, or reopened on resume)."""
+    tracker = Tracker(
+        state.tracking_uri, spec.mlflow.get("experiment") or "grasplab", state.artifact_root
+    )
+    params = {
+        "recipe": spec.recipe,
+        "sweep_name": spec.name,
+        "planners": [p.label for p in spec.planners],
+        "world_model": spec.world_model,
+        "git_sha": git_sha(),
+        "seed": spec.seed,
+        "num_samples": spec.sweep.num_samples,
+        "chunk_size": spec.sweep.chunk_size,
+        "horizons": list(spec.horizons),
+        **protocol_params(spec.protocol),
+    }
+    state.parent_run_id = tracker.start_parent(
+        state.sweep_id, state.sweep_id, params, state.parent_run_id
+    )
+    register(tracker)
+    state.save()
+    return tracker
+
+
+def open_pool(spec: SweepSpec, state: runtime.SweepState, num_workers: int | None) -> Pool:
+    """Size and start the worker pool from the cluster's resources."""
+    per_worker = float(spec.cluster.get("trial_cpus") or 0.05) * spec.sweep.trials_per_worker
+    placement = plan_placement(
+        ray.cluster_resources(), num_workers or spec.cluster.get("num_workers"), per_worker
+    )
+    env = {"MLFLOW_TRACKING_URI": state.tracking_uri}
+    return start_pool(state.sweep_id, placement, spec.cluster.get("namespace") or "grasplab", env)
+
+
+def close(tracker: Tracker | None, pool: Pool | None, status: str, owned: bool) -> None:
+    """End every open MLflow run with ``status``, stop the pool, stop an embedded Ray."""
+    try:
+        if tracker is not None:
+            tracker.end_orphans("KILLED")
+            tracker.close_all(status)
+    finally:
+        if pool is not None:
+            try:
+                pool.shutdown()
+            except Exception:  # Ray already gone: nothing left to stop
+                pass
+        if owned:
+            ray.shutdown()
+
+
+def run_stages(
+    spec: SweepSpec, state: runtime.SweepState, tracker: Tracker, pool: Pool, progress: bool
+) -> SweepResult:
+    """Tune and test every stage (skipping what a resumed sweep already finished)."""
+    outcomes, compute = [], 0.0
+    for index, stage in enumerate(spec.stages()):
+        keys = [stage.outcome_key(p.label) for p in stage.planners]
+        if not all(k in state.stages for k in keys):
+            if progress:
+                print(
+                    f"[{stage.key}] tuning {[p.label for p in stage.planners]}, "
+                    f"{spec.sweep.num_samples} trials each, on "
+                    f"{stage.protocol.tune_episodes} tuning episodes",
+                    flush=True,
+                )
+            grid = tune_stage(spec, stage, state, pool, index, progress)
+            compute += finish_stage(spec, stage, state, grid, tracker, pool)
+        outcomes.extend(StageOutcome.from_dict(state.stages[k]) for k in keys)
+    floors = {s.protocol.horizon: random_floor(s.protocol, "test").summary() for s in spec.stages()}
+    rows = report.comparison_rows(outcomes, floors)
+    return SweepResult(
+        state.sweep_id,
+        state.parent_run_id or "",
+        state.tracking_uri,
+        outcomes,
+        floors,
+        report.render_table(rows),
+        ui_command(state.tracking_uri, state.artifact_root),
+        trial_compute=compute,
+        num_workers=pool.placement.num_workers,
+        extras={"rows": rows},
+    )
+
+
+def stage_context(spec: SweepSpec, stage: Stage, state: runtime.SweepState) -> dict[str, Any]:
+    """The plain dict every trial of the stage receives."""
+    return {
+        "planners": {p.label: {"planner": p.name, "base": p.config} for p in stage.planners},
+        "protocol": stage.protocol.to_dict(),
+        "world_model": spec.world_model,
+        "chunk_size": spec.sweep.chunk_size,
+        "pool": f"{state.sweep_id}-pool",
+        "namespace": spec.cluster.get("namespace") or "grasplab",
+    }
+
+
+def variant_params(spec: SweepSpec, stage: Stage, planner: PlannerSpec) -> dict[str, Any]:
+    """Params every child run of a variant carries (besides the planner config fields)."""
+    return {
+        "planner": planner.name,
+        "variant": planner.label,
+        "stage": stage.key,
+        "world_model": spec.world_model,
+        "git_sha": git_sha(),
+        **protocol_params(stage.protocol),
+    }
+
+
+def trial_resources(cluster: dict[str, Any]) -> dict[str, float]:
+    """A trial's Ray resources: a sliver of CPU, on the head node unless told otherwise.
+
+    Trials checkpoint into Tune's storage folder, which lives on the driver's (head) node; keeping
+    the trials there needs no shared filesystem on a multi-node cluster.
+    """
+    resources = {"cpu": float(cluster.get("trial_cpus") or 0.05)}
+    if cluster.get("trials_on_head", True):
+        resources["node:__internal_head__"] = 0.001
+    return resources
+
+
+def tune_stage(
+    spec: SweepSpec,
+    stage: Stage,
+    state: runtime.SweepState,
+    pool: Pool,
+    index: int,
+    progress: bool,
+) -> tune.ResultGrid:
+    """Run (or restore and finish) the stage's Tune experiment."""
+    context = stage_context(spec, stage, state)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, context=context), trial_resources(spec.cluster)
+    )
+    path = Path(state.folder) / stage.key
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
+    else:
+        tuner = new_tuner(spec, stage, state, pool, index, trainable, progress)
+    grid = tuner.fit()
+    if grid.num_terminated + grid.num_errors < len(grid):
+        raise KeyboardInterrupt(f"stage {stage.key} was interrupted")
+    return grid
+
+
+def new_tuner(
+    spec: SweepSpec,
+    stage: Stage,
+    state: runtime.SweepState,
+    pool: Pool,
+    index: int,
+    trainable: Any,
+    progress: bool,
+) -> tune.Tuner:
+    """A fresh Tuner for the stage: equal budgets, TPE and ASHA per planner variant."""
+    n_chunks = len(chunk_indices(stage.protocol.tune_episodes, spec.sweep.chunk_size))
+    search = PlannerSearch(
+        {p.label: p.tune_space() for p in stage.planners},
+        spec.sweep.num_samples,
+        METRIC,
+        "max",
+        seed=1000 * spec.seed + 100 * index,
+        n_startup_trials=min(10, max(2, spec.sweep.num_samples // 3)),
+    )
+    asha = functools.partial(
+        ASHAScheduler,
+        metric=METRIC,
+        mode="max",
+        time_attr="training_iteration",
+        max_t=n_chunks,
+        grace_period=min(spec.sweep.grace_period, n_chunks),
+        reduction_factor=spec.sweep.reduction_factor,
+    )
+    params = {p.label: variant_params(spec, stage, p) for p in stage.planners}
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(search, max_concurrent=concurrency(spec, pool)),
+            scheduler=PerPlannerScheduler(asha),
+            num_samples=search.total,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=stage.key,
+            storage_path=state.folder,
+            verbose=0,
+            callbacks=[TrialLogger(state.sweep_id, stage, params, progress), JsonLoggerCallback()],
+            failure_config=tune.FailureConfig(max_failures=spec.sweep.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+
+
+def concurrency(spec: SweepSpec, pool: Pool) -> int:
+    """Concurrent trials: ``sweep.trials_per_worker`` per worker.
+
+    A trial sends one chunk at a time and waits for the driver to take its report before the
+    next; a second trial per worker keeps a chunk queued in the dispatcher meanwhile, so the
+    workers do not idle between reports.
+    """
+    return max(1, spec.sweep.trials_per_worker * pool.placement.num_workers)
+
+
+def best_result(results: Sequence[Any], n_chunks: int) -> Any:
+    """The best trial: complete ones first, then success rate, then faster time-to-success."""
+    candidates = [r for r in results if r.error is None and r.metrics]
+    if not candidates:
+        raise RuntimeError("every trial of the variant failed")
+
+    def rank(result: Any) -> tuple[bool, float, float]:
+        m = result.metrics
+        tts = m.get("median_time_to_success", math.nan)
+        return (
+            m.get("chunks", 0) >= n_chunks,
+            m.get(METRIC, 0.0),
+            -(math.inf if tts is None or math.isnan(tts) else tts),
+        )
+
+    return max(candidates, key=rank)
+
+
+def submit_test(
+    pool: Pool, spec: SweepSpec, stage: Stage, planner: PlannerSpec, config: dict[str, Any]
+) -> list[ray.ObjectRef]:
+    """Dispatch the config on every held-out test episode (chunks spread over the pool)."""
+    context = {
+        "planner": planner.name,
+        "protocol": stage.protocol.to_dict(),
+        "world_model": spec.world_model,
+    }
+    chunks = chunk_indices(stage.protocol.test_episodes, spec.sweep.chunk_size)
+    return evaluate_chunks(pool.dispatcher, context, config, "test", chunks)
+
+
+def gather_test(refs: Sequence[ray.ObjectRef]) -> tuple[EpisodeResults, float]:
+    """Per-episode test results of dispatched chunks, and the worker seconds they took."""
+    outputs = ray.get(list(refs))
+    records = [r for out in outputs for r in out["records"]]
+    return EpisodeResults.from_records(records), sum(o["compute_s"] for o in outputs)
+
+
+def finish_stage(
+    spec: SweepSpec,
+    stage: Stage,
+    state: runtime.SweepState,
+    grid: tune.ResultGrid,
+    tracker: Tracker,
+    pool: Pool,
+) -> float:
+    """Per variant: pick the best trial, evaluate it on the test goals, log, save the outcome.
+
+    Every variant's test chunks are dispatched at once, so the pool never idles between them.
+
+    Returns:
+        Worker seconds spent (the stage's trials and test evaluations).
+    """
+    n_chunks = len(chunk_indices(stage.protocol.tune_episodes, spec.sweep.chunk_size))
+    results = [r for r in grid if r.config]
+    compute = sum(r.metrics.get("compute_time", 0.0) for r in results if r.metrics)
+    picked = {}
+    for planner in stage.planners:
+        mine = [r for r in results if r.config.get(LABEL) == planner.label]
+        best = best_result(mine, n_chunks)
+        tuned = {k: best.config[k] for k in planner.search_space if k in best.config}
+        config = planner.trial_config(tuned)
+        picked[planner.label] = (
+            mine,
+            best,
+            tuned,
+            config,
+            submit_test(pool, spec, stage, planner, config),
+        )
+    for planner in stage.planners:
+        mine, best, tuned, config, refs = picked[planner.label]
+        test_results, test_compute = gather_test(refs)
+        compute += test_compute
+        plan_time = float(sum(set(test_results.plan_time.tolist())))
+        outcome = StageOutcome(
+            key=stage.outcome_key(planner.label),
+            label=planner.label,
+            planner=planner.name,
+            horizon=stage.protocol.horizon,
+            best_trial=best.metrics.get("trial_id", ""),
+            best_config=config,
+            tuned=tuned,
+            tune_metrics={k: best.metrics.get(k, math.nan) for k in (METRIC, "ci_low", "ci_high")},
+            test=test_results.summary(wall_time=plan_time),
+            trials=[
+                (r.metrics.get(METRIC, math.nan), r.metrics.get("median_time_to_success", math.nan))
+                for r in mine
+                if r.metrics
+            ],
+            test_records=test_results.to_records(),
+        )
+        log_outcome(tracker, stage, outcome)
+        state.stages[outcome.key] = outcome.to_dict()
+        state.save()
+    return compute
+
+
+def log_outcome(tracker: Tracker, stage: Stage, outcome: StageOutcome) -> None:
+    """Test metrics on the parent (``<variant>/test_*``) and on the best trial's child run."""
+    metrics = {f"test_{k}": v for k, v in outcome.test.items()}
+    tracker.log_metrics(tracker.parent_id, {f"{outcome.key}/{k}": v for k, v in metrics.items()})
+    tracker.client.log_table(
+        tracker.parent_id,
+        data=records_table(outcome.test_records),
+        artifact_file=f"test/{outcome.key}.json",
+    )
+    run_id = tracker._find(trial_key(tracker.sweep_id, stage.key, outcome.best_trial))
+    if run_id is not None:
+        tracker.log_metrics(run_id, metrics)
+        tracker.set_tags(run_id, {"best": "true"})
+
+
+def finish_report(
+    spec: SweepSpec,
+    state: runtime.SweepState,
+    tracker: Tracker,
+    pool: Pool,
+    result: SweepResult,
+) -> None:
+    """Log the comparison table, plots and a GIF on the parent run."""
+    parent = tracker.parent_id
+    tracker.client.log_text(parent, result.table + "\n", "comparison.md")
+    tracker.client.log_table(
+        parent, data=records_table(result.extras["rows"]), artifact_file="comparison.json"
+    )
+    for horizon, floor in result.floors.items():
+        tracker.log_metrics(parent, {f"random_floor/H{horizon}/{k}": v for k, v in floor.items()})
+    if spec.report.get("plots", True):
+        log_plots(tracker, result)
+    if spec.report.get("gif", True) and result.outcomes:
+        log_gif(tracker, pool, spec, result)
+
+
+def log_plots(tracker: Tracker, result: SweepResult) -> None:
+    """Pareto scatter always; success vs horizon when the sweep spans several horizons."""
+    import matplotlib.pyplot as plt
+
+    figures = {"pareto.png": report.pareto_plot(result.outcomes)}
+    if len(result.floors) > 1:
+        figures["success_vs_horizon.png"] = report.horizon_plot(result.outcomes, result.floors)
+    for name, fig in figures.items():
+        tracker.client.log_figure(tracker.parent_id, fig, name)
+        plt.close(fig)
+
+
+def log_gif(tracker: Tracker, pool: Pool, spec: SweepSpec, result: SweepResult) -> None:
+    """The overall best config planning a test episode it solved, executed in the true env."""
+    best = report.best_outcome(result.outcomes)
+    solved = [r["index"] for r in best.test_records if r["success"]]
+    stage = next(s for s in spec.stages() if s.protocol.horizon == best.horizon)
+    out = ray.get(
+        pool.call(
+            "plan_frames",
+            spec=spec.world_model,
+            protocol=stage.protocol.to_dict(),
+            planner=best.planner,
+            config=best.best_config,
+            split="test",
+            index=int(solved[0] if solved else 0),
+        )
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = report.save_gif(out["frames"], Path(folder) / f"best_plan_{best.key}.gif")
+        tracker.client.log_artifact(tracker.parent_id, str(path))
+    tracker.set_tags(tracker.parent_id, {"gif_stage": best.key, "gif_success": out["success"]})

@@ -1,0 +1,350 @@
+"""MLflow tracking, all of it done by the driver.
+
+One parent run per sweep; one nested child run per Tune trial, created and closed by a Tune
+:class:`TrialLogger` callback that runs in the driver (workers and trials never talk to MLflow).
+Child runs are keyed by a ``grasplab.trial_key`` tag (sweep id / stage / Tune trial id), so a
+resumed sweep, whose restored trials keep their ids, reuses their runs instead of duplicating
+them. Every run the tracker opened is ended FINISHED, FAILED or KILLED, also on an exception or
+Ctrl-C (:meth:`Tracker.close_all`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from grasplab.eval import EvalProtocol
+from grasplab.platform.search import LABEL
+
+TRIAL_KEY = "grasplab.trial_key"
+SWEEP_ID = "grasplab.sweep_id"
+ROLE = "grasplab.role"
+PARENT = "mlflow.parentRunId"
+MAX_PARAM = 6000
+TRIAL_METRICS = (
+    "success_rate",
+    "ci_low",
+    "ci_high",
+    "median_time_to_success",
+    "final_distance",
+    "model_steps",
+    "wall_time",
+    "compute_time",
+    "trial_time",
+    "n",
+)
+"""Result keys logged as metrics of a child run (history: one point per report)."""
+
+
+def default_tracking(cwd: Path) -> tuple[str, str]:
+    """The embedded default: ``sqlite:///<cwd>/mlflow.db`` and ``<cwd>/mlartifacts``."""
+    cwd = cwd.resolve()
+    return f"sqlite:///{cwd / 'mlflow.db'}", (cwd / "mlartifacts").as_uri()
+
+
+def ui_command(tracking_uri: str, artifact_root: str | None) -> str:
+    """How to open the MLflow UI on this sweep's store."""
+    if tracking_uri.startswith("http"):
+        return f"open {tracking_uri} (MLflow server)"
+    command = f"mlflow ui --backend-store-uri {tracking_uri}"
+    if artifact_root:
+        command += f" --default-artifact-root {artifact_root}"
+    return command
+
+
+@functools.cache
+def git_sha(cwd: Path | None = None) -> str:
+    """``git rev-parse HEAD`` of the code's repository (``-dirty`` when tracked files changed).
+
+    Falls back to ``$GRASPLAB_GIT_SHA`` (a Ray job's working dir has no ``.git``), else
+    ``unknown``.
+    """
+    cwd = cwd or Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        return sha + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("GRASPLAB_GIT_SHA", "unknown")
+
+
+def protocol_params(protocol: EvalProtocol) -> dict[str, Any]:
+    """Protocol fields as ``protocol.<field>`` params, plus version and fingerprint."""
+    params = {f"protocol.{k}": v for k, v in protocol.to_dict().items()}
+    params["protocol.fingerprint"] = protocol.fingerprint()
+    return params
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Mapping | list | tuple):
+        value = json.dumps(value, sort_keys=True, default=str)
+    return str(value)[:MAX_PARAM]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class Tracker:
+    """The driver's MLflow client for one sweep: parent run, child runs, closing.
+
+    Args:
+        tracking_uri: ``sqlite:///...`` or ``http://host:port``.
+        experiment: MLflow experiment name (created if missing, before any trial starts).
+        artifact_location: Artifact root of a new experiment (embedded default only).
+    """
+
+    def __init__(
+        self, tracking_uri: str, experiment: str, artifact_location: str | None = None
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = (
+            found.experiment_id
+            if found is not None
+            else self.client.create_experiment(experiment, artifact_location=artifact_location)
+        )
+        self.parent_id: str | None = None
+        self.sweep_id: str = ""
+        self.open_runs: set[str] = set()
+        self._keys: dict[str, str] = {}
+
+    def start_parent(
+        self, sweep_id: str, name: str, params: Mapping[str, Any], run_id: str | None = None
+    ) -> str:
+        """Create the sweep's parent run, or reopen ``run_id`` (resume)."""
+        self.sweep_id = sweep_id
+        if run_id is None:
+            tags = {SWEEP_ID: sweep_id, ROLE: "sweep"}
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+            run_id = run.info.run_id
+            self.log_params(run_id, params)
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        self.parent_id = run_id
+        self.open_runs.add(run_id)
+        return run_id
+
+    def child(self, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
+        """The child run of ``key`` (a trial): found by its tag if it exists, else created."""
+        run_id = self._keys.get(key) or self._find(key)
+        if run_id is None:
+            all_tags = {
+                PARENT: self.parent_id,
+                TRIAL_KEY: key,
+                SWEEP_ID: self.sweep_id,
+                ROLE: "trial",
+                **tags,
+            }
+            run = self.client.create_run(
+                self.experiment_id, run_name=name, tags={k: _text(v) for k, v in all_tags.items()}
+            )
+            run_id = run.info.run_id
+            self.log_params(run_id, params)
+        elif self.client.get_run(run_id).info.status != "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        self._keys[key] = run_id
+        self.open_runs.add(run_id)
+        return run_id
+
+    def _find(self, key: str) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{TRIAL_KEY}` = '{key}'", max_results=2
+        )
+        return runs[0].info.run_id if runs else None
+
+    def children(self) -> list[Any]:
+        """Every child run of the parent."""
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{PARENT}` = '{self.parent_id}'",
+            max_results=10000,
+        )
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log params (values as text; dicts and lists as JSON)."""
+        items = [Param(k, _text(v)) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int = 0) -> None:
+        """Log the finite numeric metrics at ``step`` (non-finite ones are skipped)."""
+        stamp = _now_ms()
+        items = [Metric(k, float(v), stamp, step) for k, v in metrics.items() if _finite(v)]
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Set tags (values as text)."""
+        self.client.log_batch(run_id, tags=[RunTag(k, _text(v)) for k, v in tags.items()])
+
+    def end(self, run_id: str, status: str = "FINISHED") -> None:
+        """End a run with ``status`` (FINISHED, FAILED or KILLED)."""
+        self.client.set_terminated(run_id, status=status)
+        self.open_runs.discard(run_id)
+
+    def close_all(self, status: str) -> None:
+        """End every run still open (children first, the parent last) with ``status``."""
+        for run_id in sorted(self.open_runs, key=lambda r: r == self.parent_id):
+            self.end(run_id, status)
+
+    def end_orphans(self, status: str = "KILLED") -> int:
+        """End child runs still RUNNING that no live trial owns (left by a killed driver)."""
+        running = RunStatus.to_string(RunStatus.RUNNING)
+        orphans = [
+            r.info.run_id
+            for r in self.children()
+            if r.info.status == running and r.info.run_id not in self.open_runs
+        ]
+        for run_id in orphans:
+            self.client.set_terminated(run_id, status=status)
+        return len(orphans)
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def records_table(records: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Column-wise table of per-episode records (what ``log_table`` takes)."""
+    records = list(records)
+    columns = list(records[0]) if records else []
+    return {c: [r[c] for r in records] for c in columns}
+
+
+_TRACKERS: dict[str, Tracker] = {}
+"""Live trackers by sweep id: a callback unpickled by ``Tuner.restore`` finds its tracker here."""
+
+
+def register(tracker: Tracker) -> None:
+    """Make ``tracker`` the live tracker of its sweep id (for restored callbacks)."""
+    _TRACKERS[tracker.sweep_id] = tracker
+
+
+class TrialLogger(tune.Callback):
+    """Tune callback (driver side): one MLflow child run per trial of one stage.
+
+    Tune pickles its run config, callbacks included, and ``Tuner.restore`` unpickles them in a
+    new driver: the callback therefore holds only plain data and the sweep id, and looks its
+    :class:`Tracker` up in this process's registry (:func:`register`).
+
+    Args:
+        sweep_id: The sweep (its tracker is registered and its parent run open).
+        stage: The stage (its key names the runs; its planners give the full configs).
+        params: Variant label -> params shared by its trials (planner, protocol, world model,
+            git SHA).
+        progress: Print one line per finished trial.
+    """
+
+    def __init__(
+        self,
+        sweep_id: str,
+        stage: Any,
+        params: Mapping[str, Mapping[str, Any]],
+        progress: bool = True,
+    ) -> None:
+        self.sweep_id = sweep_id
+        self.stage = stage
+        self.params = {k: dict(v) for k, v in params.items()}
+        self.progress = progress
+        self.runs: dict[str, str] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "runs": {}}
+
+    @property
+    def tracker(self) -> Tracker:
+        """This process's tracker of the sweep."""
+        return _TRACKERS[self.sweep_id]
+
+    def key(self, trial: Any) -> str:
+        """The trial's stable key: sweep id / stage / Tune trial id."""
+        return trial_key(self.sweep_id, self.stage.key, trial.trial_id)
+
+    def run_of(self, trial: Any) -> str:
+        """The trial's child run (created, or found by its key, on first sight)."""
+        if trial.trial_id not in self.runs:
+            label = trial.config[LABEL]
+            sampled = {k: v for k, v in trial.config.items() if k != LABEL}
+            full = self.stage.planner(label).trial_config(sampled)
+            tags = {
+                "stage": self.stage.key,
+                "variant": label,
+                "trial_id": trial.trial_id,
+                "tuned": sorted(sampled),
+            }
+            name = f"{self.stage.outcome_key(label)}-{trial.trial_id}"
+            params = {**self.params[label], **full}
+            self.runs[trial.trial_id] = self.tracker.child(self.key(trial), name, params, tags)
+        return self.runs[trial.trial_id]
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Create (or reopen) the child run."""
+        self.run_of(trial)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        """Log the report's metrics at its step (training iteration)."""
+        metrics = {k: result.get(k) for k in TRIAL_METRICS}
+        self.tracker.log_metrics(
+            self.run_of(trial), metrics, step=int(result["training_iteration"])
+        )
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Log the per-episode table and end the run FINISHED."""
+        run_id = self.run_of(trial)
+        result = trial.last_result or {}
+        records = json.loads(result.get("records_json") or "[]")
+        if records:
+            self.tracker.client.log_table(
+                run_id, data=records_table(records), artifact_file="episodes.json"
+            )
+        self.tracker.set_tags(run_id, {"chunks": result.get("chunks", 0)})
+        self.tracker.end(run_id, "FINISHED")
+        if self.progress:
+            print(
+                f"  [{self.stage.outcome_key(trial.config[LABEL])}] trial {trial.trial_id}: "
+                f"success {100 * result.get('success_rate', math.nan):.0f}% on "
+                f"{result.get('n', 0):.0f} tuning episodes",
+                flush=True,
+            )
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """End the run FAILED (Tune has given up on the trial)."""
+        self.tracker.end(self.run_of(trial), "FAILED")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial failed and will be retried: keep its run, count the retry."""
+        self.tracker.set_tags(self.run_of(trial), {"retries": trial.num_failures})
+
+
+def trial_key(sweep_id: str, stage: str, trial_id: str) -> str:
+    """The ``grasplab.trial_key`` tag of a trial's child run."""
+    return f"{sweep_id}/{stage}/{trial_id}"

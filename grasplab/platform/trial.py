@@ -1,0 +1,150 @@
+"""The Tune trial: a light CPU task that sends episode chunks to the worker pool and aggregates.
+
+A trial evaluates one planner config on the protocol's TUNING goals, one chunk of episodes per
+worker call, and reports the cumulative metrics after every chunk (the unit ASHA's rungs count
+in). Its progress is checkpointed after every report, so a trial that Tune retries (or resumes
+after a driver crash) continues from its last finished chunk instead of starting over.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from grasplab.eval import EpisodeResults
+from grasplab.platform.search import LABEL
+
+STATE_FILE = "trial_state.json"
+REPORTED = (
+    "n",
+    "success_rate",
+    "ci_low",
+    "ci_high",
+    "median_time_to_success",
+    "final_distance",
+    "model_steps",
+    "wall_time",
+)
+"""Summary metrics a trial reports (names of :func:`grasplab.eval.summarize`)."""
+
+
+def chunk_indices(n: int, size: int) -> list[list[int]]:
+    """Episode indices ``0..n-1`` in consecutive chunks of at most ``size``."""
+    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+
+
+def summarize_records(records: Sequence[dict[str, Any]], plan_time: float) -> dict[str, float]:
+    """Reported metrics of per-episode records; ``wall_time`` is the summed planning time."""
+    return EpisodeResults.from_records(records).summary(wall_time=plan_time)
+
+
+def evaluate_chunks(
+    pool: Any,
+    context: dict[str, Any],
+    config: dict[str, Any],
+    split: str,
+    chunks: Sequence[Sequence[int]],
+) -> list[Any]:
+    """Object refs of every chunk, dispatched at once (they spread over idle workers)."""
+    return [
+        pool.call.remote("evaluate", _call_args(context, config, split, chunk)) for chunk in chunks
+    ]
+
+
+def _call_args(
+    context: dict[str, Any], config: dict[str, Any], split: str, indices: Sequence[int]
+) -> dict[str, Any]:
+    return {
+        "spec": context["world_model"],
+        "protocol": context["protocol"],
+        "planner": context["planner"],
+        "config": config,
+        "split": split,
+        "indices": list(indices),
+    }
+
+
+class TrialState:
+    """What a trial has done so far: per-episode records and timings (JSON-checkpointed)."""
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        data = data or {}
+        self.records: list[dict[str, Any]] = list(data.get("records", []))
+        self.chunks_done: int = int(data.get("chunks_done", 0))
+        self.plan_time: float = float(data.get("plan_time", 0.0))
+        self.compute_time: float = float(data.get("compute_time", 0.0))
+        self.trial_time: float = float(data.get("trial_time", 0.0))
+
+    @classmethod
+    def restore(cls) -> TrialState:
+        """The state of the trial's latest checkpoint (empty when it has none)."""
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return cls()
+        with checkpoint.as_directory() as folder:
+            return cls(json.loads((Path(folder) / STATE_FILE).read_text()))
+
+    def add(self, output: dict[str, Any], elapsed: float) -> None:
+        """Fold in one chunk's worker output."""
+        records = output["records"]
+        self.records.extend(records)
+        self.chunks_done += 1
+        self.plan_time += float(records[0]["plan_time"]) if records else 0.0
+        self.compute_time += float(output["compute_s"])
+        self.trial_time += elapsed
+
+    def metrics(self) -> dict[str, Any]:
+        """What the trial reports: summary metrics, timings and the records (JSON text)."""
+        summary = summarize_records(self.records, self.plan_time)
+        return {
+            **{k: summary[k] for k in REPORTED},
+            "chunks": self.chunks_done,
+            "compute_time": self.compute_time,
+            "trial_time": self.trial_time,
+            "records_json": json.dumps(self.records),
+        }
+
+    def report(self) -> None:
+        """``tune.report`` the metrics with a checkpoint of this state."""
+        with tempfile.TemporaryDirectory() as folder:
+            data = {
+                "records": self.records,
+                "chunks_done": self.chunks_done,
+                "plan_time": self.plan_time,
+                "compute_time": self.compute_time,
+                "trial_time": self.trial_time,
+            }
+            (Path(folder) / STATE_FILE).write_text(json.dumps(data))
+            tune.report(self.metrics(), checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
+    """Tune function trainable: evaluate one planner config on the tuning goals, chunk by chunk.
+
+    Args:
+        config: ``label`` (the planner variant) and the sampled hyperparameters (planner config
+            field names).
+        context: Plain dict from the driver: ``planners`` (label -> ``planner`` name and ``base``
+            fixed fields), ``protocol`` (dict), ``world_model``, ``chunk_size``, ``pool`` and
+            ``namespace`` (the dispatcher actor).
+    """
+    pool = ray.get_actor(context["pool"], namespace=context["namespace"])
+    sampled = {k: v for k, v in config.items() if k != LABEL}
+    variant = context["planners"][config[LABEL]]
+    call = {**context, "planner": variant["planner"]}
+    planner_config = {**variant["base"], **sampled}
+    chunks = chunk_indices(context["protocol"]["tune_episodes"], context["chunk_size"])
+    state = TrialState.restore()
+    for chunk in chunks[state.chunks_done :]:
+        start = time.perf_counter()
+        (ref,) = evaluate_chunks(pool, call, planner_config, "tune", [chunk])
+        output = ray.get(ref)
+        state.add(output, time.perf_counter() - start)
+        state.report()

@@ -1,0 +1,151 @@
+"""Every config composes and validates; every experiment recipe runs end to end at tiny size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import ray
+
+from grasplab.planners import PLANNERS
+from grasplab.platform import sweep
+from grasplab.platform.config import ConfigError, Distribution, compose, config_dir, load, parse
+
+GROUPS = ("planner", "env", "world_model", "protocol", "search_space", "experiment", "cluster")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def test_every_group_has_options_and_planner_groups_cover_the_registry():
+    for group in GROUPS:
+        assert options(group), group
+    assert set(options("planner")) == set(PLANNERS) == set(options("search_space"))
+    assert {"grasp_vs_baselines", "long_horizon", "ablation"} <= set(options("experiment"))
+
+
+@pytest.mark.parametrize("name", options("planner"))
+def test_every_planner_with_its_search_space_validates(name):
+    spec = load(
+        [f"+planner@planners.extra={name}", f"+search_space@planners.extra.search_space={name}"]
+    )
+    extra = next(p for p in spec.planners if p.label == "extra")
+    assert extra.name == name and extra.search_space
+    config_fields = set(PLANNERS[name][1].__dataclass_fields__)
+    assert set(extra.search_space) <= config_fields  # search spaces use the config's names
+    assert set(extra.tune_space()) == set(extra.search_space)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [f"{g}={o}" for g in ("env", "protocol", "cluster", "experiment") for o in options(g)]
+    + ["world_model=oracle"],
+)
+def test_every_group_option_composes_and_validates(override):
+    spec = load([override])
+    assert spec.planners and spec.protocol.horizon >= 1
+    assert compose([override]) == spec.raw  # plain, resolved, reproducible
+
+
+def test_checkpoint_world_model_needs_a_spec():
+    with pytest.raises(ConfigError, match="world_model.spec"):
+        load(["world_model=checkpoint"])
+
+
+def test_distributions_convert_to_tune_domains():
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    assert isinstance(
+        Distribution.from_dict("x", {"type": "loguniform", "low": 1e-3, "high": 1.0}).to_tune(),
+        Float,
+    )
+    steps = Distribution.from_dict("n", {"type": "int", "low": 1, "high": 3}).to_tune()
+    assert isinstance(steps, Integer) and (steps.lower, steps.upper) == (1, 4)  # inclusive high
+    choice = Distribution.from_dict("o", {"type": "choice", "values": ["adam", "sgd"]}).to_tune()
+    assert isinstance(choice, Categorical) and choice.categories == ["adam", "sgd"]
+    with pytest.raises(ConfigError, match="loguniform needs low > 0"):
+        Distribution.from_dict("x", {"type": "loguniform", "low": 0.0, "high": 1.0})
+    with pytest.raises(ConfigError, match="unknown type"):
+        Distribution.from_dict("x", {"type": "normal", "low": 0.0, "high": 1.0})
+
+
+def test_ablation_variants_pin_their_field_and_do_not_search_it():
+    spec = load(["experiment=ablation"])
+    by_label = {p.label: p for p in spec.planners}
+    assert by_label["grasp_no_sync"].config["sync_interval"] == 0
+    assert "sync_interval" not in by_label["grasp_no_sync"].search_space
+    assert by_label["grasp_no_noise"].config["noise_scale"] == 0.0
+    assert by_label["grasp_no_stopgrad"].config["detach_states"] is False
+    assert by_label["grasp_cem_sync"].config["sync_mode"] == "cem"
+    assert "noise_scale" in by_label["grasp"].search_space
+
+
+def test_parse_rejects_what_the_code_would_reject():
+    raw = compose([])
+    raw["planners"]["grasp"]["config"]["lr_states"] = -1.0
+    with pytest.raises(ConfigError, match="lr_states"):
+        parse(raw)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, namespace="grasplab", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+TINY = [
+    "protocol=tiny",
+    "sweep.num_samples=1",
+    "sweep.chunk_size=4",
+    "report.plots=false",
+    "report.gif=false",
+]
+EXTRA = {"long_horizon": ["sweep.horizons=[4,6]"]}
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_runs_at_tiny_size(experiment, tmp_path: Path, local_ray):
+    overrides = [f"experiment={experiment}", *TINY, *EXTRA.get(experiment, [])]
+    spec, state = sweep.prepare(overrides, tmp_path)
+    result = sweep.run_sweep(spec, state, progress=False)
+    assert len(result.outcomes) == len(spec.planners) * len(spec.horizons)
+    assert {o.horizon for o in result.outcomes} == set(spec.horizons)
+    assert all(o.test["n"] == spec.protocol.test_episodes for o in result.outcomes)
+    assert state.status == "finished"
+
+
+def test_ray_cluster_yaml_passes_rays_own_schema_validation():
+    import copy
+
+    import jsonschema
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((config_dir().parent / "ray_cluster.yaml").read_text())
+    validate_config(prepare_config(copy.deepcopy(raw)))
+    types = raw["available_node_types"]
+    assert raw["head_node_type"] in types
+    assert any(t["resources"].get("GPU", 0) >= 1 for t in types.values())
+    assert any("pip install" in c and "grasplab" in c for c in raw["setup_commands"])
+    assert any("mlflow server" in c for c in raw["head_start_ray_commands"])
+    broken = copy.deepcopy(raw)
+    broken["available_node_types"]["gpu_worker"]["bogus_field"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        validate_config(prepare_config(broken))
+
+
+def test_jobs_start_from_their_experiment_and_let_overrides_win():
+    from grasplab.platform.jobs import JOBS, job_overrides
+
+    repo = config_dir().parent
+    assert {p.stem for p in (repo / "jobs").glob("*.py")} == set(JOBS)
+    assert job_overrides("ablation", ["seed=3"]) == [
+        "experiment=ablation",
+        "cluster=remote",
+        "seed=3",
+    ]
+    assert job_overrides("sweep", ["cluster=local"]) == ["cluster=local"]
+    for job in JOBS:
+        load(job_overrides(job, []))  # every job's config validates

@@ -1,0 +1,266 @@
+"""The platform in process: placement, budgets, tracking, sweeps on a local Ray, and faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import ray
+
+from grasplab.platform import sweep
+from grasplab.platform.search import LABEL, PlannerSearch
+from grasplab.platform.testing import BIN, stop, sweep_runs
+from grasplab.platform.tracking import Tracker, default_tracking
+from grasplab.platform.workers import plan_placement
+
+TINY = [
+    "protocol=tiny",
+    "~planners.gd",
+    "sweep.chunk_size=2",
+    "planners.grasp.config.n_steps=50",
+    "planners.cem.config.n_iterations=4",
+    "report.gif=false",
+]
+
+
+def trials_and_parents(uri: str) -> tuple[list, list]:
+    runs = sweep_runs(uri)
+    role = lambda r: r.data.tags.get("grasplab.role")  # noqa: E731
+    return [r for r in runs if role(r) == "trial"], [r for r in runs if role(r) == "sweep"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, namespace="grasplab", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def run_in_process(tmp_path: Path, overrides: list[str], **kwargs) -> sweep.SweepResult:
+    spec, state = sweep.prepare(overrides, tmp_path)
+    return sweep.run_sweep(spec, state, progress=False, **kwargs)
+
+
+# --- units -----------------------------------------------------------------------------------
+
+
+def test_placement_never_asks_for_gpus_on_a_cpu_cluster():
+    p = plan_placement({"CPU": 2.0}, None, 0.1)
+    assert (p.num_workers, p.num_gpus, p.threads) == (2, 0, 1)
+    assert 2 * p.num_cpus + 2 * 0.1 <= 2.0  # workers and the trials feeding them fit
+    assert plan_placement({"CPU": 16.0}, 3, 0.05).num_workers == 3
+
+
+def test_placement_one_worker_per_gpu():
+    p = plan_placement({"CPU": 16.0, "GPU": 2.0}, None, 0.05)
+    assert (p.num_workers, p.num_gpus) == (2, 1)
+    assert plan_placement({"CPU": 16.0, "GPU": 2.0}, 8, 0.05).num_workers == 2
+
+
+def test_planner_search_gives_equal_budgets_and_is_seeded():
+    from ray import tune
+
+    spaces = {"a": {"x": tune.uniform(0, 1)}, "b": {"y": tune.randint(0, 100)}, "c": {}}
+
+    def draw(seed: int) -> list[dict]:
+        search = PlannerSearch(spaces, 4, "success_rate", "max", seed=seed)
+        configs = []
+        while (config := search.suggest(f"t{len(configs)}")) != PlannerSearch.FINISHED:
+            configs.append(config)
+            search.on_trial_complete(f"t{len(configs) - 1}", {"success_rate": 0.5})
+        return configs
+
+    configs = draw(0)
+    assert Counter(c[LABEL] for c in configs) == {"a": 4, "b": 4, "c": 1}
+    assert [c[LABEL] for c in configs[:3]] == ["a", "b", "c"]  # round-robin: side by side
+    assert configs == draw(0) and configs != draw(1)
+
+
+def test_tracker_reuses_child_runs_by_key_and_closes_everything(tmp_path):
+    uri, artifacts = default_tracking(tmp_path)
+    tracker = Tracker(uri, "t", artifacts)
+    parent = tracker.start_parent("sweep-1", "sweep-1", {"recipe": "x"})
+    first = tracker.child("sweep-1/H6/abc", "run", {"lr": 0.1}, {})
+    tracker.end(first, "FINISHED")
+    again = Tracker(uri, "t", artifacts)  # a resumed driver: new process, same store
+    again.start_parent("sweep-1", "sweep-1", {}, run_id=parent)
+    assert again.child("sweep-1/H6/abc", "run", {"lr": 0.1}, {}) == first
+    second = again.child("sweep-1/H6/def", "run", {"lr": 0.2}, {})
+    again.close_all("KILLED")
+    statuses = {r.info.run_id: r.info.status for r in sweep_runs(uri, "t")}
+    assert statuses == {parent: "KILLED", first: "KILLED", second: "KILLED"}
+
+
+# --- sweeps on a local Ray -------------------------------------------------------------------
+
+
+def test_sweep_two_planners_two_workers_nested_runs_and_test_goals(tmp_path, local_ray):
+    result = run_in_process(
+        tmp_path, [*TINY, "sweep.num_samples=2", "report.gif=true"], num_workers=2
+    )
+    assert result.num_workers == 2
+    children, parents = trials_and_parents(result.tracking_uri)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 4 and {r.info.status for r in children} == {"FINISHED"}
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {result.parent_run_id}
+    assert Counter(r.data.tags["variant"] for r in children) == {"grasp": 2, "cem": 2}
+    # the held-out test goals were evaluated with each planner's best config
+    assert [o.label for o in result.outcomes] == ["grasp", "cem"]
+    for outcome in result.outcomes:
+        assert outcome.test["n"] == 4 and len(outcome.test_records) == 4
+        best = [
+            r
+            for r in children
+            if r.data.tags.get("best") == "true" and r.data.tags["variant"] == outcome.label
+        ]
+        assert len(best) == 1 and best[0].data.metrics["test_n"] == 4
+        for key, value in outcome.tuned.items():
+            assert best[0].data.params[key] == str(value)
+    assert parents[0].data.metrics["grasp/test_n"] == 4
+    from mlflow.tracking import MlflowClient
+
+    artifacts = {
+        a.path for a in MlflowClient(result.tracking_uri).list_artifacts(result.parent_run_id)
+    }
+    assert {"comparison.md", "comparison.json", "pareto.png", "test"} <= artifacts
+    assert any(a.endswith(".gif") for a in artifacts)
+    assert "random floor" in result.table
+
+
+def test_worker_killed_mid_sweep_loses_no_trial(tmp_path, local_ray):
+    spec, state = sweep.prepare([*TINY, "sweep.num_samples=3", "sweep.chunk_size=1"], tmp_path)
+    killed = threading.Event()
+
+    def kill_worker_after_two_chunks() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                worker = ray.get_actor(f"{state.sweep_id}-worker-0", namespace="grasplab")
+                if ray.get(worker.stats.remote())["chunks"] >= 2:
+                    ray.kill(worker, no_restart=False)  # Ray restarts it (max_restarts)
+                    killed.set()
+                    return
+            except ValueError:  # not created yet
+                pass
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_worker_after_two_chunks, daemon=True)
+    killer.start()
+    result = sweep.run_sweep(spec, state, progress=False, num_workers=2)
+    killer.join(timeout=5)
+    assert killed.is_set()
+    children, parents = trials_and_parents(result.tracking_uri)
+    assert parents[0].info.status == "FINISHED"
+    assert len(children) == 6 and {r.info.status for r in children} == {"FINISHED"}
+    assert len({r.data.tags["grasplab.trial_key"] for r in children}) == 6
+    assert all(o.test["n"] == 4 for o in result.outcomes)
+
+
+# --- the driver killed and resumed (subprocesses, embedded Ray) ------------------------------
+
+
+def test_killed_driver_resumes_without_duplicate_runs(tmp_path):
+    args = [*TINY, "sweep.num_samples=3", "sweep.chunk_size=1", "name=crashy"]
+    uri, _ = default_tracking(tmp_path)
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115
+    first = subprocess.Popen(
+        [str(BIN / "grasplab"), "sweep", *args],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and first.poll() is None:
+            # touch the SQLite store only once the driver has created it (sweep.json names the
+            # parent run): two processes creating one MLflow DB race on its migrations
+            created = any(
+                json.loads(p.read_text()).get("parent_run_id")
+                for p in tmp_path.glob("ray_results/crashy-*/sweep.json")
+            )
+            saved = list(tmp_path.glob("ray_results/crashy-*/H6/experiment_state*.json"))
+            if (
+                created
+                and saved
+                and any(r.info.status == "FINISHED" for r in trials_and_parents(uri)[0])
+            ):
+                break
+            time.sleep(0.5)
+        assert first.poll() is None, "the sweep ended before it could be killed"
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        time.sleep(2)
+        stop(first, grace=5)  # whatever the driver's process group still holds
+        log.close()
+    children, parents = trials_and_parents(uri)
+    assert parents[0].info.status == "RUNNING"  # the kill left it running...
+
+    resumed = subprocess.run(
+        [str(BIN / "grasplab"), "sweep", *args, "--resume"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    children, parents = trials_and_parents(uri)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # ...resume closed it
+    statuses = Counter(r.info.status for r in children)
+    assert statuses["FINISHED"] == 6 and "RUNNING" not in statuses
+    assert statuses["KILLED"] <= 2  # at most the trials in flight before Tune's last snapshot
+    keys = Counter(r.data.tags["grasplab.trial_key"] for r in children)
+    assert max(keys.values()) == 1  # no trial logged twice
+
+
+# --- bad input: one line on stderr, exit code 2, no run ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["planners.grasp.name=nope"], "unknown planner 'nope'"),
+        (["protocol.horizon=-3"], "horizon"),
+        (["world_model=checkpoint", "world_model.spec=/nonexistent/model"], "/nonexistent/model"),
+        (["world_model=checkpoint"], "world_model.spec"),
+        (["experiment=nope"], "experiment/nope"),
+        (["planners.cem.search_space.n_elites.low=0"], "n_elites"),
+        (["sweep.num_samples=0"], "num_samples"),
+    ],
+)
+def test_bad_config_is_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys, overrides, needle):
+    monkeypatch.chdir(tmp_path)
+    assert sweep.main(overrides) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and err.startswith("grasplab sweep: error")
+    assert not (tmp_path / "mlflow.db").exists()  # validated before any MLflow run existed
+
+
+def test_cli_bad_override_exit_code_2(tmp_path):
+    done = subprocess.run(
+        [str(BIN / "grasplab"), "sweep", "planners.grasp.name=nope"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "grasplab sweep: error: planners.grasp: unknown planner 'nope'; known: "
+        "['cem', 'gd', 'grasp', 'latco', 'mppi']"
+    ]
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_resume_without_a_sweep_is_a_config_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert sweep.main(["name=never_ran", "--resume"]) == 2
+    assert "no unfinished sweep named 'never_ran'" in capsys.readouterr().err
