@@ -1,11 +1,26 @@
 """World models: the :class:`WorldModel` protocol, the serial :func:`rollout`, and models.
 
 ``OracleModel`` exposes a torch-native environment's true dynamics; ``LinearModel`` has
-closed-form answers for tests.
+closed-form answers for tests; ``MLPModel`` (state space) and ``PixelModel`` (64x64 RGB -> latent)
+are learned from data collected in-house (:mod:`grasplab.world_models.data`), trained by
+:mod:`grasplab.world_models.training` and stored by :mod:`grasplab.world_models.checkpoint`
+(safetensors + JSON, never a pickle).
 """
 
 from grasplab.world_models.base import WorldModel, check_step_inputs, rollout
 from grasplab.world_models.linear import LinearModel
+from grasplab.world_models.mlp import MLPConfig, MLPModel
 from grasplab.world_models.oracle import OracleModel
+from grasplab.world_models.pixel import PixelConfig, PixelModel
 
-__all__ = ["LinearModel", "OracleModel", "WorldModel", "check_step_inputs", "rollout"]
+__all__ = [
+    "LinearModel",
+    "MLPConfig",
+    "MLPModel",
+    "OracleModel",
+    "PixelConfig",
+    "PixelModel",
+    "WorldModel",
+    "check_step_inputs",
+    "rollout",
+]
