@@ -26,8 +26,8 @@ from grasplab.planners.base import (
     non_negative,
     positive,
     randn,
-    terminal_state,
 )
+from grasplab.world_models.base import WorldModel
 
 Refit = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 """``refit(elites (B, K, H, A), elite_cost (B, K), half_range (A,)) -> mean, std (B, H, A)``."""
@@ -169,6 +169,14 @@ class MPPIPlanner:
         return sample_loop(problem, init, generator, probe, cfg, cfg.init_std, refit)
 
 
+def terminal_state_time_major(model: WorldModel, z0: Tensor, actions: Tensor) -> Tensor:
+    """Last state ``(..., D)`` of the rollout of time-major actions ``(H, ..., A)``."""
+    z = z0
+    for t in range(actions.shape[0]):
+        z = model.step(z, actions[t])
+    return z
+
+
 def sample_loop(
     problem: PlanProblem,
     init: PlanResult | None,
@@ -187,16 +195,20 @@ def sample_loop(
     mean = initial_actions(p, init)
     std = (init_std * half).expand(B, H, A).clone()
     z0s, goals = z0.unsqueeze(1).expand(B, S, -1), goal.unsqueeze(1)
+    rows = torch.arange(B, device=z0.device).unsqueeze(1)
     probes = ProbeSchedule(probe, cfg.probe_every, B, z0)
     trace: dict[str, list[Tensor]] = {"iteration": [], "elite_cost": [], "std": []}
     iteration = 0
     with torch.no_grad():
         for iteration in range(cfg.n_iterations):
-            noise = randn((B, S, H, A), mean, generator)
-            samples = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(low, high)
-            cost = goal_cost(terminal_state(p.model, z0s, samples), goals)  # (B, S)
+            # Candidates are drawn time-major (H, B, S, A) so that every rollout step reads a
+            # contiguous (B, S, A) slice; in-place ops avoid extra (B, S, H, A) temporaries.
+            samples = randn((H, B, S, A), mean, generator)
+            samples.mul_(std.transpose(0, 1).unsqueeze(2)).add_(mean.transpose(0, 1).unsqueeze(2))
+            samples.clamp_(low, high)
+            cost = goal_cost(terminal_state_time_major(p.model, z0s, samples), goals)  # (B, S)
             elite_cost, idx = cost.topk(K, dim=1, largest=False, sorted=True)
-            elites = samples.gather(1, idx.view(B, K, 1, 1).expand(-1, -1, H, A))
+            elites = samples[:, rows, idx].movedim(0, 2)  # (B, K, H, A)
             mean, std = refit(elites, elite_cost, half)
             mean = probes.apply(mean)
             trace["iteration"].append(torch.tensor(iteration))

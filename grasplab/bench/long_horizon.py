@@ -1,0 +1,476 @@
+"""``grasplab bench long-horizon``: the paper-style long-horizon table on LEARNED world models.
+
+For ``pointmaze`` (layout medium) and ``wall``, with the shipped long-horizon world models
+(``grasplab/world_models/checkpoints/<env>-<model>-b1``: action block 1, so one model step is
+one env step and the layouts supply tasks up to H = 86 / 68 model steps):
+
+- rows H = 10, 20, ..., 80 model steps; a row the layout cannot supply tasks for is skipped,
+  saying why; each row also reports how non-greedy its tasks are (geodesic / straight-line);
+- columns CEM, GD, MPPI, LatCo, GRASP at their default configs (the field's settings for the
+  baselines, the authors' for GRASP), cells ``success % [95% Wilson CI] / median
+  time-to-success``: success judged in the TRUE simulator on held-out test goals (open loop,
+  "ever within the success radius"); time-to-success is the wall clock of the one batched
+  planning call over all episodes until the current plan first reached the goal (probes
+  excluded), median over successes; plus the random-policy floor;
+- per planner and horizon the model-vs-true gap: success judged under the model (its predicted
+  positions along the returned plan ever within the success radius of the goal) next to success
+  in the true env, and the false successes (model yes, env no). State models decode their
+  latents exactly; pixel models are read by a linear probe latent -> position fitted on renders
+  of random free states (:func:`grasplab.world_models.quality.fit_position_probe`; its held-out
+  error is printed next to the success radius);
+- the issue's target at H >= 50: GRASP >= the best baseline + 10 points at <= 0.3x the best
+  baseline's median time-to-success, checked per env and horizon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from grasplab.bench.planners import machine
+from grasplab.envs import Env, make
+from grasplab.eval import EvalProtocol, evaluate, format_cell, random_floor
+from grasplab.planners import PLANNERS, Planner, PlanProblem, PlanResult, Probe, make_planner
+from grasplab.world_models import OracleModel, WorldModel, checkpoint
+from grasplab.world_models.quality import (
+    CHECKPOINTS,
+    FLOORS,
+    PositionProbe,
+    fit_position_probe,
+    predicted_positions,
+)
+
+ORDER = ["cem", "gd", "mppi", "latco", "grasp"]
+LAYOUTS: dict[str, dict[str, Any]] = {"pointmaze": {"layout": "medium"}, "wall": {}}
+HORIZONS = "10,20,30,40,50,60,70,80"
+QUICK_HORIZONS, QUICK_EPISODES = "10,50", 16
+ITERATION_FIELD = {
+    "grasp": "n_steps",
+    "cem": "n_iterations",
+    "gd": "n_steps",
+    "mppi": "n_iterations",
+    "latco": "n_steps",
+}
+"""The config field ``--budget`` scales, per planner."""
+TARGET_HORIZON, TARGET_MARGIN, TARGET_TIME_RATIO = 50, 0.10, 0.3
+NON_GREEDY_DETOUR = 1.1
+"""A task counts as non-greedy when its geodesic exceeds the straight line by this factor."""
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Command-line options (``--quick``: H in {10, 50}, 16 episodes, unless given)."""
+    p = argparse.ArgumentParser(prog="grasplab bench long-horizon", description=__doc__)
+    p.add_argument("--envs", default="pointmaze,wall")
+    p.add_argument("--horizons", default=None, help=f"model steps (default {HORIZONS})")
+    p.add_argument("--episodes", type=int, default=None, help="test episodes per cell (100)")
+    p.add_argument("--model", default="pixel", choices=["pixel", "mlp", "oracle"])
+    p.add_argument("--planners", default=",".join(ORDER))
+    p.add_argument(
+        "--budget", type=float, default=1.0, help="scale of every planner's iteration count"
+    )
+    p.add_argument("--floor-repeats", type=int, default=5, help="random rollouts per task")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="H in {10, 50}, 16 episodes per cell")
+    p.add_argument("--json", default=None, help="write all figures here (after every row)")
+    args = p.parse_args(argv)
+    if args.horizons is None:
+        args.horizons = QUICK_HORIZONS if args.quick else HORIZONS
+    if args.episodes is None:
+        args.episodes = QUICK_EPISODES if args.quick else 100
+    for name in args.planners.split(","):
+        if name not in PLANNERS:
+            p.error(f"unknown planner {name!r}; known: {sorted(PLANNERS)}")
+    for env in args.envs.split(","):
+        if env not in LAYOUTS:
+            p.error(f"unknown env {env!r}; known: {sorted(LAYOUTS)}")
+    if args.budget <= 0 or args.episodes < 1:
+        p.error("--budget must be > 0 and --episodes >= 1")
+    return args
+
+
+# --------------------------------------------------------------------------------------------
+# Models and planners
+# --------------------------------------------------------------------------------------------
+
+
+def checkpoint_name(env: str, kind: str) -> str:
+    """Directory of the shipped long-horizon (action block 1) model of ``kind`` for ``env``."""
+    return f"{env}-{kind}-b1"
+
+
+def load_world_model(env: str, kind: str, device: str) -> tuple[WorldModel, str]:
+    """The world model of ``kind`` (``pixel``, ``mlp`` or ``oracle``) for ``env``, and its name.
+
+    Raises:
+        ValueError: A shipped checkpoint trained on another env or layout.
+    """
+    if kind == "oracle":
+        model = OracleModel(make(env, **LAYOUTS[env]), 1)
+        model.device = device
+        return model, "oracle"
+    name = checkpoint_name(env, kind)
+    model = checkpoint.load(CHECKPOINTS / name, device=device)
+    info = checkpoint.info(CHECKPOINTS / name)
+    if info.get("env") != env or dict(info.get("env_overrides", {})) != LAYOUTS[env]:
+        raise ValueError(
+            f"checkpoint {name} was trained on {info.get('env')} {info.get('env_overrides')}"
+        )
+    return model, name
+
+
+def planner_config(name: str, budget: float) -> dict[str, Any]:
+    """Config overrides of planner ``name``: none at ``budget`` 1, else scaled iterations."""
+    if budget == 1.0:
+        return {}
+    field = ITERATION_FIELD[name]
+    default = getattr(PLANNERS[name][1](), field)
+    return {field: max(1, round(default * budget))}
+
+
+class Recorder:
+    """Wraps a planner and keeps its last :class:`PlanResult` (the runner returns scores only).
+
+    Args:
+        planner: The planner to run.
+    """
+
+    def __init__(self, planner: Planner) -> None:
+        self.planner = planner
+        self.config = planner.config
+        self.result: PlanResult | None = None
+
+    def plan(
+        self,
+        problem: PlanProblem,
+        init: PlanResult | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        probe: Probe | None = None,
+    ) -> PlanResult:
+        """The wrapped planner's ``plan``; the result is kept in :attr:`result`."""
+        self.result = self.planner.plan(problem, init, generator=generator, probe=probe)
+        return self.result
+
+
+# --------------------------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def model_success(
+    model: WorldModel,
+    probe: PositionProbe | None,
+    env: Env,
+    states: torch.Tensor,
+    goal: torch.Tensor,
+) -> np.ndarray:
+    """Success judged under the model: predicted positions ever within the success radius.
+
+    Args:
+        model: The world model the plan was made with.
+        probe: Latent -> position read-out for pixel models (None for state models).
+        env: The environment (its success radius).
+        states: The plan's predicted latents ``(B, H, D)``.
+        goal: Goal env states ``(B, S)``.
+
+    Returns:
+        ``(B,)`` bool.
+    """
+    pos = predicted_positions(model, states, probe)
+    dist = (pos - goal[:, None, :2].to(pos)).norm(dim=-1)
+    return (dist < env.success_radius).any(dim=1).cpu().numpy()
+
+
+def gap(true: np.ndarray, in_model: np.ndarray) -> dict[str, float]:
+    """Model-vs-true success: rates, false successes (model yes, env no) and misses.
+
+    Args:
+        true: ``(B,)`` bool, success in the true env.
+        in_model: ``(B,)`` bool, success under the model.
+    """
+    true, in_model = np.asarray(true, dtype=bool), np.asarray(in_model, dtype=bool)
+    false = in_model & ~true
+    return {
+        "model_success": float(in_model.mean()),
+        "true_success": float(true.mean()),
+        "gap": float(in_model.mean() - true.mean()),
+        "false_success": float(false.mean()),
+        "false_given_model": float(false.sum() / max(int(in_model.sum()), 1)),
+        "missed_success": float((~in_model & true).mean()),
+    }
+
+
+def diagnostics(result: PlanResult) -> dict[str, float]:
+    """First/last value (median over problems) of every traced quantity, and the plan's cost."""
+    out = {
+        "iterations": float(result.iterations),
+        "model_cost_median": float(result.cost.median()),
+    }
+    for key, values in result.trace.items():
+        if key.endswith("iteration") or values.numel() == 0:
+            continue
+        per_record = values.float().flatten(1).median(dim=1).values if values.dim() > 1 else values
+        out[f"{key}_first"] = float(per_record[0])
+        out[f"{key}_last"] = float(per_record[-1])
+    return out
+
+
+def task_stats(protocol: EvalProtocol) -> dict[str, float]:
+    """How long and how non-greedy the test tasks are (geodesic / straight line)."""
+    tasks = protocol.tasks("test")
+    euclid = (tasks.goal[:, :2] - tasks.start[:, :2]).norm(dim=-1).clamp_min(1e-9)
+    detour = tasks.path_length / euclid
+    return {
+        "median_min_steps": float(tasks.min_steps.double().median()),
+        "median_path_length": float(tasks.path_length.median()),
+        "median_detour": float(detour.median()),
+        "non_greedy": float((detour > NON_GREEDY_DETOUR).double().mean()),
+    }
+
+
+def run_cell(
+    protocol: EvalProtocol,
+    name: str,
+    budget: float,
+    model: WorldModel,
+    probe: PositionProbe | None,
+) -> dict[str, Any]:
+    """Evaluate planner ``name`` on all test episodes in one batched call; score and diagnose."""
+    recorder = Recorder(make_planner(name, planner_config(name, budget)))
+    start = time.perf_counter()
+    results = evaluate(protocol, recorder, model, "test")
+    seconds = time.perf_counter() - start
+    assert recorder.result is not None
+    goal = protocol.tasks("test").goal
+    in_model = model_success(model, probe, protocol.make_env(), recorder.result.states, goal)
+    return {
+        "config": recorder.config.to_dict(),
+        "summary": results.summary(),
+        "gap": gap(results.success, in_model),
+        "diagnostics": diagnostics(recorder.result),
+        "seconds": seconds,
+    }
+
+
+def run_row(
+    args: argparse.Namespace,
+    env: str,
+    horizon: int,
+    model: WorldModel,
+    probe: PositionProbe | None,
+) -> dict[str, Any]:
+    """One table row: the random floor and every planner at ``(env, horizon)``."""
+    protocol = EvalProtocol(
+        env=env,
+        env_overrides=LAYOUTS[env],
+        horizon=horizon,
+        action_block=model.action_block,
+        seed=args.seed,
+        tune_episodes=0,
+        test_episodes=args.episodes,
+    )
+    try:
+        protocol.tasks("test")
+    except ValueError as err:
+        print(f"{env} H={horizon}: skipped ({err})", flush=True)
+        return {"env": env, "horizon": horizon, "skipped": str(err)}
+    floor = random_floor(protocol, "test", seed=args.seed, repeats=args.floor_repeats)
+    row: dict[str, Any] = {
+        "env": env,
+        "horizon": horizon,
+        "protocol": protocol.to_dict(),
+        "tasks": task_stats(protocol),
+        "random": floor.summary(),
+        "cells": {},
+    }
+    for name in args.planners.split(","):
+        cell = run_cell(protocol, name, args.budget, model, probe)
+        row["cells"][name] = cell
+        print(f"{env} H={horizon} {name}: {cell_text(cell)} | {gap_text(cell)}", flush=True)
+    row["target"] = target_check(row)
+    return row
+
+
+def target_check(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The issue's target on a row with H >= 50: GRASP vs the best baseline (by success).
+
+    Returns:
+        None below the target horizon or without GRASP and a baseline; else the best baseline,
+        GRASP's margin in success (points / 100), the time-to-success ratio, and ``met``. A
+        baseline without successes has no time-to-success: the time criterion then holds when
+        GRASP has successes.
+    """
+    cells = row.get("cells", {})
+    baselines = {n: c["summary"] for n, c in cells.items() if n != "grasp"}
+    if row["horizon"] < TARGET_HORIZON or "grasp" not in cells or not baselines:
+        return None
+    best = max(baselines, key=lambda n: baselines[n]["success_rate"])
+    g, b = cells["grasp"]["summary"], baselines[best]
+    margin = g["success_rate"] - b["success_rate"]
+    g_tts, b_tts = g["median_time_to_success"], b["median_time_to_success"]
+    ratio = g_tts / b_tts if not (math.isnan(g_tts) or math.isnan(b_tts)) else math.nan
+    time_ok = ratio <= TARGET_TIME_RATIO if not math.isnan(ratio) else b["success_rate"] == 0
+    time_ok = bool(time_ok and g["success_rate"] > 0)
+    return {
+        "best_baseline": best,
+        "margin": margin,
+        "time_ratio": ratio,
+        "success_ok": bool(margin >= TARGET_MARGIN - 1e-12),
+        "time_ok": time_ok,
+        "met": bool(margin >= TARGET_MARGIN - 1e-12 and time_ok),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Printing
+# --------------------------------------------------------------------------------------------
+
+
+def cell_text(cell: dict[str, Any]) -> str:
+    """``success [CI] / time-to-success``."""
+    return format_cell(cell["summary"])
+
+
+def gap_text(cell: dict[str, Any]) -> str:
+    """``model 45% / true 30% / false 18%``."""
+    g = cell["gap"]
+    return (
+        f"model {100 * g['model_success']:.0f}% / true {100 * g['true_success']:.0f}% / "
+        f"false {100 * g['false_success']:.0f}%"
+    )
+
+
+def print_tables(rows: list[dict[str, Any]], names: list[str]) -> None:
+    """Per env: the success table, the model-vs-true gap table and the target verdicts."""
+    for env in dict.fromkeys(r["env"] for r in rows):
+        done = [r for r in rows if r["env"] == env and "cells" in r]
+        skipped = [r["horizon"] for r in rows if r["env"] == env and "skipped" in r]
+        if not done:
+            print(f"\n{env}: no row (skipped H = {skipped})")
+            continue
+        print_success_table(env, done, names)
+        if skipped:
+            print(f"(H = {skipped} skipped: the layout supplies no tasks that long)")
+        print_gap_table(env, done, names)
+        print_targets(env, done)
+
+
+def print_success_table(env: str, rows: list[dict[str, Any]], names: list[str]) -> None:
+    """Rows H, columns: task lengths, the random floor, one per planner."""
+    n = rows[0]["cells"][names[0]]["summary"]["n"]
+    print(f"\n### {env}: success % [95% Wilson CI] / median time-to-success (n={n} per cell)")
+    print("| H | tasks: min steps / non-greedy | random | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
+    for r in rows:
+        t, rnd = r["tasks"], r["random"]
+        tasks = f"{t['median_min_steps']:.0f} / {100 * t['non_greedy']:.0f}%"
+        floor = f"{100 * rnd['success_rate']:.0f}% (n={rnd['n']})"
+        cells = " | ".join(cell_text(r["cells"][name]) for name in names)
+        print(f"| {r['horizon']} | {tasks} | {floor} | {cells} |")
+
+
+def print_gap_table(env: str, rows: list[dict[str, Any]], names: list[str]) -> None:
+    """Rows H, one column per planner: success under the model vs in the true env."""
+    print(f"\n{env}: model-vs-true success (model / true / false = model yes, env no)")
+    print("| H | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for r in rows:
+        cells = " | ".join(gap_text(r["cells"][name]) for name in names)
+        print(f"| {r['horizon']} | {cells} |")
+
+
+def print_targets(env: str, rows: list[dict[str, Any]]) -> None:
+    """One line per row with H >= 50: does GRASP meet the issue's target?"""
+    for r in rows:
+        t = r.get("target")
+        if not t:
+            continue
+        verdict = "MET" if t["met"] else "NOT met"
+        print(
+            f"target {env} H={r['horizon']}: {verdict} (GRASP - best baseline {t['best_baseline']}"
+            f" = {100 * t['margin']:+.0f} points, need >= +{100 * TARGET_MARGIN:.0f}; time ratio "
+            f"{t['time_ratio']:.2f}, need <= {TARGET_TIME_RATIO})"
+        )
+
+
+def print_header(args: argparse.Namespace, names: list[str]) -> None:
+    """What is being run: protocol, budgets, sizes."""
+    budgets = "default (field / authors')" if args.budget == 1.0 else f"REDUCED x{args.budget}"
+    configs = {n: planner_config(n, args.budget) or "defaults" for n in names}
+    print(
+        f"long-horizon benchmark: model={args.model} (action block 1), envs={args.envs}, "
+        f"H={args.horizons}, {args.episodes} held-out test episodes per cell, open loop, success "
+        f"'ever' in the TRUE env; planner budgets: {budgets} {configs}"
+    )
+    if args.quick or args.episodes < 100 or args.budget != 1.0:
+        print("NOTE: not the full benchmark (full: >= 100 episodes per cell, default budgets)")
+
+
+def model_record(name: str, model: WorldModel, probe: PositionProbe | None) -> dict[str, Any]:
+    """The model's recorded quality (``floors.json``) and the probe's accuracy."""
+    floors = CHECKPOINTS / FLOORS
+    recorded = json.loads(floors.read_text()).get(name) if floors.is_file() else None
+    return {
+        "name": name,
+        "kind": getattr(model, "kind", "oracle"),
+        "action_block": model.action_block,
+        "quality": recorded,
+        "probe": probe.summary() if probe is not None else None,
+    }
+
+
+def write_json(path: str | None, figures: dict[str, Any]) -> None:
+    """Write ``figures`` to ``path`` (if given) via a temp file."""
+    if not path:
+        return
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(figures, indent=1, default=float))
+    tmp.replace(path)
+
+
+def run_env(args: argparse.Namespace, env: str, figures: dict[str, Any]) -> None:
+    """All rows of ``env``; the figures are written after every row."""
+    model, name = load_world_model(env, args.model, args.device)
+    probe = None
+    if getattr(model, "observation", "state") == "pixels":
+        probe = fit_position_probe(model, make(env, **LAYOUTS[env]), seed=args.seed)
+        radius = make(env, **LAYOUTS[env]).success_radius
+        print(
+            f"{env}: linear probe latent -> position, held-out error {probe.heldout_error:.3f} "
+            f"env units (success radius {radius:g}), R^2 {probe.r2:.3f}",
+            flush=True,
+        )
+    figures["models"][env] = model_record(name, model, probe)
+    for horizon in (int(h) for h in args.horizons.split(",")):
+        figures["rows"].append(run_row(args, env, horizon, model, probe))
+        write_json(args.json, figures)
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark, print its tables and verdicts."""
+    args = parse(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    names = args.planners.split(",")
+    figures: dict[str, Any] = {"machine": machine(), "args": vars(args), "models": {}, "rows": []}
+    print(json.dumps(figures["machine"]))
+    print_header(args, names)
+    start = time.perf_counter()
+    for env in args.envs.split(","):
+        run_env(args, env, figures)
+    figures["seconds"] = time.perf_counter() - start
+    print_tables(figures["rows"], names)
+    print(f"\ntotal {figures['seconds']:.0f} s")
+    write_json(args.json, figures)
+    return 0
