@@ -87,6 +87,7 @@ def overhead_run(overrides: Sequence[str], workers: int | None) -> dict[str, flo
         "compute_s": result.trial_compute,
         "overhead": (pool_time - result.trial_compute) / result.trial_compute,
         "trials": sum(len(o.trials) for o in result.outcomes),
+        **result.extras.get("phases", {}),
     }
 
 
@@ -111,6 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"sweep: {o['trials']} trials, {o['workers']} workers, {o['sweep_s']:.1f} s "
             f"(wall incl. Ray/MLflow/pool start {o['wall_s']:.1f} s), worker compute "
             f"{o['compute_s']:.1f} s -> overhead {100 * o['overhead']:.1f}% (target <= 5%)"
+        )
+        print(
+            f"sweep phases: tuning {o.get('tuning_s', 0):.1f} s, test-goal evaluation "
+            f"{o.get('testing_s', 0):.1f} s, report (table, plots, GIF) "
+            f"{o.get('report_s', 0):.1f} s"
         )
     print(f"load average: {os.getloadavg()}")
     ray.shutdown()

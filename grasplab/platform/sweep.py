@@ -196,7 +196,9 @@ def run_sweep(
         pool = open_pool(spec, state, num_workers)
         tuned_at = time.perf_counter()
         result = run_stages(spec, state, tracker, pool, progress)
+        reported_at = time.perf_counter()
         finish_report(spec, state, tracker, pool, result)
+        result.extras["phases"]["report_s"] = time.perf_counter() - reported_at
         result.tune_time = time.perf_counter() - tuned_at
         status = "FINISHED"
         state.status = "finished"
@@ -269,6 +271,7 @@ def run_stages(
 ) -> SweepResult:
     """Tune and test every stage (skipping what a resumed sweep already finished)."""
     outcomes, compute = [], 0.0
+    phases = {"tuning_s": 0.0, "testing_s": 0.0}
     for index, stage in enumerate(spec.stages()):
         keys = [stage.outcome_key(p.label) for p in stage.planners]
         if not all(k in state.stages for k in keys):
@@ -279,8 +282,12 @@ def run_stages(
                     f"{stage.protocol.tune_episodes} tuning episodes",
                     flush=True,
                 )
+            started = time.perf_counter()
             grid = tune_stage(spec, stage, state, pool, index, progress)
+            tuned = time.perf_counter()
             compute += finish_stage(spec, stage, state, grid, tracker, pool)
+            phases["tuning_s"] += tuned - started
+            phases["testing_s"] += time.perf_counter() - tuned
         outcomes.extend(StageOutcome.from_dict(state.stages[k]) for k in keys)
     floors = {s.protocol.horizon: random_floor(s.protocol, "test").summary() for s in spec.stages()}
     rows = report.comparison_rows(outcomes, floors)
@@ -294,7 +301,7 @@ def run_stages(
         ui_command(state.tracking_uri, state.artifact_root),
         trial_compute=compute,
         num_workers=pool.placement.num_workers,
-        extras={"rows": rows},
+        extras={"rows": rows, "phases": phases},
     )
 
 
