@@ -18,7 +18,7 @@ from typing import Any
 import ray
 from ray import tune
 
-from grasplab.eval import EpisodeResults
+from grasplab.eval.results import EpisodeResults
 from grasplab.platform.search import LABEL
 
 STATE_FILE = "trial_state.json"
