@@ -53,6 +53,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--planners", default=",".join(ORDER))
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: like the Ray workers; stable)"
+    )
     p.add_argument("--quick", action="store_true", help="pointmaze, H in {10, 25}, 10 episodes")
     p.add_argument("--skip-table", action="store_true", help="only the speed ratios")
     p.add_argument("--json", default=None, help="also write all figures to this JSON file")
@@ -174,7 +177,7 @@ def cem_ratio(env: str, batch: int, horizon: int, device: str) -> dict[str, floa
     """CEM iteration time / the ``(B*S) x H`` rollout forward of its samples."""
     p = _problem(env, batch, horizon, device)
     base = CEMConfig()
-    it = per_iteration(lambda c: make_planner("cem", c).plan(p), "n_iterations", base, 2, 8, device)
+    it = per_iteration(lambda c: make_planner("cem", c).plan(p), "n_iterations", base, 2, 12, device)
     S = base.n_samples
     z0 = p.z0.unsqueeze(1).expand(batch, S, -1)
     low, high = p.bounds()
@@ -213,6 +216,7 @@ def batch_speedup(env: str, batch: int, horizon: int, device: str) -> dict[str, 
 def main(argv: list[str]) -> int:
     """Run the benchmark and print its figures."""
     args = parse(argv)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     figures: dict[str, Any] = {"machine": machine(), "args": vars(args)}
     print(json.dumps(figures["machine"]))
