@@ -140,7 +140,8 @@ def test_jobs_start_from_their_experiment_and_let_overrides_win():
     from grasplab.platform.jobs import JOBS, job_overrides
 
     repo = config_dir().parent
-    assert {p.stem for p in (repo / "jobs").glob("*.py")} == set(JOBS)
+    # jobs/train.py trains a world model (grasplab.platform.train.job_overrides), not a sweep
+    assert {p.stem for p in (repo / "jobs").glob("*.py")} == set(JOBS) | {"train"}
     assert job_overrides("ablation", ["seed=3"]) == [
         "experiment=ablation",
         "cluster=remote",
@@ -149,3 +150,26 @@ def test_jobs_start_from_their_experiment_and_let_overrides_win():
     assert job_overrides("sweep", ["cluster=local"]) == ["cluster=local"]
     for job in JOBS:
         load(job_overrides(job, []))  # every job's config validates
+
+
+def train_options() -> list[str]:
+    return sorted(p.stem for p in (config_dir() / "train" / "world_model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("env", options("env"))
+@pytest.mark.parametrize("kind", train_options())
+def test_every_train_config_composes_and_validates(kind, env, tmp_path):
+    from grasplab.platform import train
+    from grasplab.world_models.mlp import MLPConfig
+    from grasplab.world_models.pixel import PixelConfig
+    from grasplab.world_models.training import TrainConfig
+
+    assert set(train_options()) == set(train.KINDS)
+    spec = train.load([f"world_model={kind}", f"env={env}"], tmp_path)
+    assert (spec.kind, spec.env) == (kind, env)
+    assert spec.out.parent == tmp_path / "runs" and spec.data.dir.parent == tmp_path / "data"
+    assert set(spec.options) < set(TrainConfig.__dataclass_fields__)
+    model_fields = (MLPConfig if kind == "mlp" else PixelConfig).__dataclass_fields__
+    assert spec.raw["model"] and set(spec.raw["model"]) < set(model_fields)
+    job = train.load(train.job_overrides([f"world_model={kind}", f"env={env}"], tmp_path), tmp_path)
+    assert job.mlflow["tracking_uri"].startswith("http")  # the head's MLflow server

@@ -177,7 +177,9 @@ def cem_ratio(env: str, batch: int, horizon: int, device: str) -> dict[str, floa
     """CEM iteration time / the ``(B*S) x H`` rollout forward of its samples."""
     p = _problem(env, batch, horizon, device)
     base = CEMConfig()
-    it = per_iteration(lambda c: make_planner("cem", c).plan(p), "n_iterations", base, 2, 12, device)
+    it = per_iteration(
+        lambda c: make_planner("cem", c).plan(p), "n_iterations", base, 2, 12, device
+    )
     S = base.n_samples
     z0 = p.z0.unsqueeze(1).expand(batch, S, -1)
     low, high = p.bounds()

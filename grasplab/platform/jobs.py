@@ -16,7 +16,8 @@ JOBS: dict[str, list[str]] = {
     "ablation": ["experiment=ablation"],
     "long_horizon": ["experiment=long_horizon"],
 }
-"""Job name -> overrides it starts from."""
+"""Sweep job name -> overrides it starts from (``jobs/train.py`` is ``grasplab train``'s job:
+see :func:`grasplab.platform.train.job_overrides`)."""
 
 
 def job_overrides(job: str, argv: Sequence[str]) -> list[str]:

@@ -13,10 +13,12 @@ is searched and pruned on its own:
 
 from __future__ import annotations
 
-import pickle
+import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from optuna.distributions import distribution_to_json, json_to_distribution
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
@@ -28,6 +30,13 @@ LABEL = "label"
 class PlannerSearch(Searcher):
     """Round-robin over planner variants, one seeded Optuna TPE per variant.
 
+    The state Tune checkpoints (:meth:`save` / :meth:`restore`) is JSON, never a pickle: the
+    round-robin counters, which variant owns which trial, the configs of trials still in
+    flight, and per variant the finished trials (params, Optuna distributions, value, state),
+    which :meth:`restore` adds back to the fresh studies. Trials in flight when the driver died
+    are unknown to the restored Optuna searchers; their results are told to the study when they
+    complete (as evaluated points), and their intermediate reports are dropped.
+
     Args:
         spaces: Variant label -> ``ray.tune`` search space (may be empty).
         num_samples: Trials per variant with a search space (a variant with nothing to search
@@ -37,6 +46,8 @@ class PlannerSearch(Searcher):
         seed: Base seed; variant ``i`` uses ``seed + i``.
         n_startup_trials: Random trials before TPE models the results.
     """
+
+    STATE_VERSION = 1
 
     def __init__(
         self,
@@ -54,17 +65,19 @@ class PlannerSearch(Searcher):
         self.budget = {label: num_samples if spaces[label] else 1 for label in self.labels}
         self.assigned = dict.fromkeys(self.labels, 0)
         self.owner: dict[str, str] = {}
+        self.sampled: dict[str, dict[str, Any]] = {}
+        self.completed: set[str] = set()
+        self.history: dict[str, list[dict[str, Any]]] = {label: [] for label in self.labels}
+        self.asked: set[str] = set()
+        self.distributions: dict[str, dict[str, Any]] = {}
         self.searchers: dict[str, OptunaSearch | None] = {}
         for i, label in enumerate(self.labels):
+            space = OptunaSearch.convert_search_space(dict(spaces[label])) if spaces[label] else {}
+            self.distributions[label] = space
             sampler = optuna.samplers.TPESampler(seed=seed + i, n_startup_trials=n_startup_trials)
             self.searchers[label] = (
-                OptunaSearch(
-                    space=OptunaSearch.convert_search_space(dict(spaces[label])),
-                    metric=metric,
-                    mode=mode,
-                    sampler=sampler,
-                )
-                if spaces[label]
+                OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler)
+                if space
                 else None
             )
 
@@ -91,35 +104,115 @@ class PlannerSearch(Searcher):
             return config
         self.assigned[label] += 1
         self.owner[trial_id] = label
+        self.sampled[trial_id] = dict(config)
+        if inner is not None:
+            self.asked.add(trial_id)
         return {LABEL: label, **config}
 
-    def _inner(self, trial_id: str) -> OptunaSearch | None:
-        label = self.owner.get(trial_id)
-        return self.searchers.get(label) if label else None
-
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        """Forward to the variant's searcher."""
-        inner = self._inner(trial_id)
-        if inner is not None:
+        """Forward to the variant's searcher (when it asked for this trial itself)."""
+        inner = self.searchers.get(self.owner.get(trial_id, ""))
+        if inner is not None and trial_id in self.asked and trial_id not in self.completed:
             inner.on_trial_result(trial_id, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        """Forward to the variant's searcher (TPE learns from the trial's last report)."""
-        inner = self._inner(trial_id)
-        if inner is not None:
+        """Tell the variant's study the trial's outcome (TPE learns from its last report).
+
+        A trial the variant's searcher did not ask for in this process (it was in flight when
+        a previous driver died) is added to the study as an evaluated point instead.
+        """
+        label = self.owner.get(trial_id)
+        if label is None or trial_id in self.completed:
+            return
+        self.completed.add(trial_id)
+        params = self.sampled.pop(trial_id, {})
+        inner = self.searchers.get(label)
+        if inner is None:
+            return
+        record = self._record(params, result, error)
+        self.history[label].append(record)
+        if trial_id in self.asked:
             inner.on_trial_complete(trial_id, result=result, error=error)
+        else:
+            self._tell(label, record)
+
+    def _record(self, params: dict[str, Any], result: dict | None, error: bool) -> dict[str, Any]:
+        """A finished trial as Optuna sees it (``OptunaSearch.on_trial_complete``'s rules)."""
+        value = (result or {}).get(self.metric)
+        finite = isinstance(value, int | float) and math.isfinite(value)
+        state = "COMPLETE" if finite else ("FAIL" if error or value is not None else "PRUNED")
+        return {"params": params, "value": float(value) if finite else None, "state": state}
+
+    def _tell(self, label: str, record: Mapping[str, Any]) -> None:
+        """Add a finished trial to the variant's study (restore, or a trial from a past driver)."""
+        inner = self.searchers[label]
+        assert inner is not None
+        inner.add_evaluated_point(
+            dict(record["params"]),
+            record["value"],
+            error=record["state"] == "FAIL",
+            pruned=record["state"] == "PRUNED",
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The JSON-able state: counters, owners, in-flight configs, per-variant history."""
+        return {
+            "version": self.STATE_VERSION,
+            "labels": self.labels,
+            "assigned": self.assigned,
+            "owner": self.owner,
+            "sampled": self.sampled,
+            "completed": sorted(self.completed),
+            "distributions": {
+                label: {k: distribution_to_json(d) for k, d in space.items()}
+                for label, space in self.distributions.items()
+            },
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`: replay the history into this searcher's fresh studies.
+
+        Raises:
+            ValueError: A state of another version, other variants or other search spaces.
+        """
+        self._check_compatible(state)
+        self.assigned = {label: int(state["assigned"][label]) for label in self.labels}
+        self.owner = dict(state["owner"])
+        self.sampled = {k: dict(v) for k, v in state["sampled"].items()}
+        self.completed = set(state["completed"])
+        self.asked = set()
+        self.history = {label: list(state["history"].get(label, [])) for label in self.labels}
+        for label, records in self.history.items():
+            for record in records:
+                self._tell(label, record)
+
+    def _check_compatible(self, state: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` unless ``state`` was saved by a searcher like this one."""
+        if state.get("version") != self.STATE_VERSION:
+            raise ValueError(f"searcher state version {state.get('version')!r} is not supported")
+        if list(state.get("labels", [])) != self.labels:
+            raise ValueError(
+                f"searcher state has variants {state.get('labels')}, not {self.labels}"
+            )
+        for label, space in self.distributions.items():
+            saved = {
+                k: json_to_distribution(v) for k, v in state["distributions"].get(label, {}).items()
+            }
+            if saved != space:
+                raise ValueError(f"searcher state: the search space of {label!r} has changed")
 
     def save(self, checkpoint_path: str) -> None:
-        """Pickle the whole state (Optuna studies included) for ``Tuner.restore``."""
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+        """Write the state as JSON (Tune names the file; it is never unpickled)."""
+        with open(checkpoint_path, "w") as f:
+            json.dump(self.state_dict(), f)
 
     def restore(self, checkpoint_path: str) -> None:
         """Inverse of :meth:`save`."""
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+        with open(checkpoint_path) as f:
+            self.load_state_dict(json.load(f))
 
 
 class PerPlannerScheduler(FIFOScheduler):

@@ -453,11 +453,11 @@ def train(
         "bad_evals": 0,
         "seconds": 0.0,
         "history": [],
-        "config": _identity(cfg),
+        "config": run_identity(cfg),
     }
     if resume and (state_dir / "state.json").is_file():
         prog = load_state(state_dir, model, opt, generator)
-        if prog.get("config") != _identity(cfg):
+        if prog.get("config") != run_identity(cfg):
             raise ValueError(
                 f"train: {state_dir} was written by a different run "
                 f"({prog.get('config')}); pass resume=False or another out dir"
@@ -466,7 +466,7 @@ def train(
     return _finish(run, data_dir, out, prog, stopped, generator)
 
 
-def _identity(cfg: TrainConfig) -> dict[str, Any]:
+def run_identity(cfg: TrainConfig) -> dict[str, Any]:
     """The config fields a resumed run must share with the run it continues."""
     free = {"steps", "max_minutes", "eval_every", "patience"}
     values = dataclasses.asdict(cfg)
