@@ -244,6 +244,20 @@ def load(overrides: Sequence[str], cwd: Path) -> TrainSpec:
     return parse(compose(overrides), cwd)
 
 
+def set_threads(spec: TrainSpec) -> None:
+    """Apply ``threads`` (torch CPU threads; 1 by default, see tune_configs/train/config.yaml).
+
+    Raises:
+        ConfigError: Not an int >= 1.
+    """
+    import torch
+
+    threads = spec.raw.get("threads", 1)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"threads must be an int >= 1, got {threads!r}")
+    torch.set_num_threads(threads)
+
+
 def check_env(name: str, overrides: Mapping[str, Any]) -> Any:
     """The environment (its sizes validate the model config).
 
@@ -520,6 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         spec = load(args.overrides, Path.cwd())
+        set_threads(spec)
         tracker = open_tracker(spec)
         manifest = ensure_dataset(spec)
     except ConfigError as error:
