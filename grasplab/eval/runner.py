@@ -197,15 +197,27 @@ def _score(
     success = reached(distances, env.success_radius, protocol.success_rule).cpu()
     tts = torch.where(first_hit.isnan(), torch.full_like(first_hit, plan_time), first_hit)
     tts = torch.where(success, tts, torch.full_like(tts, math.nan))
-    B = start.shape[0]
+    return _results(success, tts, distances, result.model_steps, result.cost, plan_time)
+
+
+def _results(
+    success: Tensor,
+    tts: Tensor,
+    distances: Tensor,
+    model_steps: float,
+    cost: Tensor | None,
+    plan_time: float,
+) -> EpisodeResults:
+    """Per-episode arrays from tensors: success/tts ``(B,)``, distances ``(B, T)``."""
+    B = distances.shape[0]
     return EpisodeResults(
         index=np.arange(B),
-        success=success.numpy(),
-        time_to_success=tts.numpy(),
+        success=success.cpu().numpy(),
+        time_to_success=tts.cpu().numpy(),
         final_distance=distances[:, -1].double().cpu().numpy(),
         min_distance=distances.min(dim=1).values.double().cpu().numpy(),
-        model_steps=np.full(B, result.model_steps),
-        model_cost=result.cost.detach().double().cpu().numpy(),
+        model_steps=np.full(B, model_steps),
+        model_cost=np.full(B, np.nan) if cost is None else cost.detach().double().cpu().numpy(),
         plan_time=np.full(B, plan_time),
     )
 
@@ -246,16 +258,7 @@ def _mpc(
     success = reached(distances, env.success_radius, protocol.success_rule).cpu()
     tts = torch.where(success, first_hit, torch.full_like(first_hit, math.nan))
     tts = torch.where(success & tts.isnan(), torch.full_like(tts, spent), tts)
-    return EpisodeResults(
-        index=np.arange(B),
-        success=success.numpy(),
-        time_to_success=tts.numpy(),
-        final_distance=distances[:, -1].double().cpu().numpy(),
-        min_distance=distances.min(dim=1).values.double().cpu().numpy(),
-        model_steps=np.full(B, steps),
-        model_cost=result.cost.detach().double().cpu().numpy(),
-        plan_time=np.full(B, spent),
-    )
+    return _results(success, tts, distances, steps, result.cost, spent)
 
 
 def random_floor(
@@ -283,13 +286,7 @@ def random_floor(
             env, start, goal, actions.reshape(N, protocol.horizon, -1), protocol.action_block
         )
     success = reached(distances, env.success_radius, protocol.success_rule)
-    return EpisodeResults(
-        index=np.tile(np.arange(len(tasks)), repeats),
-        success=success.numpy(),
-        time_to_success=np.where(success.numpy(), 0.0, np.nan),
-        final_distance=distances[:, -1].double().numpy(),
-        min_distance=distances.min(dim=1).values.double().numpy(),
-        model_steps=np.zeros(N),
-        model_cost=np.full(N, np.nan),
-        plan_time=np.zeros(N),
-    )
+    tts = torch.where(success, 0.0, math.nan).double()
+    results = _results(success, tts, distances, 0, None, 0.0)
+    results.index = np.tile(np.arange(len(tasks)), repeats)
+    return results
