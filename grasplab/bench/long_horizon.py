@@ -225,8 +225,8 @@ def diagnostics(result: PlanResult) -> dict[str, float]:
     return out
 
 
-def task_stats(protocol: EvalProtocol) -> dict[str, float]:
-    """How long and how non-greedy the test tasks are (geodesic / straight line)."""
+def task_stats(protocol: EvalProtocol) -> dict[str, Any]:
+    """How long and how non-greedy the test tasks are (geodesic / straight line), per task too."""
     tasks = protocol.tasks("test")
     euclid = (tasks.goal[:, :2] - tasks.start[:, :2]).norm(dim=-1).clamp_min(1e-9)
     detour = tasks.path_length / euclid
@@ -235,6 +235,8 @@ def task_stats(protocol: EvalProtocol) -> dict[str, float]:
         "median_path_length": float(tasks.path_length.median()),
         "median_detour": float(detour.median()),
         "non_greedy": float((detour > NON_GREEDY_DETOUR).double().mean()),
+        "detour": detour.tolist(),
+        "min_steps": tasks.min_steps.tolist(),
     }
 
 
@@ -259,6 +261,12 @@ def run_cell(
         "gap": gap(results.success, in_model),
         "diagnostics": diagnostics(recorder.result),
         "seconds": seconds,
+        "episodes": {
+            "success": results.success.astype(bool).tolist(),
+            "model_success": in_model.astype(bool).tolist(),
+            "time_to_success": results.time_to_success.tolist(),
+            "min_distance": results.min_distance.tolist(),
+        },
     }
 
 
@@ -362,6 +370,7 @@ def print_tables(rows: list[dict[str, Any]], names: list[str]) -> None:
         if skipped:
             print(f"(H = {skipped} skipped: the layout supplies no tasks that long)")
         print_gap_table(env, done, names)
+        print_split_table(env, done, names)
         print_targets(env, done)
 
 
@@ -387,6 +396,26 @@ def print_gap_table(env: str, rows: list[dict[str, Any]], names: list[str]) -> N
     for r in rows:
         cells = " | ".join(gap_text(r["cells"][name]) for name in names)
         print(f"| {r['horizon']} | {cells} |")
+
+
+def split_text(row: dict[str, Any], name: str) -> str:
+    """``non-greedy 20% (n=40) / greedy 60% (n=60)``: success by task type."""
+    hard = np.asarray(row["tasks"]["detour"]) > NON_GREEDY_DETOUR
+    success = np.asarray(row["cells"][name]["episodes"]["success"], dtype=bool)
+    parts = []
+    for label, mask in (("non-greedy", hard), ("greedy", ~hard)):
+        rate = f"{100 * success[mask].mean():.0f}%" if mask.any() else "-"
+        parts.append(f"{label} {rate} (n={int(mask.sum())})")
+    return " / ".join(parts)
+
+
+def print_split_table(env: str, rows: list[dict[str, Any]], names: list[str]) -> None:
+    """Rows H, one column per planner: success on non-greedy vs greedy tasks."""
+    print(f"\n{env}: success by task type (non-greedy: geodesic > {NON_GREEDY_DETOUR} x straight)")
+    print("| H | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for r in rows:
+        print(f"| {r['horizon']} | " + " | ".join(split_text(r, name) for name in names) + " |")
 
 
 def print_targets(env: str, rows: list[dict[str, Any]]) -> None:

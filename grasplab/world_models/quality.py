@@ -5,8 +5,11 @@
   to zero by construction) next to a no-motion baseline, and for state models in env units.
 - :func:`planning_success`: CEM (or any planner) plans through the model; success is judged by
   :func:`grasplab.eval.evaluate` in the true environment, next to the random-policy floor.
-- :func:`record`: both, for a shipped checkpoint, written to ``checkpoints/floors.json`` with
-  the floor the tests guard and the weights' hashes in ``checkpoints/manifest.json``.
+- :func:`fit_position_probe`: a linear read-out latent -> position for pixel models (fitted on
+  renders of random free states), so that their predictions can be judged in env units: k-step
+  position errors, and "success under the model" for the model-vs-true gap.
+- :func:`record`: all of it, for a shipped checkpoint, written to ``checkpoints/floors.json``
+  with the floor the tests guard and the weights' hashes in ``checkpoints/manifest.json``.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from grasplab.world_models import checkpoint
 from grasplab.world_models.data import Episodes, load_episodes, parse_overrides
@@ -30,6 +34,143 @@ FLOORS = "floors.json"
 MANIFEST = "manifest.json"
 DEFAULT_PLANNER: dict[str, Any] = {"n_iterations": 30, "n_samples": 300, "n_elites": 30}
 """CEM at its field settings (``CEMConfig`` defaults, spelled out so the record is explicit)."""
+
+
+@dataclass(frozen=True)
+class PositionProbe:
+    """A linear read-out ``position = z[..., :dims] @ weight + bias`` (env units).
+
+    Attributes:
+        weight: ``(dims, 2)``.
+        bias: ``(2,)``.
+        dims: Leading latent dims read (a pixel model's encoded part; its memory is excluded).
+        heldout_error: Mean Euclidean error on held-out renders, env units.
+        r2: Coefficient of determination on the held-out renders (both coordinates pooled).
+        count: Renders it was fitted on.
+        penalty: Its ridge penalty (per 4096 samples).
+    """
+
+    weight: Tensor
+    bias: Tensor
+    dims: int
+    heldout_error: float
+    r2: float
+    count: int
+    penalty: float = 0.0
+
+    def __call__(self, z: Tensor) -> Tensor:
+        """Positions ``(..., 2)`` from latents ``(..., D)``."""
+        return z[..., : self.dims] @ self.weight.to(z) + self.bias.to(z)
+
+    def summary(self) -> dict[str, float]:
+        """Its accuracy, for reports."""
+        return {
+            "heldout_error": self.heldout_error,
+            "r2": self.r2,
+            "count": self.count,
+            "dims": self.dims,
+            "penalty": self.penalty,
+        }
+
+
+@torch.no_grad()
+def _encode_states(model: nn.Module, env: Any, states: Tensor, chunk: int = 256) -> Tensor:
+    """Latents ``(N, D)`` of the renders of env states ``(N, S)``."""
+    device = next(iter(model.parameters())).device
+    parts = [
+        model.encode(env.render(states[i : i + chunk]).to(device))
+        for i in range(0, len(states), chunk)
+    ]
+    return torch.cat(parts).cpu()
+
+
+RIDGE_GRID = (0.0, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+"""Ridge penalties tried by :func:`fit_position_probe` (per 4096 fitting samples)."""
+
+
+def _ridge(x: Tensor, y: Tensor, penalty: float) -> Tensor:
+    """Ridge solution ``(F+1, 2)`` of ``[x, 1] @ W = y`` (the bias is not penalised)."""
+    a = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+    reg = torch.eye(a.shape[1], dtype=x.dtype) * penalty * len(x) / 4096
+    reg[-1, -1] = 0.0
+    return torch.linalg.solve(a.T @ a + reg, a.T @ y)
+
+
+def _apply(x: Tensor, w: Tensor) -> Tensor:
+    """``[x, 1] @ w``."""
+    return x @ w[:-1] + w[-1]
+
+
+@torch.no_grad()
+def fit_position_probe(
+    model: nn.Module,
+    env: Any,
+    count: int = 4096,
+    heldout: int = 1024,
+    seed: int = 0,
+    tolerance: float = 1.1,
+) -> PositionProbe:
+    """Ridge-regularised linear probe from a pixel model's encoded latent to the position.
+
+    Fitted on ``encode(render(s))`` of ``count`` uniformly random free states (``env.reset``:
+    the positions the training data covers, at rest as task starts and goals are), scored on
+    ``heldout`` others. Linear on purpose: it cannot invent structure the latent lacks. The
+    encodings of real images span only a few latent directions (the position); least squares
+    would give large weights to the near-empty ones, so that small off-manifold errors of
+    predicted latents read as large jumps in position. The ridge penalty is therefore the
+    largest of :data:`RIDGE_GRID` whose error on a validation quarter of the fitting renders
+    stays within ``tolerance`` x the unpenalised one; the probe is then refitted on all of them.
+
+    Args:
+        model: A pixel model (``observation == "pixels"``).
+        env: The environment it was trained on.
+        count: Fitting renders (a quarter of them select the penalty).
+        heldout: Scoring renders.
+        seed: Seed of the random states.
+        tolerance: Allowed validation error growth from the penalty.
+    """
+    g = torch.Generator().manual_seed(seed)
+    states = env.reset(g, count + heldout)
+    dims = getattr(model, "latent_dim", model.state_dim)
+    z = _encode_states(model, env, states)[:, :dims].double()
+    pos = states[:, :2].double()
+    fit = count - count // 4
+
+    def val_error(penalty: float) -> float:
+        w = _ridge(z[:fit], pos[:fit], penalty)
+        return (_apply(z[fit:count], w) - pos[fit:count]).norm(dim=-1).mean().item()
+
+    errors = {p: val_error(p) for p in RIDGE_GRID}
+    penalty = max(p for p, e in errors.items() if e <= tolerance * errors[0.0])
+    w = _ridge(z[:count], pos[:count], penalty)
+    pred = _apply(z[count:], w)
+    resid = (pred - pos[count:]).square().sum()
+    total = (pos[count:] - pos[count:].mean(0)).square().sum()
+    return PositionProbe(
+        weight=w[:-1].float(),
+        bias=w[-1].float(),
+        dims=dims,
+        heldout_error=(pred - pos[count:]).norm(dim=-1).mean().item(),
+        r2=1.0 - (resid / total).item(),
+        count=count,
+        penalty=penalty,
+    )
+
+
+def predicted_positions(model: Any, z: Tensor, probe: PositionProbe | None = None) -> Tensor:
+    """Positions ``(..., 2)`` (env units) a model's latents ``(..., D)`` stand for.
+
+    State models (``observation == "state"`` with ``decode``) decode exactly; pixel models need
+    a :class:`PositionProbe`.
+
+    Raises:
+        ValueError: A pixel model without a probe.
+    """
+    if getattr(model, "observation", "state") == "state" and hasattr(model, "decode"):
+        return model.decode(z)[..., :2]
+    if probe is None:
+        raise ValueError("predicted_positions: a pixel model needs a PositionProbe")
+    return probe(z)
 
 
 def _encode_windows(model: nn.Module, data: Episodes, w: Any) -> torch.Tensor:
@@ -47,6 +188,7 @@ def kstep_errors(
     ks: tuple[int, ...] = (1, 5, 20),
     count: int = 256,
     seed: int = 0,
+    probe: PositionProbe | None = None,
 ) -> dict[str, Any]:
     """Open-loop ``k``-step prediction errors on ``episodes`` (held-out ones, normally).
 
@@ -59,11 +201,13 @@ def kstep_errors(
         ks: Prediction depths in model steps (each ``k * action_block <= T``).
         count: Windows evaluated.
         seed: Window sampler seed.
+        probe: For pixel models, a :class:`PositionProbe` to report position errors with.
 
     Returns:
         ``k``, ``latent_mse`` and ``latent_mse_no_motion`` (mean over windows and compared dims),
-        and for state models ``position_error`` / ``position_error_no_motion`` (mean Euclidean
-        error of the position, env units).
+        and for state models (or pixel models with a ``probe``) ``position_error`` /
+        ``position_error_no_motion`` (mean Euclidean error of the position, env units); with a
+        probe also ``position_error_probe``, the probe's own error on the true frames' latents.
     """
     K, block = max(ks), model.action_block
     g = torch.Generator().manual_seed(seed)
@@ -83,13 +227,32 @@ def kstep_errors(
     for k in ks:
         out["latent_mse"].append((preds[k - 1] - z[:, k])[:, :d].square().mean().item())
         out["latent_mse_no_motion"].append((z[:, 0] - z[:, k])[:, :d].square().mean().item())
-    if hasattr(model, "decode") and getattr(model, "observation", "state") == "state":
-        out["position_error"], out["position_error_no_motion"] = [], []
-        for k in ks:
-            err = model.decode(preds[k - 1])[:, :2] - w.states[:, k, :2]
-            still = w.states[:, 0, :2] - w.states[:, k, :2]
-            out["position_error"].append(err.norm(dim=-1).mean().item())
-            out["position_error_no_motion"].append(still.norm(dim=-1).mean().item())
+    is_state = getattr(model, "observation", "state") == "state" and hasattr(model, "decode")
+    if is_state or probe is not None:
+        out.update(_position_errors(model, probe, preds, z, w.states, ks))
+    return out
+
+
+def _position_errors(
+    model: nn.Module,
+    probe: PositionProbe | None,
+    preds: list[Tensor],
+    z: Tensor,
+    states: Tensor,
+    ks: tuple[int, ...],
+) -> dict[str, list[float]]:
+    """Mean Euclidean position errors (env units) of the ``k``-step predictions."""
+    out: dict[str, list[float]] = {"position_error": [], "position_error_no_motion": []}
+    if probe is not None:
+        out["position_error_probe"] = []
+    for k in ks:
+        err = predicted_positions(model, preds[k - 1], probe) - states[:, k, :2]
+        still = states[:, 0, :2] - states[:, k, :2]
+        out["position_error"].append(err.norm(dim=-1).mean().item())
+        out["position_error_no_motion"].append(still.norm(dim=-1).mean().item())
+        if probe is not None:
+            own = probe(z[:, k]) - states[:, k, :2]
+            out["position_error_probe"].append(own.norm(dim=-1).mean().item())
     return out
 
 
@@ -126,9 +289,7 @@ def planning_success(
 
     if planner_config is None:
         planner_config = dict(DEFAULT_PLANNER) if planner == "cem" else {}
-    overrides = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in (env_overrides or {}).items()
-    }
+    overrides = _overrides(env_overrides or {})
     protocol = EvalProtocol(
         env=env,
         env_overrides=overrides,
@@ -152,6 +313,11 @@ def planning_success(
     }
 
 
+def _overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """Env overrides read back from JSON: lists become the tuples the configs hold."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
 def floor_from(rate: float, margin: float = 0.15) -> float:
     """A test floor somewhat below a measured rate (rounded down to 0.05)."""
     return max(0.0, math.floor((rate - margin) * 20 + 1e-9) / 20)
@@ -164,6 +330,7 @@ def record(
     episodes: int = 100,
     test_episodes: int = 20,
     root: Path = CHECKPOINTS,
+    ks: tuple[int, ...] | list[int] = (1, 5, 20),
 ) -> dict[str, Any]:
     """Measure shipped checkpoint ``root/name``; record it in ``floors.json``, ``manifest.json``.
 
@@ -174,18 +341,25 @@ def record(
         episodes: Test tasks for the reported success rate.
         test_episodes: Tasks the unit test re-runs (the first ones); its floor is set from them.
         root: The checkpoints folder.
+        ks: Prediction depths (model steps) of the k-step errors.
     """
+    from grasplab.envs import make
+
     path = root / name
     model = checkpoint.load(path)
     meta = checkpoint.info(path)
     data = load_episodes(data_dir, images=model.observation == "pixels")
     held_out = range(*meta["val_episodes"])
-    entry = {
+    entry: dict[str, Any] = {
         "kind": model.kind,
         "env": meta["env"],
         "env_overrides": meta["env_overrides"],
-        "kstep": kstep_errors(model, data, held_out),
     }
+    probe = None
+    if model.observation == "pixels":
+        probe = fit_position_probe(model, make(meta["env"], **_overrides(meta["env_overrides"])))
+        entry["probe"] = probe.summary()
+    entry["kstep"] = kstep_errors(model, data, held_out, tuple(ks), probe=probe)
     kwargs = {"env": meta["env"], "env_overrides": meta["env_overrides"], "horizon": horizon}
     entry["planning"] = planning_success(model, episodes=episodes, **kwargs)
     subset = planning_success(
@@ -217,7 +391,7 @@ def _update_json(file: Path, key: str, value: Any) -> None:
 
 USAGE = (
     "usage: python -m grasplab.world_models.quality name=<checkpoint dir under checkpoints/> "
-    "data=DIR [horizon=10 episodes=100 test_episodes=20]"
+    "data=DIR [horizon=10 episodes=100 test_episodes=20 ks=[1,5,20]]"
 )
 
 
@@ -226,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_overrides(argv)
-        unknown = sorted(set(args) - {"name", "data", "horizon", "episodes", "test_episodes"})
+        known = {"name", "data", "horizon", "episodes", "test_episodes", "ks"}
+        unknown = sorted(set(args) - known)
         if unknown or not {"name", "data"} <= set(args):
             raise ValueError(f"bad or missing keys (unknown: {unknown}); {USAGE}")
         entry = record(str(args.pop("name")), str(args.pop("data")), **args)

@@ -1,0 +1,73 @@
+"""``grasplab bench long-horizon``: tiny end-to-end runs and the model-vs-true bookkeeping."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from grasplab.bench import long_horizon
+from grasplab.world_models.quality import CHECKPOINTS
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_gap_counts_false_and_missed_successes():
+    true = np.array([1, 1, 0, 0, 0], dtype=bool)
+    model = np.array([1, 0, 1, 1, 0], dtype=bool)
+    g = long_horizon.gap(true, model)
+    assert g["model_success"] == pytest.approx(0.6) and g["true_success"] == pytest.approx(0.4)
+    assert g["false_success"] == pytest.approx(0.4) and g["missed_success"] == pytest.approx(0.2)
+    assert g["false_given_model"] == pytest.approx(2 / 3) and g["gap"] == pytest.approx(0.2)
+
+
+def test_quick_defaults_and_reduced_budgets():
+    args = long_horizon.parse(["--quick"])
+    assert (args.horizons, args.episodes) == ("10,50", 16)
+    assert long_horizon.parse([]).episodes == 100
+    assert long_horizon.planner_config("grasp", 1.0) == {}
+    assert long_horizon.planner_config("grasp", 0.1) == {"n_steps": 75}
+    assert long_horizon.planner_config("cem", 0.01) == {"n_iterations": 1}
+
+
+def test_oracle_model_has_no_model_vs_true_gap(tmp_path, capsys):
+    out = tmp_path / "oracle.json"
+    argv = ["--model", "oracle", "--envs", "wall", "--horizons", "10,80", "--episodes", "4"]
+    argv += ["--budget", "0.05", "--planners", "cem,gd,grasp", "--json", str(out)]
+    assert long_horizon.main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert "skipped" in rows[1] and rows[1]["horizon"] == 80  # wall supports H <= 68 at block 1
+    for name, cell in rows[0]["cells"].items():
+        g = cell["gap"]
+        assert g["model_success"] == g["true_success"], name  # exact dynamics: no gap
+        assert g["false_success"] == 0.0 and cell["summary"]["n"] == 4
+    assert "skipped" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(
+    not (CHECKPOINTS / "pointmaze-pixel-b1").is_dir(), reason="long-horizon models not shipped"
+)
+def test_tiny_run_on_the_shipped_pixel_models(tmp_path, capsys):
+    out = tmp_path / "pixel.json"
+    argv = ["--envs", "pointmaze,wall", "--horizons", "10", "--episodes", "3"]
+    argv += ["--budget", "0.02", "--json", str(out)]
+    assert long_horizon.main(argv) == 0
+    figures = json.loads(out.read_text())
+    assert [r["env"] for r in figures["rows"]] == ["pointmaze", "wall"]
+    for row in figures["rows"]:
+        assert list(row["cells"]) == long_horizon.ORDER and row["random"]["n"] == 15
+        for cell in row["cells"].values():
+            assert cell["summary"]["n"] == 3 and 0 <= cell["gap"]["model_success"] <= 1
+    for env, record in figures["models"].items():
+        assert record["action_block"] == 1 and record["name"] == f"{env}-pixel-b1"
+        assert record["probe"]["r2"] > 0.9  # the probe reads positions off the latent
+    text = capsys.readouterr().out
+    assert "REDUCED" in text and "model-vs-true" in text and "| 10 |" in text
