@@ -52,6 +52,17 @@ def test_oracle_model_has_no_model_vs_true_gap(tmp_path, capsys):
     assert "skipped" in capsys.readouterr().out
 
 
+def test_final_plan_scores_without_freezing_probed_iterates(tmp_path, capsys):
+    out = tmp_path / "final.json"
+    argv = ["--model", "oracle", "--envs", "wall", "--horizons", "10", "--episodes", "3"]
+    argv += ["--budget", "0.05", "--planners", "gd", "--final-plan", "--json", str(out)]
+    assert long_horizon.main(argv) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["protocol"]["stop_on_success"] is False
+    assert "scoring the final plan only" in capsys.readouterr().out
+    assert long_horizon.parse([]).final_plan is False
+
+
 @pytest.mark.skipif(
     not (CHECKPOINTS / "pointmaze-pixel-b1").is_dir(), reason="long-horizon models not shipped"
 )
