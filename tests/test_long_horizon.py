@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from grasplab.bench import long_horizon
+from grasplab.envs import make
+from grasplab.world_models import OracleModel
 from grasplab.world_models.quality import CHECKPOINTS
 
 
@@ -29,6 +31,19 @@ def test_gap_counts_false_and_missed_successes():
     assert g["false_given_model"] == pytest.approx(2 / 3) and g["gap"] == pytest.approx(0.2)
 
 
+def test_model_judgement_flags_predicted_paths_through_walls():
+    env = make("wall")
+    model = OracleModel(env, 1)
+    x = torch.arange(20.0, 45.0, 2.0)
+    pos = torch.stack([torch.stack([x, torch.full_like(x, y)], -1) for y in (10.0, 32.0)])
+    states = model.encode(env.state_at(pos))  # (2, 13, D): below the door, through the door
+    goal = env.state_at(pos[:, -1])
+    success, crossed = long_horizon.model_judgement(model, None, env, states, goal)
+    assert success.tolist() == [True, True] and crossed.tolist() == [True, False]
+    walls = long_horizon.through_walls(success, np.array([False, True]), crossed)
+    assert walls == {"crossed": 0.5, "crossed_given_false": 1.0, "false_success": 0.5}
+
+
 def test_quick_defaults_and_reduced_budgets():
     args = long_horizon.parse(["--quick"])
     assert (args.horizons, args.episodes) == ("10,50", 16)
@@ -47,6 +62,7 @@ def test_oracle_model_has_no_model_vs_true_gap(tmp_path, capsys):
     assert "skipped" in rows[1] and rows[1]["horizon"] == 80  # wall supports H <= 68 at block 1
     for name, cell in rows[0]["cells"].items():
         g = cell["gap"]
+        assert cell["walls"]["crossed"] == 0.0, name  # exact dynamics never enter a wall
         assert g["model_success"] == g["true_success"], name  # exact dynamics: no gap
         assert g["false_success"] == 0.0 and cell["summary"]["n"] == 4
     assert "skipped" in capsys.readouterr().out

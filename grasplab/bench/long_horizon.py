@@ -178,28 +178,47 @@ class Recorder:
 
 
 @torch.no_grad()
-def model_success(
+def model_judgement(
     model: WorldModel,
     probe: PositionProbe | None,
     env: Env,
     states: torch.Tensor,
     goal: torch.Tensor,
-) -> np.ndarray:
-    """Success judged under the model: predicted positions ever within the success radius.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Success judged under the model, and whether the predicted path passes through obstacles.
 
     Args:
         model: The world model the plan was made with.
         probe: Latent -> position read-out for pixel models (None for state models).
-        env: The environment (its success radius).
+        env: The environment (its success radius and obstacles).
         states: The plan's predicted latents ``(B, H, D)``.
         goal: Goal env states ``(B, S)``.
 
     Returns:
-        ``(B,)`` bool.
+        ``(B,)`` bool each: predicted positions ever within the success radius of the goal;
+        some predicted position lies inside an obstacle (or off the arena) by more than the
+        read-out's slack (twice the probe's held-out error, or 0.01 env units for state models),
+        i.e. the model lets the plan through a wall.
     """
     pos = predicted_positions(model, states, probe)
     dist = (pos - goal[:, None, :2].to(pos)).norm(dim=-1)
-    return (dist < env.success_radius).any(dim=1).cpu().numpy()
+    slack = 2 * probe.heldout_error if probe is not None else 0.01
+    inside = ~env.is_free(pos, tol=slack)
+    return (
+        (dist < env.success_radius).any(dim=1).cpu().numpy(),
+        inside.any(dim=1).cpu().numpy(),
+    )
+
+
+def through_walls(in_model: np.ndarray, true: np.ndarray, crossed: np.ndarray) -> dict[str, float]:
+    """How often predicted paths cross obstacles: over all plans, and among false successes."""
+    false = np.asarray(in_model, dtype=bool) & ~np.asarray(true, dtype=bool)
+    crossed = np.asarray(crossed, dtype=bool)
+    return {
+        "crossed": float(crossed.mean()),
+        "crossed_given_false": float((crossed & false).sum() / max(int(false.sum()), 1)),
+        "false_success": float(false.mean()),
+    }
 
 
 def gap(true: np.ndarray, in_model: np.ndarray) -> dict[str, float]:
@@ -265,16 +284,19 @@ def run_cell(
     seconds = time.perf_counter() - start
     assert recorder.result is not None
     goal = protocol.tasks("test").goal
-    in_model = model_success(model, probe, protocol.make_env(), recorder.result.states, goal)
+    env = protocol.make_env()
+    in_model, crossed = model_judgement(model, probe, env, recorder.result.states, goal)
     return {
         "config": recorder.config.to_dict(),
         "summary": results.summary(),
         "gap": gap(results.success, in_model),
+        "walls": through_walls(in_model, results.success, crossed),
         "diagnostics": diagnostics(recorder.result),
         "seconds": seconds,
         "episodes": {
             "success": results.success.astype(bool).tolist(),
             "model_success": in_model.astype(bool).tolist(),
+            "model_path_crosses_obstacle": crossed.astype(bool).tolist(),
             "time_to_success": results.time_to_success.tolist(),
             "min_distance": results.min_distance.tolist(),
         },
@@ -362,12 +384,19 @@ def cell_text(cell: dict[str, Any]) -> str:
 
 
 def gap_text(cell: dict[str, Any]) -> str:
-    """``model 45% / true 30% / false 18%``."""
+    """``model 45% / true 30% / false 18% (walls 61%)``.
+
+    ``walls``: the share of the false successes whose predicted path crosses an obstacle.
+    """
     g = cell["gap"]
-    return (
+    text = (
         f"model {100 * g['model_success']:.0f}% / true {100 * g['true_success']:.0f}% / "
         f"false {100 * g['false_success']:.0f}%"
     )
+    walls = cell.get("walls")
+    if walls is not None and walls["false_success"] > 0:
+        text += f" (walls {100 * walls['crossed_given_false']:.0f}%)"
+    return text
 
 
 def print_tables(rows: list[dict[str, Any]], names: list[str]) -> None:
@@ -402,7 +431,10 @@ def print_success_table(env: str, rows: list[dict[str, Any]], names: list[str]) 
 
 def print_gap_table(env: str, rows: list[dict[str, Any]], names: list[str]) -> None:
     """Rows H, one column per planner: success under the model vs in the true env."""
-    print(f"\n{env}: model-vs-true success (model / true / false = model yes, env no)")
+    print(
+        f"\n{env}: model-vs-true success (model / true / false = model yes, env no; walls = "
+        "share of the false successes whose predicted path crosses an obstacle)"
+    )
     print("| H | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for r in rows:
