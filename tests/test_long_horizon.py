@@ -51,6 +51,21 @@ def test_quick_defaults_and_reduced_budgets():
     assert long_horizon.planner_config("grasp", 1.0) == {}
     assert long_horizon.planner_config("grasp", 0.1) == {"n_steps": 75}
     assert long_horizon.planner_config("cem", 0.01) == {"n_iterations": 1}
+    args = long_horizon.parse(["--planners", "grasp", "--set", "grasp.goal_weight=0.1"])
+    assert long_horizon.planner_config("grasp", 0.1, args.overrides) == {
+        "n_steps": 75,
+        "goal_weight": 0.1,
+    }
+
+
+@pytest.mark.parametrize(
+    "item", ["grasp.no_such_field=1", "grasp.goal_weight=-1", "goal_weight=1", "cem.n_samples=8"]
+)
+def test_bad_set_is_a_usage_error(item, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        long_horizon.parse(["--planners", "grasp", "--set", item])
+    assert exit_info.value.code == 2
+    assert "error" in capsys.readouterr().err
 
 
 def test_oracle_model_has_no_model_vs_true_gap(tmp_path, capsys):

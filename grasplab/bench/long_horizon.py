@@ -80,6 +80,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--budget", type=float, default=1.0, help="scale of every planner's iteration count"
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PLANNER.FIELD=VALUE",
+        help="override a planner's config field (repeatable), e.g. grasp.goal_weight=0.1",
+    )
     p.add_argument("--floor-repeats", type=int, default=5, help="random rollouts per task")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
@@ -105,6 +112,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
             p.error(f"unknown env {env!r}; known: {sorted(LAYOUTS)}")
     if args.budget <= 0 or args.episodes < 1:
         p.error("--budget must be > 0 and --episodes >= 1")
+    try:
+        args.overrides = parse_sets(args.set)
+        unused = set(args.overrides) - set(args.planners.split(","))
+        if unused:
+            raise ValueError(f"--set names planners not run: {sorted(unused)}")
+        for name in args.planners.split(","):
+            make_planner(name, planner_config(name, args.budget, args.overrides))
+    except ValueError as err:
+        p.error(str(err))
     return args
 
 
@@ -138,13 +154,45 @@ def load_world_model(env: str, kind: str, device: str) -> tuple[WorldModel, str]
     return model, name
 
 
-def planner_config(name: str, budget: float) -> dict[str, Any]:
-    """Config overrides of planner ``name``: none at ``budget`` 1, else scaled iterations."""
-    if budget == 1.0:
-        return {}
-    field = ITERATION_FIELD[name]
-    default = getattr(PLANNERS[name][1](), field)
-    return {field: max(1, round(default * budget))}
+def planner_config(
+    name: str, budget: float, overrides: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Config overrides of planner ``name``: scaled iterations below ``budget`` 1, then ``--set``.
+
+    Args:
+        name: Planner registry name.
+        budget: Scale of the iteration count (1: the default).
+        overrides: ``{planner: {field: value}}`` from ``--set`` (win over the budget).
+    """
+    config: dict[str, Any] = {}
+    if budget != 1.0:
+        field = ITERATION_FIELD[name]
+        default = getattr(PLANNERS[name][1](), field)
+        config[field] = max(1, round(default * budget))
+    config.update((overrides or {}).get(name, {}))
+    return config
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["grasp.goal_weight=0.1", ...]`` -> ``{"grasp": {"goal_weight": 0.1}}``.
+
+    Values are read as JSON (numbers, ``true``, ``"text"``), else kept as strings.
+
+    Raises:
+        ValueError: An item not of the form ``planner.field=value``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        name, dot, field = key.partition(".")
+        if not (sep and dot and name and field):
+            raise ValueError(f"--set {item!r}: expected planner.field=value")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out.setdefault(name, {})[field] = value
+    return out
 
 
 class Recorder:
@@ -273,12 +321,15 @@ def task_stats(protocol: EvalProtocol) -> dict[str, Any]:
 def run_cell(
     protocol: EvalProtocol,
     name: str,
-    budget: float,
+    config: dict[str, Any],
     model: WorldModel,
     probe: PositionProbe | None,
 ) -> dict[str, Any]:
-    """Evaluate planner ``name`` on all test episodes in one batched call; score and diagnose."""
-    recorder = Recorder(make_planner(name, planner_config(name, budget)))
+    """Evaluate planner ``name`` with config overrides ``config``; score and diagnose.
+
+    All test episodes are planned in one batched call.
+    """
+    recorder = Recorder(make_planner(name, config))
     start = time.perf_counter()
     results = evaluate(protocol, recorder, model, "test")
     seconds = time.perf_counter() - start
@@ -336,7 +387,8 @@ def run_row(
         "cells": {},
     }
     for name in args.planners.split(","):
-        cell = run_cell(protocol, name, args.budget, model, probe)
+        config = planner_config(name, args.budget, args.overrides)
+        cell = run_cell(protocol, name, config, model, probe)
         row["cells"][name] = cell
         print(f"{env} H={horizon} {name}: {cell_text(cell)} | {gap_text(cell)}", flush=True)
     row["target"] = target_check(row)
@@ -479,7 +531,7 @@ def print_targets(env: str, rows: list[dict[str, Any]]) -> None:
 def print_header(args: argparse.Namespace, names: list[str]) -> None:
     """What is being run: protocol, budgets, sizes."""
     budgets = "default (field / authors')" if args.budget == 1.0 else f"REDUCED x{args.budget}"
-    configs = {n: planner_config(n, args.budget) or "defaults" for n in names}
+    configs = {n: planner_config(n, args.budget, args.overrides) or "defaults" for n in names}
     scored = (
         "the final plan only"
         if args.final_plan
@@ -490,8 +542,8 @@ def print_header(args: argparse.Namespace, names: list[str]) -> None:
         f"H={args.horizons}, {args.episodes} held-out test episodes per cell, open loop, success "
         f"'ever' in the TRUE env, scoring {scored}; planner budgets: {budgets} {configs}"
     )
-    if args.quick or args.episodes < 100 or args.budget != 1.0:
-        print("NOTE: not the full benchmark (full: >= 100 episodes per cell, default budgets)")
+    if args.quick or args.episodes < 100 or args.budget != 1.0 or args.set:
+        print("NOTE: not the full benchmark (full: >= 100 episodes per cell, default configs)")
 
 
 def model_record(name: str, model: WorldModel, probe: PositionProbe | None) -> dict[str, Any]:
