@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from grasplab.bench import long_horizon
-from grasplab.envs import make
-from grasplab.world_models import OracleModel
+from grasplab.eval import EvalProtocol
+from grasplab.world_models import OracleModel, rollout
 from grasplab.world_models.quality import CHECKPOINTS
 
 
@@ -31,17 +31,22 @@ def test_gap_counts_false_and_missed_successes():
     assert g["false_given_model"] == pytest.approx(2 / 3) and g["gap"] == pytest.approx(0.2)
 
 
-def test_model_judgement_flags_predicted_paths_through_walls():
-    env = make("wall")
-    model = OracleModel(env, 1)
-    x = torch.arange(20.0, 45.0, 2.0)
-    pos = torch.stack([torch.stack([x, torch.full_like(x, y)], -1) for y in (10.0, 32.0)])
-    states = model.encode(env.state_at(pos))  # (2, 13, D): below the door, through the door
-    goal = env.state_at(pos[:, -1])
-    success, crossed = long_horizon.model_judgement(model, None, env, states, goal)
-    assert success.tolist() == [True, True] and crossed.tolist() == [True, False]
-    walls = long_horizon.through_walls(success, np.array([False, True]), crossed)
-    assert walls == {"crossed": 0.5, "crossed_given_false": 1.0, "false_success": 0.5}
+def test_plan_error_is_zero_for_exact_dynamics_and_sees_a_wrong_model():
+    protocol = EvalProtocol(
+        env="wall", horizon=10, tune_episodes=0, test_episodes=4, action_block=2
+    )
+    env = protocol.make_env()
+    model = OracleModel(env, 2)
+    tasks = protocol.tasks("test")
+    actions = torch.rand(4, 10, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    states = rollout(model, model.encode(tasks.start), actions)
+    success, predicted = long_horizon.model_judgement(model, None, env, states, tasks.goal)
+    assert success.shape == (4,) and predicted.shape == (4, 10, 2)
+    assert np.allclose(long_horizon.plan_error(protocol, env, actions, predicted), 0, atol=1e-4)
+    shifted = long_horizon.plan_error(protocol, env, actions, predicted + torch.tensor([3.0, 4.0]))
+    assert np.allclose(shifted, 5.0, atol=1e-4)
+    summary = long_horizon.error_summary(shifted, np.array([1, 0, 1, 0]), np.array([1, 1, 0, 0]))
+    assert summary == pytest.approx({"median": 5.0, "false_success": 5.0, "other": 5.0})
 
 
 def test_quick_defaults_and_reduced_budgets():
@@ -77,7 +82,7 @@ def test_oracle_model_has_no_model_vs_true_gap(tmp_path, capsys):
     assert "skipped" in rows[1] and rows[1]["horizon"] == 80  # wall supports H <= 68 at block 1
     for name, cell in rows[0]["cells"].items():
         g = cell["gap"]
-        assert cell["walls"]["crossed"] == 0.0, name  # exact dynamics never enter a wall
+        assert cell["plan_error"]["median"] < 1e-3, name  # exact dynamics: predicted = true
         assert g["model_success"] == g["true_success"], name  # exact dynamics: no gap
         assert g["false_success"] == 0.0 and cell["summary"]["n"] == 4
     assert "skipped" in capsys.readouterr().out

@@ -17,7 +17,10 @@ one env step and the layouts supply tasks up to H = 86 / 68 model steps):
   in the true env, and the false successes (model yes, env no). State models decode their
   latents exactly; pixel models are read by a linear probe latent -> position fitted on renders
   of random free states (:func:`grasplab.world_models.quality.fit_position_probe`; its held-out
-  error is printed next to the success radius);
+  error is printed next to the success radius); and the plan prediction error: the distance
+  between the positions the model predicts along the returned plan and those the true env
+  visits when executing it (compare with the model's k-step error on behaviour data in
+  ``floors.json``: a larger error means the planner drove the model where it is wrong);
 - ``--final-plan``: the protocol's ``stop_on_success=False``. By default (the paper's
   time-to-success) the runner's probe executes the current plan in the TRUE env every few
   iterations and freezes the first one that succeeds, so the env's success signal selects among
@@ -41,7 +44,7 @@ import torch
 
 from grasplab.bench.planners import machine
 from grasplab.envs import Env, make
-from grasplab.eval import EvalProtocol, evaluate, format_cell, random_floor
+from grasplab.eval import EvalProtocol, evaluate, execute, format_cell, random_floor
 from grasplab.planners import PLANNERS, Planner, PlanProblem, PlanResult, Probe, make_planner
 from grasplab.world_models import OracleModel, WorldModel, checkpoint
 from grasplab.world_models.quality import (
@@ -232,41 +235,43 @@ def model_judgement(
     env: Env,
     states: torch.Tensor,
     goal: torch.Tensor,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Success judged under the model, and whether the predicted path passes through obstacles.
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Success judged under the model, and the positions the model predicts along the plan.
 
     Args:
         model: The world model the plan was made with.
         probe: Latent -> position read-out for pixel models (None for state models).
-        env: The environment (its success radius and obstacles).
+        env: The environment (its success radius).
         states: The plan's predicted latents ``(B, H, D)``.
         goal: Goal env states ``(B, S)``.
 
     Returns:
-        ``(B,)`` bool each: predicted positions ever within the success radius of the goal;
-        some predicted position lies inside an obstacle (or off the arena) by more than the
-        read-out's slack (twice the probe's held-out error, or 0.01 env units for state models),
-        i.e. the model lets the plan through a wall.
+        ``(B,)`` bool (predicted positions ever within the success radius of the goal) and the
+        predicted positions ``(B, H, 2)`` (env units).
     """
     pos = predicted_positions(model, states, probe)
     dist = (pos - goal[:, None, :2].to(pos)).norm(dim=-1)
-    slack = 2 * probe.heldout_error if probe is not None else 0.01
-    inside = ~env.is_free(pos, tol=slack)
-    return (
-        (dist < env.success_radius).any(dim=1).cpu().numpy(),
-        inside.any(dim=1).cpu().numpy(),
-    )
+    return (dist < env.success_radius).any(dim=1).cpu().numpy(), pos
 
 
-def through_walls(in_model: np.ndarray, true: np.ndarray, crossed: np.ndarray) -> dict[str, float]:
-    """How often predicted paths cross obstacles: over all plans, and among false successes."""
-    false = np.asarray(in_model, dtype=bool) & ~np.asarray(true, dtype=bool)
-    crossed = np.asarray(crossed, dtype=bool)
-    return {
-        "crossed": float(crossed.mean()),
-        "crossed_given_false": float((crossed & false).sum() / max(int(false.sum()), 1)),
-        "false_success": float(false.mean()),
-    }
+@torch.no_grad()
+def plan_error(
+    protocol: EvalProtocol, env: Env, actions: torch.Tensor, predicted: torch.Tensor
+) -> np.ndarray:
+    """Per episode, mean distance (env units) between predicted and TRUE positions along a plan.
+
+    The plan's actions ``(B, H, k*A)`` are executed in the true env from the test starts; model
+    step ``t`` is compared with env step ``(t + 1) * k``. Set beside the model's k-step error on
+    held-out behaviour data, it tells whether a planner drives the model where it is wrong.
+
+    Returns:
+        ``(B,)`` float.
+    """
+    tasks = protocol.tasks("test").to(actions.device)
+    k = protocol.action_block
+    _, visited = execute(env, tasks.start, tasks.goal, actions, k)
+    true = visited[:, k::k, :2].to(predicted)
+    return (predicted - true).norm(dim=-1).mean(dim=1).cpu().numpy()
 
 
 def gap(true: np.ndarray, in_model: np.ndarray) -> dict[str, float]:
@@ -285,6 +290,20 @@ def gap(true: np.ndarray, in_model: np.ndarray) -> dict[str, float]:
         "false_success": float(false.mean()),
         "false_given_model": float(false.sum() / max(int(in_model.sum()), 1)),
         "missed_success": float((~in_model & true).mean()),
+    }
+
+
+def error_summary(error: np.ndarray, in_model: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Median plan prediction error over all episodes, the false successes and the rest."""
+    false = np.asarray(in_model, dtype=bool) & ~np.asarray(true, dtype=bool)
+
+    def median(mask: np.ndarray) -> float:
+        return float(np.median(error[mask])) if mask.any() else math.nan
+
+    return {
+        "median": median(np.ones_like(false)),
+        "false_success": median(false),
+        "other": median(~false),
     }
 
 
@@ -336,18 +355,19 @@ def run_cell(
     assert recorder.result is not None
     goal = protocol.tasks("test").goal
     env = protocol.make_env()
-    in_model, crossed = model_judgement(model, probe, env, recorder.result.states, goal)
+    in_model, predicted = model_judgement(model, probe, env, recorder.result.states, goal)
+    error = plan_error(protocol, env, recorder.result.actions, predicted)
     return {
         "config": recorder.config.to_dict(),
         "summary": results.summary(),
         "gap": gap(results.success, in_model),
-        "walls": through_walls(in_model, results.success, crossed),
+        "plan_error": error_summary(error, in_model, results.success),
         "diagnostics": diagnostics(recorder.result),
         "seconds": seconds,
         "episodes": {
             "success": results.success.astype(bool).tolist(),
             "model_success": in_model.astype(bool).tolist(),
-            "model_path_crosses_obstacle": crossed.astype(bool).tolist(),
+            "plan_error": error.tolist(),
             "time_to_success": results.time_to_success.tolist(),
             "min_distance": results.min_distance.tolist(),
         },
@@ -436,18 +456,17 @@ def cell_text(cell: dict[str, Any]) -> str:
 
 
 def gap_text(cell: dict[str, Any]) -> str:
-    """``model 45% / true 30% / false 18% (walls 61%)``.
+    """``model 45% / true 30% / false 18% / err 0.61``.
 
-    ``walls``: the share of the false successes whose predicted path crosses an obstacle.
+    ``err``: median distance between predicted and true positions along the plan (env units).
     """
     g = cell["gap"]
     text = (
         f"model {100 * g['model_success']:.0f}% / true {100 * g['true_success']:.0f}% / "
         f"false {100 * g['false_success']:.0f}%"
     )
-    walls = cell.get("walls")
-    if walls is not None and walls["false_success"] > 0:
-        text += f" (walls {100 * walls['crossed_given_false']:.0f}%)"
+    if "plan_error" in cell:
+        text += f" / err {cell['plan_error']['median']:.2f}"
     return text
 
 
@@ -484,8 +503,8 @@ def print_success_table(env: str, rows: list[dict[str, Any]], names: list[str]) 
 def print_gap_table(env: str, rows: list[dict[str, Any]], names: list[str]) -> None:
     """Rows H, one column per planner: success under the model vs in the true env."""
     print(
-        f"\n{env}: model-vs-true success (model / true / false = model yes, env no; walls = "
-        "share of the false successes whose predicted path crosses an obstacle)"
+        f"\n{env}: model-vs-true success (model / true / false = model yes, env no; err = "
+        "median distance between the model's predicted and the true positions along the plan)"
     )
     print("| H | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
