@@ -83,6 +83,8 @@ def test_oracle_model_has_no_model_vs_true_gap(tmp_path, capsys):
     for name, cell in rows[0]["cells"].items():
         g = cell["gap"]
         assert cell["plan_error"]["median"] < 1e-3, name  # exact dynamics: predicted = true
+        assert 0 < cell["diagnostics"]["action_norm"] <= 1.0, name
+        assert 0 <= cell["diagnostics"]["action_jerk"] <= 2.0, name
         assert g["model_success"] == g["true_success"], name  # exact dynamics: no gap
         assert g["false_success"] == 0.0 and cell["summary"]["n"] == 4
     assert "skipped" in capsys.readouterr().out

@@ -307,11 +307,19 @@ def error_summary(error: np.ndarray, in_model: np.ndarray, true: np.ndarray) -> 
     }
 
 
-def diagnostics(result: PlanResult) -> dict[str, float]:
-    """First/last value (median over problems) of every traced quantity, and the plan's cost."""
+def diagnostics(result: PlanResult, half_range: torch.Tensor) -> dict[str, float]:
+    """Traced quantities (first/last, median over problems), the plan's cost, its actions' shape.
+
+    ``action_norm``: mean action magnitude and ``action_jerk``: mean change between consecutive
+    actions, both per action dim in units of the half-range ``half_range (A,)`` (the behaviour
+    data's actions are temporally correlated, so a jerky plan is off the data's manifold).
+    """
+    a = result.actions / half_range.to(result.actions)
     out = {
         "iterations": float(result.iterations),
         "model_cost_median": float(result.cost.median()),
+        "action_norm": float(a.abs().mean()),
+        "action_jerk": float((a[:, 1:] - a[:, :-1]).abs().mean()) if a.shape[1] > 1 else 0.0,
     }
     for key, values in result.trace.items():
         if key.endswith("iteration") or values.numel() == 0:
@@ -320,6 +328,11 @@ def diagnostics(result: PlanResult) -> dict[str, float]:
         out[f"{key}_first"] = float(per_record[0])
         out[f"{key}_last"] = float(per_record[-1])
     return out
+
+
+def half_range(env: Env, action_block: int) -> torch.Tensor:
+    """Half-range ``(k * A_env,)`` of one model step's action block."""
+    return ((env.action_high - env.action_low) / 2).repeat(action_block)
 
 
 def task_stats(protocol: EvalProtocol) -> dict[str, Any]:
@@ -362,7 +375,7 @@ def run_cell(
         "summary": results.summary(),
         "gap": gap(results.success, in_model),
         "plan_error": error_summary(error, in_model, results.success),
-        "diagnostics": diagnostics(recorder.result),
+        "diagnostics": diagnostics(recorder.result, half_range(env, protocol.action_block)),
         "seconds": seconds,
         "episodes": {
             "success": results.success.astype(bool).tolist(),
