@@ -15,6 +15,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("collect",): ("grasplab.world_models.data", "collect episodes in a torch-native env"),
     ("bench", "planners"): ("grasplab.bench.planners", "planner benchmark on oracle models"),
     ("bench", "long-horizon"): ("grasplab.bench.long_horizon", "long-horizon table"),
+    ("bench", "wall-crossing"): (
+        "grasplab.bench.wall_crossing",
+        "does the learned wall model let plans through the wall?",
+    ),
     ("bench", "platform"): ("grasplab.platform.bench", "sweep overhead and worker scaling"),
 }
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from grasplab.bench import long_horizon
+from grasplab.bench import long_horizon, wall_crossing
+from grasplab.envs import make
 from grasplab.eval import EvalProtocol
 from grasplab.world_models import OracleModel, rollout
 from grasplab.world_models.quality import CHECKPOINTS
@@ -120,3 +121,25 @@ def test_tiny_run_on_the_shipped_pixel_models(tmp_path, capsys):
         assert record["probe"]["r2"] > 0.9  # the probe reads positions off the latent
     text = capsys.readouterr().out
     assert "REDUCED" in text and "model-vs-true" in text and "| 10 |" in text
+
+
+def test_wall_crossing_counts_paths_through_solid_wall_only():
+    env = make("wall")
+    x = torch.arange(20.0, 45.0, 2.0)
+    pos = torch.stack([torch.stack([x, torch.full_like(x, y)], -1) for y in (10.0, 32.0, 40.0)])
+    changes, solid = wall_crossing.through_wall(env, pos, margin=0.0)
+    assert changes.tolist() == [True, True, True] and solid.tolist() == [True, False, True]
+    _, solid = wall_crossing.through_wall(env, pos, margin=6.0)  # y=40 is 3 px past the opening
+    assert solid.tolist() == [True, False, False]
+    same_room = torch.stack([x / 4, torch.full_like(x, 10.0)], -1).unsqueeze(0)
+    assert wall_crossing.through_wall(env, same_room, 0.0)[0].tolist() == [False]
+
+
+def test_wall_crossing_cli_on_the_oracle(capsys):
+    argv = ["--model", "oracle", "--horizon", "20", "--episodes", "3", "--planners", "gd"]
+    assert wall_crossing.main(argv + ["--set", "gd.n_steps=5"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| gd |")]
+    assert len(lines) == 1
+    cells = [c.strip() for c in lines[0].split("|")]
+    assert cells[4] == "0%"  # predicted through the wall: exact dynamics never are
+    assert cells[5].startswith("0% /")  # and the model (the env itself) has no false success
