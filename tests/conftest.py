@@ -1,4 +1,4 @@
-"""Shared fixtures: small linear-quadratic problems with known answers."""
+"""Shared fixtures: small linear-quadratic problems with known answers; one torch thread."""
 
 from __future__ import annotations
 
@@ -37,3 +37,12 @@ def lq_problem(seed: int, batch: int = 16, horizon: int = 10, device: str = "cpu
 @pytest.fixture
 def lq():
     return lq_problem(0)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (like a Ray worker), restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

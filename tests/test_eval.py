@@ -21,13 +21,7 @@ from grasplab.eval.models import load_model
 from grasplab.planners import PLANNERS, PlanResult, make_planner
 from grasplab.world_models import OracleModel
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_wilson_interval_known_values():

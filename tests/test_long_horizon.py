@@ -14,13 +14,7 @@ from grasplab.eval import EvalProtocol
 from grasplab.world_models import OracleModel, rollout
 from grasplab.world_models.quality import CHECKPOINTS
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_gap_counts_false_and_missed_successes():
