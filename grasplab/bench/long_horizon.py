@@ -311,8 +311,8 @@ def diagnostics(result: PlanResult, half_range: torch.Tensor) -> dict[str, float
     """Traced quantities (first/last, median over problems), the plan's cost, its actions' shape.
 
     ``action_norm``: mean action magnitude and ``action_jerk``: mean change between consecutive
-    actions, both per action dim in units of the half-range ``half_range (A,)`` (the behaviour
-    data's actions are temporally correlated, so a jerky plan is off the data's manifold).
+    actions, both per action dim in units of the half-range ``half_range (A,)``; compare with
+    the behaviour data the model was trained on (temporally correlated random actions).
     """
     a = result.actions / half_range.to(result.actions)
     out = {
