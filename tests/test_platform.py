@@ -20,6 +20,7 @@ from grasplab.platform.testing import BIN, stop, sweep_runs
 from grasplab.platform.tracking import Tracker, default_tracking
 from grasplab.platform.workers import plan_placement
 
+CHECKPOINT = Path(__file__).resolve().parents[1] / "grasplab/world_models/checkpoints/wall-mlp-b1"
 TINY = [
     "protocol=tiny",
     "~planners.gd",
@@ -132,6 +133,31 @@ def test_sweep_two_planners_two_workers_nested_runs_and_test_goals(tmp_path, loc
     assert {"comparison.md", "comparison.json", "pareto.png", "test"} <= artifacts
     assert any(a.endswith(".gif") for a in artifacts)
     assert "random floor" in result.table
+
+
+def test_workers_load_their_model_once_across_trials(local_ray):
+    from grasplab.platform.config import load
+    from grasplab.platform.trial import chunk_indices, evaluate_chunks
+    from grasplab.platform.workers import start_pool
+
+    spec = load([*TINY, "world_model=checkpoint", f"world_model.spec={CHECKPOINT}", "env=wall"])
+    placement = plan_placement(ray.cluster_resources(), 2, 0.05)
+    pool = start_pool(f"load-once-{os.getpid()}", placement, "grasplab")
+    try:
+        context = {
+            "planner": "cem",
+            "protocol": spec.protocol.to_dict(),
+            "world_model": spec.world_model,
+        }
+        chunks = chunk_indices(spec.protocol.tune_episodes, 1)
+        for samples in (8, 16, 24):  # three "trials" with different configs
+            config = {"n_iterations": 2, "n_samples": samples, "n_elites": 4}
+            ray.get(evaluate_chunks(pool.dispatcher, context, config, "tune", chunks))
+        stats = ray.get([w.stats.remote() for w in pool.workers])
+    finally:
+        pool.shutdown()
+    assert sum(s["chunks"] for s in stats) == 3 * len(chunks)
+    assert [s["loads"] for s in stats if s["chunks"]] == [1] * sum(1 for s in stats if s["chunks"])
 
 
 def test_worker_killed_mid_sweep_loses_no_trial(tmp_path, local_ray):
