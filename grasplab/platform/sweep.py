@@ -408,7 +408,10 @@ def new_tuner(
             verbose=0,
             callbacks=[TrialLogger(state.sweep_id, stage, params, progress), JsonLoggerCallback()],
             failure_config=tune.FailureConfig(max_failures=spec.sweep.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # Keep every checkpoint (a few KB of JSON each): with num_to_keep=1 a driver killed
+            # between a trial's newer checkpoint and Tune's next experiment snapshot left the
+            # snapshot pointing at a deleted checkpoint, and the resumed trial failed.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         ),
     )
 
