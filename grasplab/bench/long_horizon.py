@@ -107,24 +107,36 @@ def parse(argv: list[str]) -> argparse.Namespace:
         args.horizons = QUICK_HORIZONS if args.quick else HORIZONS
     if args.episodes is None:
         args.episodes = QUICK_EPISODES if args.quick else 100
-    for name in args.planners.split(","):
-        if name not in PLANNERS:
-            p.error(f"unknown planner {name!r}; known: {sorted(PLANNERS)}")
     for env in args.envs.split(","):
         if env not in LAYOUTS:
             p.error(f"unknown env {env!r}; known: {sorted(LAYOUTS)}")
     if args.budget <= 0 or args.episodes < 1:
         p.error("--budget must be > 0 and --episodes >= 1")
     try:
-        args.overrides = parse_sets(args.set)
-        unused = set(args.overrides) - set(args.planners.split(","))
-        if unused:
-            raise ValueError(f"--set names planners not run: {sorted(unused)}")
-        for name in args.planners.split(","):
-            make_planner(name, planner_config(name, args.budget, args.overrides))
+        args.overrides = checked_overrides(args.planners.split(","), args.set, args.budget)
     except ValueError as err:
         p.error(str(err))
     return args
+
+
+def checked_overrides(
+    names: list[str], sets: list[str], budget: float = 1.0
+) -> dict[str, dict[str, Any]]:
+    """The ``--set`` overrides of the planners ``names``, each planner's config validated.
+
+    Raises:
+        ValueError: An unknown planner, a ``--set`` for a planner not run, or an invalid config.
+    """
+    for name in names:
+        if name not in PLANNERS:
+            raise ValueError(f"unknown planner {name!r}; known: {sorted(PLANNERS)}")
+    overrides = parse_sets(sets)
+    unused = set(overrides) - set(names)
+    if unused:
+        raise ValueError(f"--set names planners not run: {sorted(unused)}")
+    for name in names:
+        make_planner(name, planner_config(name, budget, overrides))
+    return overrides
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import torch
 from grasplab.bench import long_horizon as lh
 from grasplab.envs import Env, make
 from grasplab.eval import EvalProtocol, evaluate, execute, format_cell
-from grasplab.planners import PLANNERS, make_planner
+from grasplab.planners import make_planner
 from grasplab.world_models.quality import fit_position_probe
 
 
@@ -42,13 +42,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    names = args.planners.split(",")
     try:
-        args.overrides = lh.parse_sets(args.set)
-        for name in names:
-            if name not in PLANNERS:
-                raise ValueError(f"unknown planner {name!r}; known: {sorted(PLANNERS)}")
-            make_planner(name, args.overrides.get(name, {}))
+        args.overrides = lh.checked_overrides(args.planners.split(","), args.set)
     except ValueError as err:
         p.error(str(err))
     if args.episodes < 1 or args.margin < 0:
