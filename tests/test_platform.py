@@ -59,10 +59,14 @@ def test_placement_never_asks_for_gpus_on_a_cpu_cluster():
     assert plan_placement({"CPU": 16.0}, 3, 0.05).num_workers == 3
 
 
-def test_placement_one_worker_per_gpu():
-    p = plan_placement({"CPU": 16.0, "GPU": 2.0}, None, 0.05)
-    assert (p.num_workers, p.num_gpus) == (2, 1)
-    assert plan_placement({"CPU": 16.0, "GPU": 2.0}, 8, 0.05).num_workers == 2
+def test_gpu_placement_is_declared_not_inferred_from_what_is_up():
+    # a fresh autoscaling cluster holds only its CPU head: the declared GPU pool is still asked
+    p = plan_placement({"CPU": 2.0}, 3, 0.05, gpus_per_worker=0.5)
+    assert (p.num_workers, p.num_gpus, p.num_cpus) == (3, 0.5, 1.0)
+    assert p.bundle() == {"CPU": 1.0, "GPU": 0.5} and p.describe() == "3 x {CPU: 1, GPU: 0.5}"
+    assert plan_placement({"CPU": 16.0, "GPU": 2.0}, 8, 0.05, gpus_per_worker=1).num_workers == 8
+    with pytest.raises(ValueError, match="num_workers"):
+        plan_placement({"CPU": 2.0}, None, 0.05, gpus_per_worker=1)
 
 
 def test_planner_search_gives_equal_budgets_and_is_seeded():

@@ -8,7 +8,9 @@ one-line :class:`ConfigError`.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,18 +39,114 @@ def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Compose ``config.yaml`` with Hydra overrides into a resolved plain dict.
 
     Raises:
-        ConfigError: Unknown group option, unparsable override, missing mandatory value.
+        ConfigError: Unknown group option or key (naming the nearest valid one), unparsable
+            override, missing mandatory value.
     """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        cfg = hydra_config(overrides)
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception as error:  # Hydra/OmegaConf raise many types; all mean a bad config
-        raise ConfigError(one_line(error)) from error
+        raise ConfigError(explain(error, overrides)) from error
+
+
+def hydra_config(overrides: Sequence[str]) -> Any:
+    """The composed (unresolved) ``DictConfig`` of ``config.yaml`` with ``overrides``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'|Could not delete from config\. '([^']+)'")
+MISSING_OPTION = re.compile(r"Could not find '(?:/)?([^']+)/([^'/]+)'")
+AVAILABLE = re.compile(r"Available options in '[^']+':\n((?:\t[^\n]+\n?)+)")
+
+
+def explain(error: BaseException, overrides: Sequence[str]) -> str:
+    """One line for a Hydra error; an unknown key or group option names the nearest valid one."""
+    line, text = one_line(error), str(error)
+    key = UNKNOWN_KEY.search(text)
+    if key:
+        return unknown_key_line(line, text, key.group(1) or key.group(2), overrides)
+    option = MISSING_OPTION.search(text)
+    available = AVAILABLE.search(text)
+    if option and available:
+        group, name = option.groups()
+        options = [o.strip() for o in available.group(1).splitlines() if o.strip()]
+        near = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+        typed = any(override_key(o) == group for o in overrides)
+        if near:
+            return f"{line}; did you mean '{group}{'=' if typed else '/'}{near[0]}'?"
+        return f"{line}; available: {', '.join(options)}"
+    return line
+
+
+def unknown_key_line(line: str, text: str, key: str, overrides: Sequence[str]) -> str:
+    """``Could not override 'k': no such key; did you mean 'k2'?`` (or how to add ``k``)."""
+    others = [o for o in overrides if override_key(o) != key]
+    keys = [k for k in config_keys(others) if not f"{key}.".startswith(f"{k}.")]
+    near = nearest_key(key, keys)  # neither the key itself nor a node above it
+    line = line.rstrip(".")
+    if "does not exist" not in line:
+        line += ": no such key"
+    if near:
+        return f"{line}; did you mean {near!r}?"
+    append = re.search(r"use (\+\S+)", text)
+    return f"{line} (a new key needs {append.group(1)})" if append else line
+
+
+def override_key(override: str) -> str:
+    """The key of a Hydra override: ``+a.b=1`` -> ``a.b``, ``~a`` -> ``a``."""
+    return override.lstrip("+~").partition("=")[0]
+
+
+def config_keys(overrides: Sequence[str]) -> list[str]:
+    """Every dotted key (inner nodes and leaves) of the config composed with ``overrides``.
+
+    Falls back to the default config when ``overrides`` do not compose either.
+    """
+    from omegaconf import OmegaConf
+
+    for attempt in (overrides, ()):
+        try:
+            tree = OmegaConf.to_container(hydra_config(attempt), resolve=False)
+        except Exception:  # another bad override: the default config's keys then
+            continue
+        return list(dotted_keys(tree))
+    return []
+
+
+def dotted_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``{"a": {"b": 1}}`` -> ``["a", "a.b"]``."""
+    keys = []
+    for name, value in tree.items():
+        keys.append(f"{prefix}{name}")
+        if isinstance(value, Mapping):
+            keys += dotted_keys(value, f"{prefix}{name}.")
+    return keys
+
+
+def nearest_key(key: str, keys: Sequence[str]) -> str | None:
+    """The valid key nearest to a mistyped ``key``, or None when none is close.
+
+    First by the last component (so ``env.layout`` finds ``env.overrides.layout`` and
+    ``protocol.horizn`` finds ``protocol.horizon``), ties broken by the whole key; then, for a
+    typo higher up (``planners.grasp.confg``), by the whole key with a strict cutoff.
+    """
+
+    def ratio(a: str, b: str) -> float:
+        return difflib.SequenceMatcher(None, a, b).ratio()
+
+    last = key.rsplit(".", 1)[-1]
+    scored = [(ratio(last, k.rsplit(".", 1)[-1]), ratio(key, k), k) for k in keys]
+    by_last = [s for s in scored if s[0] >= 0.7]
+    if by_last:
+        return max(by_last)[2]
+    near = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.85)
+    return near[0] if near else None
 
 
 def one_line(error: BaseException) -> str:
@@ -321,7 +419,9 @@ def build_protocol(cfg: Mapping[str, Any]) -> EvalProtocol:
         "env_overrides": env.get("overrides") or {},
     }
     try:
-        return EvalProtocol.from_dict(values)
+        protocol = EvalProtocol.from_dict(values)
+        protocol.check_splits()  # a sweep tunes on one split and reports the other
+        return protocol
     except (ValueError, TypeError) as error:
         raise ConfigError(f"protocol: {one_line(error)}") from error
 
@@ -341,6 +441,60 @@ def check_world_model(spec: Any, protocol: EvalProtocol) -> str:
     except Exception as error:  # a broken checkpoint is a config error, not a crash
         raise ConfigError(f"world_model.spec {spec!r}: {one_line(error)}") from error
     return spec
+
+
+CLUSTER_DEFAULTS: dict[str, Any] = {
+    "address": None,
+    "num_cpus": None,
+    "num_workers": None,
+    "gpus_per_worker": 0,
+    "cpus_per_worker": None,
+    "device": "auto",
+    "placement_timeout_s": 600,
+    "connect_timeout_s": 60,
+    "trial_cpus": 0.05,
+    "trials_on_head": True,
+    "storage_path": None,
+    "namespace": "grasplab",
+    "tracking_uri": None,
+    "worker_tracking_uri": None,
+}
+"""The ``cluster:`` keys and their defaults (``tune_configs/cluster/local.yaml`` documents them)."""
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_cluster(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``cluster:`` section with defaults filled in; a bad key or value is a ConfigError."""
+    unknown = sorted(set(values) - set(CLUSTER_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"cluster: unknown key(s) {unknown}; known: {sorted(CLUSTER_DEFAULTS)}")
+    cluster = {**CLUSTER_DEFAULTS, **{k: v for k, v in values.items() if v is not None}}
+    for key in ("gpus_per_worker", "trial_cpus", "placement_timeout_s", "connect_timeout_s"):
+        value = cluster[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"cluster.{key} must be a number >= 0, got {value!r}")
+    for key in ("num_workers", "num_cpus", "cpus_per_worker"):
+        value = cluster[key]
+        ok = value is None or (
+            isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+        )
+        if not ok:
+            raise ConfigError(f"cluster.{key} must be null or a number > 0, got {value!r}")
+    if cluster["device"] not in DEVICES:
+        device = cluster["device"]
+        raise ConfigError(f"cluster.device must be one of {list(DEVICES)}, got {device!r}")
+    gpus = cluster["gpus_per_worker"]
+    if gpus > 1 and gpus != int(gpus):
+        raise ConfigError(f"cluster.gpus_per_worker above 1 must be whole, got {gpus}")
+    if gpus > 0 and cluster["num_workers"] is None:
+        raise ConfigError(
+            "cluster.num_workers must be set when cluster.gpus_per_worker > 0 (the pool is "
+            "declared, so that an autoscaler can launch the GPU nodes it needs)"
+        )
+    workers = cluster["num_workers"]
+    if workers is not None and int(workers) != workers:
+        raise ConfigError(f"cluster.num_workers must be a whole number, got {workers}")
+    return cluster
 
 
 def parse(cfg: Mapping[str, Any]) -> SweepSpec:
@@ -369,7 +523,7 @@ def parse(cfg: Mapping[str, Any]) -> SweepSpec:
         world_model=check_world_model((cfg.get("world_model") or {}).get("spec"), protocol),
         planners=planners,
         sweep=sweep,
-        cluster=dict(cfg.get("cluster") or {}),
+        cluster=check_cluster(cfg.get("cluster") or {}),
         mlflow=dict(cfg.get("mlflow") or {}),
         report=dict(cfg.get("report") or {}),
         raw=dict(cfg),

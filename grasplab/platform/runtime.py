@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -33,20 +35,113 @@ def quiet_environment() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class ConnectError(RuntimeError):
+    """``cluster.address`` could not be reached (the CLI prints it and exits with code 2)."""
+
+
+def loopback_only() -> None:
+    """Make Ray in this process treat the machine as a one-node, loopback-only cluster.
+
+    Ray's own switch for a local-only Ray (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read once at
+    import into ``ray_constants.ENABLE_RAY_CLUSTER``): the node IP becomes 127.0.0.1, so the GCS,
+    raylet, object manager, workers and agents bind 127.0.0.1 only, and an address on 127.0.0.1 is
+    not rewritten to the host's IP. Set in the environment too, for the processes Ray starts.
+    """
+    import ray._private.ray_constants as ray_constants
+
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` (a ``ray://`` or ``http://`` prefix removed).
+
+    Raises:
+        ConnectError: No port in the address.
+    """
+    bare = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = bare.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConnectError(f"cluster.address {address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def probe(host: str, port: int, timeout: float) -> None:
+    """Fail fast when nothing accepts TCP connections at ``host:port``.
+
+    Raises:
+        ConnectError: Naming the address and the socket error.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=min(timeout, 10.0)):
+            pass
+    except OSError as error:
+        raise ConnectError(
+            f"cluster.address {host}:{port}: nothing answers ({error}); is the Ray head up "
+            "(`ray start --head`), and is this its GCS port (6379 by default)?"
+        ) from None
+
+
+def init_with_timeout(timeout: float, **kwargs: Any) -> None:
+    """``ray.init(**kwargs)`` that gives up after ``timeout`` seconds with a clear error.
+
+    Raises:
+        ConnectError: ``ray.init`` failed or did not return in time (a hung attempt is left in
+            a daemon thread; the process is expected to exit).
+    """
+    outcome: dict[str, BaseException | None] = {}
+
+    def attempt() -> None:
+        try:
+            ray.init(**kwargs)
+            outcome["error"] = None
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            outcome["error"] = error
+
+    thread = threading.Thread(target=attempt, name="grasplab-ray-connect", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "error" not in outcome:
+        raise ConnectError(
+            f"could not connect to the Ray cluster at {kwargs.get('address')!r} within "
+            f"{timeout:.0f} s (cluster.connect_timeout_s); check the address and that this "
+            "machine can reach the head's private IP"
+        )
+    if outcome["error"] is not None:
+        raise ConnectError(
+            f"could not connect to the Ray cluster at {kwargs.get('address')!r}: "
+            f"{str(outcome['error']).strip().splitlines()[0] if str(outcome['error']) else ''}"
+        ) from outcome["error"]
+
+
 def connect(cluster: Mapping[str, Any]) -> bool:
     """Connect to (or start) Ray; returns True when this process started it (and owns it).
 
-    ``cluster.address`` set: connect to that cluster. Unset but ``RAY_ADDRESS`` in the
-    environment (a ``ray job submit`` driver): connect to the job's cluster. Otherwise start an
-    embedded Ray with ``cluster.num_cpus`` CPUs (all cores when null).
+    ``cluster.address`` set: connect to that cluster, within ``cluster.connect_timeout_s``.
+    Unset but ``RAY_ADDRESS`` in the environment (a ``ray job submit`` driver): connect to the
+    job's cluster. Otherwise start an embedded Ray with ``cluster.num_cpus`` CPUs (all cores when
+    null), listening on 127.0.0.1 only.
+
+    Raises:
+        ConnectError: The address is unreachable, or Ray did not connect in time.
     """
     if ray.is_initialized():
         return False
     namespace = cluster.get("namespace") or "grasplab"
     address = cluster.get("address") or ("auto" if os.environ.get("RAY_ADDRESS") else None)
+    timeout = float(cluster.get("connect_timeout_s") or 60)
     if address:
-        ray.init(address=address, namespace=namespace, log_to_driver=False)
+        if address != "auto":
+            host, port = split_address(address)
+            if host in LOOPBACK:
+                loopback_only()  # else Ray rewrites 127.0.0.1 to the host IP and retries
+            probe(host, port, timeout)
+        init_with_timeout(timeout, address=address, namespace=namespace, log_to_driver=False)
         return False
+    loopback_only()
     ray.init(
         num_cpus=cluster.get("num_cpus"),
         namespace=namespace,

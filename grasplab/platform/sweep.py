@@ -14,8 +14,9 @@ import argparse
 import functools
 import math
 import sys
-import tempfile
+import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,7 +54,14 @@ from grasplab.platform.tracking import (
     ui_command,
 )
 from grasplab.platform.trial import chunk_indices, evaluate_chunks, run_trial
-from grasplab.platform.workers import Pool, plan_placement, start_pool
+from grasplab.platform.workers import (
+    PlacementTimeout,
+    Pool,
+    plan_placement,
+    request_capacity,
+    start_pool,
+)
+from grasplab.platform.writer import QueuedTracker, TrackingOutage
 
 METRIC = "success_rate"
 
@@ -91,17 +99,10 @@ class SweepResult:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """``[overrides...] [--resume] [--quiet]``."""
-    parser = argparse.ArgumentParser(
-        prog="grasplab sweep",
-        description="Tune + Optuna sweep of planners, tracked in MLflow (Hydra overrides).",
-    )
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=ablation")
-    parser.add_argument(
-        "--resume", action="store_true", help="continue the latest unfinished sweep of this name"
-    )
-    parser.add_argument("--quiet", action="store_true", help="print only the final report")
-    return parser.parse_args(list(argv))
+    """``[overrides...] [--resume] [--quiet]`` (the parser lives in :mod:`grasplab.cli_parsers`)."""
+    from grasplab.cli_parsers import sweep_parser
+
+    return sweep_parser().parse_args(list(argv))
 
 
 def check_tracking(uri: str) -> None:
@@ -159,14 +160,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"grasplab sweep: error: {error}", file=sys.stderr)
         return 2
     quiet = parse_args(argv).quiet
+    resume = f"grasplab sweep {' '.join(a for a in argv if a != '--resume')} --resume"
     try:
         result = run_sweep(spec, state, progress=not quiet)
+    except runtime.ConnectError as error:
+        print(f"grasplab sweep: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(
-            f"grasplab sweep: interrupted; resume with: grasplab sweep {' '.join(argv)} --resume",
-            file=sys.stderr,
-        )
+        print(f"grasplab sweep: interrupted; resume with: {resume}", file=sys.stderr)
         return 130
+    except (PlacementTimeout, TrackingOutage) as error:
+        print(f"grasplab sweep: stopped: {error}\nresume with: {resume}", file=sys.stderr)
+        return 1
+    except Exception:
+        print(f"grasplab sweep: failed (traceback above); resume with: {resume}", file=sys.stderr)
+        raise
     print(result.table)
     print(f"\nMLflow UI: {result.ui}")
     return 0
@@ -190,10 +198,11 @@ def run_sweep(
     started = time.perf_counter()
     runtime.quiet_environment()
     owned = runtime.connect(spec.cluster)
-    tracker, pool, status = None, None, "FAILED"
+    tracker, pool, status, monitor = None, None, "FAILED", None
     try:
         tracker = open_tracking(spec, state)
-        pool = open_pool(spec, state, num_workers)
+        pool = open_pool(spec, state, num_workers, owned, progress)
+        monitor = PoolMonitor(pool, progress)
         tuned_at = time.perf_counter()
         result = run_stages(spec, state, tracker, pool, progress)
         reported_at = time.perf_counter()
@@ -209,16 +218,26 @@ def run_sweep(
         state.status = "failed"
         raise
     finally:
-        close(tracker, pool, status, owned)
-        state.save()
+        if monitor is not None:
+            monitor.stop()
+        try:
+            close(tracker, pool, status, owned, state)
+        finally:
+            state.save()
     result.wall_time = time.perf_counter() - started
     return result
 
 
-def open_tracking(spec: SweepSpec, state: runtime.SweepState) -> Tracker:
-    """The tracker with the parent run open (created, or reopened on resume)."""
-    tracker = Tracker(
-        state.tracking_uri, spec.mlflow.get("experiment") or "grasplab", state.artifact_root
+def open_tracking(spec: SweepSpec, state: runtime.SweepState) -> QueuedTracker:
+    """The tracker with the parent run open (created, or reopened on resume).
+
+    On resume, the writes a stopped sweep could not apply (its journal) are applied first.
+    """
+    tracker = QueuedTracker(
+        state.tracking_uri,
+        spec.mlflow.get("experiment") or "grasplab",
+        state.artifact_root,
+        outage_timeout_s=float(spec.mlflow.get("outage_timeout_s") or 3600),
     )
     params = {
         "recipe": spec.recipe,
@@ -232,6 +251,11 @@ def open_tracking(spec: SweepSpec, state: runtime.SweepState) -> Tracker:
         "horizons": list(spec.horizons),
         **protocol_params(spec.protocol),
     }
+    if state.parent_run_id:
+        tracker.parent_id, tracker.sweep_id = state.parent_run_id, state.sweep_id
+        replayed = tracker.replay_journal(Path(state.folder))
+        if replayed:
+            print(f"[mlflow] applied {replayed} writes the stopped sweep had queued", flush=True)
     state.parent_run_id = tracker.start_parent(
         state.sweep_id, state.sweep_id, params, state.parent_run_id
     )
@@ -240,27 +264,142 @@ def open_tracking(spec: SweepSpec, state: runtime.SweepState) -> Tracker:
     return tracker
 
 
-def open_pool(spec: SweepSpec, state: runtime.SweepState, num_workers: int | None) -> Pool:
-    """Size and start the worker pool from the cluster's resources."""
-    per_worker = float(spec.cluster.get("trial_cpus") or 0.05) * spec.sweep.trials_per_worker
+def open_pool(
+    spec: SweepSpec,
+    state: runtime.SweepState,
+    num_workers: int | None,
+    owned: bool = True,
+    progress: bool = True,
+) -> Pool:
+    """Declare the worker pool, ask the autoscaler for it (on a cluster) and wait until placed."""
+    cluster = spec.cluster
+    per_worker = float(cluster.get("trial_cpus") or 0.05) * spec.sweep.trials_per_worker
     placement = plan_placement(
-        ray.cluster_resources(), num_workers or spec.cluster.get("num_workers"), per_worker
+        ray.cluster_resources(),
+        num_workers or cluster.get("num_workers"),
+        per_worker,
+        float(cluster.get("gpus_per_worker") or 0),
+        cluster.get("cpus_per_worker"),
+        cluster.get("device") or "auto",
     )
-    env = {"MLFLOW_TRACKING_URI": state.tracking_uri}
-    return start_pool(state.sweep_id, placement, spec.cluster.get("namespace") or "grasplab", env)
+    if not owned:
+        request_capacity(placement)
+    env = {"MLFLOW_TRACKING_URI": worker_tracking_uri(spec, state)}
+    return start_pool(
+        state.sweep_id,
+        placement,
+        cluster.get("namespace") or "grasplab",
+        env,
+        timeout=float(cluster.get("placement_timeout_s") or 600),
+        status=(lambda line: print(line, flush=True)) if progress else (lambda line: None),
+    )
 
 
-def close(tracker: Tracker | None, pool: Pool | None, status: str, owned: bool) -> None:
-    """End every open MLflow run with ``status``, stop the pool, stop an embedded Ray."""
+def worker_tracking_uri(spec: SweepSpec, state: runtime.SweepState) -> str:
+    """The tracking URI the workers get (they download ``models:/`` specs through it).
+
+    ``cluster.worker_tracking_uri`` when set. Otherwise the driver's own URI, which must then be
+    reachable from every node: a loopback server address on a cluster whose nodes are not all on
+    this machine's loopback is refused with the fix (ray_cluster.yaml binds MLflow to the head's
+    private IP and points the sweep there).
+
+    Raises:
+        ConfigError: A loopback MLflow address on a multi-machine cluster.
+    """
+    explicit = spec.cluster.get("worker_tracking_uri")
+    if explicit:
+        return str(explicit)
+    uri = state.tracking_uri
+    host = urllib.parse.urlsplit(uri).hostname or ""
+    if uri.startswith("http") and host in runtime.LOOPBACK:
+        remote = sorted(
+            {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")} - set(runtime.LOOPBACK)
+        )
+        if remote:
+            raise ConfigError(
+                f"mlflow.tracking_uri {uri} is a loopback address, but the cluster has nodes at "
+                f"{remote}: workers there cannot reach it. Run mlflow server on the head's "
+                "private IP and set mlflow.tracking_uri=http://<head private IP>:<port> (or "
+                "cluster.worker_tracking_uri)"
+            )
+    return uri
+
+
+class PoolMonitor:
+    """A driver thread that prints the pool's events (worker lost, rerouted, joined)."""
+
+    def __init__(self, pool: Pool, progress: bool, every: float = 2.0) -> None:
+        self.pool, self.progress, self.every = pool, progress, every
+        self.seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="grasplab-pool-monitor", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                status = self.pool.status()
+            except Exception:  # noqa: BLE001 - a status poll must never break the sweep
+                continue
+            for event in status["events"][self.seen :]:
+                if self.progress:
+                    print(
+                        f"[cluster] {event}; {len(status['alive'])} workers alive, "
+                        f"{len(status['pending'])} waiting for capacity, "
+                        f"{status['rerouted']} chunks rerouted",
+                        flush=True,
+                    )
+            self.seen = len(status["events"])
+
+    def stop(self) -> None:
+        """Stop polling."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def close(
+    tracker: QueuedTracker | None,
+    pool: Pool | None,
+    status: str,
+    owned: bool,
+    state: runtime.SweepState | None = None,
+) -> None:
+    """End every open MLflow run with ``status``, stop the pool, stop an embedded Ray.
+
+    When MLflow is unreachable, what could not be written is saved to the sweep folder's
+    journal (applied by ``--resume``) instead of being lost.
+    """
     try:
         if tracker is not None:
-            tracker.end_orphans("KILLED")
-            tracker.close_all(status)
+            patience = None if status == "FINISHED" else 60.0
+            try:
+                tracker.flush(patience)
+                tracker.end_orphans("KILLED")
+                tracker.close_all(status)
+            except TrackingOutage as error:
+                tracker.stop()
+                saved = tracker.save_journal(Path(state.folder)) if state else 0
+                print(
+                    f"[mlflow] {error}; {saved} writes saved to the sweep folder and applied "
+                    "by --resume (runs still RUNNING in MLflow are ended then)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if status == "FINISHED" and state is not None:
+                    state.status = "failed"
+                    raise
+            finally:
+                tracker.stop()
     finally:
         if pool is not None:
             try:
                 pool.shutdown()
             except Exception:  # Ray already gone: nothing left to stop
+                pass
+        if not owned and ray.is_initialized():
+            try:
+                request_capacity(None)  # withdraw the autoscaler request
+            except Exception:  # noqa: BLE001 - cluster gone
                 pass
         if owned:
             ray.shutdown()
@@ -527,15 +666,12 @@ def log_outcome(tracker: Tracker, stage: Stage, outcome: StageOutcome) -> None:
     """Test metrics on the parent (``<variant>/test_*``) and on the best trial's child run."""
     metrics = {f"test_{k}": v for k, v in outcome.test.items()}
     tracker.log_metrics(tracker.parent_id, {f"{outcome.key}/{k}": v for k, v in metrics.items()})
-    tracker.client.log_table(
-        tracker.parent_id,
-        data=records_table(outcome.test_records),
-        artifact_file=f"test/{outcome.key}.json",
+    tracker.log_table(
+        tracker.parent_id, records_table(outcome.test_records), f"test/{outcome.key}.json"
     )
-    run_id = tracker._find(trial_key(tracker.sweep_id, stage.key, outcome.best_trial))
-    if run_id is not None:
-        tracker.log_metrics(run_id, metrics)
-        tracker.set_tags(run_id, {"best": "true"})
+    best = trial_key(tracker.sweep_id, stage.key, outcome.best_trial)  # its run's handle
+    tracker.log_metrics(best, metrics)
+    tracker.set_tags(best, {"best": "true"})
 
 
 def finish_report(
@@ -547,19 +683,19 @@ def finish_report(
 ) -> None:
     """Log the comparison table, plots and a GIF on the parent run."""
     parent = tracker.parent_id
-    tracker.client.log_text(parent, result.table + "\n", "comparison.md")
-    tracker.client.log_table(
-        parent, data=records_table(result.extras["rows"]), artifact_file="comparison.json"
-    )
+    tracker.log_text(parent, result.table + "\n", "comparison.md")
+    tracker.log_table(parent, records_table(result.extras["rows"]), "comparison.json")
     for horizon, floor in result.floors.items():
         tracker.log_metrics(parent, {f"random_floor/H{horizon}/{k}": v for k, v in floor.items()})
+    folder = Path(state.folder) / "artifacts"  # kept until uploaded (a queued write)
+    folder.mkdir(parents=True, exist_ok=True)
     if spec.report.get("plots", True):
-        log_plots(tracker, result)
+        log_plots(tracker, result, folder)
     if spec.report.get("gif", True) and result.outcomes:
-        log_gif(tracker, pool, spec, result)
+        log_gif(tracker, pool, spec, result, folder)
 
 
-def log_plots(tracker: Tracker, result: SweepResult) -> None:
+def log_plots(tracker: Tracker, result: SweepResult, folder: Path) -> None:
     """Pareto scatter always; success vs horizon when the sweep spans several horizons."""
     import matplotlib.pyplot as plt
 
@@ -567,11 +703,14 @@ def log_plots(tracker: Tracker, result: SweepResult) -> None:
     if len(result.floors) > 1:
         figures["success_vs_horizon.png"] = report.horizon_plot(result.outcomes, result.floors)
     for name, fig in figures.items():
-        tracker.client.log_figure(tracker.parent_id, fig, name)
+        fig.savefig(folder / name)
         plt.close(fig)
+        tracker.log_artifact(tracker.parent_id, str(folder / name))
 
 
-def log_gif(tracker: Tracker, pool: Pool, spec: SweepSpec, result: SweepResult) -> None:
+def log_gif(
+    tracker: Tracker, pool: Pool, spec: SweepSpec, result: SweepResult, folder: Path
+) -> None:
     """The overall best config planning a test episode it solved, executed in the true env."""
     best = report.best_outcome(result.outcomes)
     solved = [r["index"] for r in best.test_records if r["success"]]
@@ -587,7 +726,6 @@ def log_gif(tracker: Tracker, pool: Pool, spec: SweepSpec, result: SweepResult) 
             index=int(solved[0] if solved else 0),
         )
     )
-    with tempfile.TemporaryDirectory() as folder:
-        path = report.save_gif(out["frames"], Path(folder) / f"best_plan_{best.key}.gif")
-        tracker.client.log_artifact(tracker.parent_id, str(path))
+    path = report.save_gif(out["frames"], folder / f"best_plan_{best.key}.gif")
+    tracker.log_artifact(tracker.parent_id, str(path))
     tracker.set_tags(tracker.parent_id, {"gif_stage": best.key, "gif_success": out["success"]})

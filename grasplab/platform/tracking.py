@@ -151,6 +151,14 @@ class Tracker:
 
     def child(self, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
         """The child run of ``key`` (a trial): found by its tag if it exists, else created."""
+        run_id = self.find_or_create(key, name, params, tags)
+        self.open_runs.add(run_id)
+        return run_id
+
+    def find_or_create(
+        self, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, Any]
+    ) -> str:
+        """The run tagged ``key`` (reopened if it had ended), else a new child run; its id."""
         run_id = self._keys.get(key) or self._find(key)
         if run_id is None:
             all_tags = {
@@ -164,11 +172,10 @@ class Tracker:
                 self.experiment_id, run_name=name, tags={k: _text(v) for k, v in all_tags.items()}
             )
             run_id = run.info.run_id
-            self.log_params(run_id, params)
+            Tracker.log_params(self, run_id, params)  # now, also in a queued subclass
         elif self.client.get_run(run_id).info.status != "RUNNING":
             self.client.update_run(run_id, status="RUNNING")
         self._keys[key] = run_id
-        self.open_runs.add(run_id)
         return run_id
 
     def _find(self, key: str) -> str | None:
@@ -191,9 +198,11 @@ class Tracker:
         for start in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[start : start + 100])
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int = 0) -> None:
+    def log_metrics(
+        self, run_id: str, metrics: Mapping[str, Any], step: int = 0, stamp: int | None = None
+    ) -> None:
         """Log the finite numeric metrics at ``step`` (non-finite ones are skipped)."""
-        stamp = _now_ms()
+        stamp = stamp or _now_ms()
         items = [Metric(k, float(v), stamp, step) for k, v in metrics.items() if _finite(v)]
         if items:
             self.client.log_batch(run_id, metrics=items)
@@ -201,6 +210,18 @@ class Tracker:
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """Set tags (values as text)."""
         self.client.log_batch(run_id, tags=[RunTag(k, _text(v)) for k, v in tags.items()])
+
+    def log_table(self, run_id: str, data: Mapping[str, list[Any]], artifact_file: str) -> None:
+        """A column-wise table as a JSON artifact (what the MLflow UI's table view reads)."""
+        self.client.log_table(run_id, data=dict(data), artifact_file=artifact_file)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """A text artifact."""
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_artifact(self, run_id: str, local_path: str) -> None:
+        """Upload a local file as an artifact."""
+        self.client.log_artifact(run_id, local_path)
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         """End a run with ``status`` (FINISHED, FAILED or KILLED)."""
@@ -323,9 +344,7 @@ class TrialLogger(tune.Callback):
         result = trial.last_result or {}
         records = json.loads(result.get("records_json") or "[]")
         if records:
-            self.tracker.client.log_table(
-                run_id, data=records_table(records), artifact_file="episodes.json"
-            )
+            self.tracker.log_table(run_id, records_table(records), "episodes.json")
         self.tracker.set_tags(run_id, {"chunks": result.get("chunks", 0)})
         self.tracker.end(run_id, "FINISHED")
         if self.progress:

@@ -4,8 +4,15 @@ A :class:`WorldModelWorker` loads each world model once (cached by spec and the 
 environment and action block) and evaluates chunks of episodes, each chunk planned in ONE batched
 call (:func:`grasplab.eval.evaluate`). A :class:`WorkerPool` actor hands chunks to whichever
 worker is idle, so that trials (light CPU tasks) never queue behind each other on a busy worker
-while another one waits. Ray restarts a dead worker and retries its in-flight chunk
-(``max_restarts`` / ``max_task_retries``), so a killed worker costs time, never a trial.
+while another one waits.
+
+The pool is declared (``cluster.num_workers``, ``cluster.gpus_per_worker``, fractional GPUs
+allowed), not inferred from what is up at start: its resources are asked of the autoscaler
+(:func:`request_capacity`) and the driver waits, with a status line, until every worker is
+placed or ``cluster.placement_timeout_s`` passes. When a worker dies (its process, or its whole
+node), the dispatcher reroutes the chunk it was running to a live worker and starts a
+replacement, which joins the pool once Ray can place it: a lost node costs time, never a trial,
+and the pool grows back when capacity returns.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 import numpy as np
 import ray
 import torch
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from grasplab.eval import EvalProtocol, evaluate, execute, observe
 from grasplab.eval.models import load_model
@@ -30,14 +38,30 @@ from grasplab.planners import PlanProblem, make_planner
 from grasplab.platform.config import MODEL_URI_SCHEMES
 from grasplab.world_models import WorldModel
 
-WORKER_RESTARTS = 3
-"""Times Ray restarts a dead worker (and retries its in-flight chunk) before giving up."""
-
 
 def model_key(spec: str, protocol: EvalProtocol) -> tuple[str, str, str, int]:
     """What a loaded model depends on: the spec and the protocol's env and action block."""
     overrides = json.dumps(dict(protocol.env_overrides), sort_keys=True, default=str)
     return spec, protocol.env, overrides, protocol.action_block
+
+
+def worker_device(device: str, gpu_ids: Sequence[Any]) -> torch.device:
+    """The torch device of a worker that Ray gave ``gpu_ids``; fails loudly, never falls back.
+
+    Raises:
+        RuntimeError: A GPU is expected and torch sees no CUDA device.
+    """
+    wants_gpu = device == "cuda" or (device == "auto" and bool(gpu_ids))
+    if not wants_gpu:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            f"this worker was given GPU(s) {list(gpu_ids)} by Ray (cluster.device={device!r}) "
+            f"but torch {torch.__version__} sees no CUDA device (CUDA build: "
+            f"{torch.version.cuda}); install a CUDA build of torch on the GPU nodes, or set "
+            "cluster.device=cpu to run on the CPU on purpose"
+        )
+    return torch.device("cuda")
 
 
 def resolve_spec(spec: str) -> str:
@@ -54,12 +78,16 @@ class WorldModelWorker:
 
     Args:
         num_threads: Torch intra-op threads (the CPU share this actor was given).
+        device: ``auto`` (CUDA when Ray gave this actor a GPU, else CPU), ``cpu`` or ``cuda``.
+
+    Raises:
+        RuntimeError: A GPU was asked for (``cuda``, or ``auto`` with a GPU from Ray) and torch
+            sees none: never a silent fall-back to the CPU.
     """
 
-    def __init__(self, num_threads: int = 1) -> None:
+    def __init__(self, num_threads: int = 1, device: str = "auto") -> None:
         torch.set_num_threads(max(1, num_threads))
-        gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
-        self.device = torch.device("cuda" if gpu else "cpu")
+        self.device = worker_device(device, list(ray.get_gpu_ids()))
         self.models: dict[tuple[str, str, str, int], WorldModel] = {}
         self.loads = 0
         self.chunks = 0
@@ -143,41 +171,158 @@ class WorldModelWorker:
             "chunks": self.chunks,
             "pid": os.getpid(),
             "device": str(self.device),
+            "node": ray.get_runtime_context().get_node_id(),
+            "gpus": list(ray.get_gpu_ids()),
         }
 
 
 class WorkerPool:
     """An async dispatcher: each call runs on the next idle worker (FIFO over callers).
 
+    It owns the worker actors' lifecycle: a worker that dies (``RayActorError``: its process
+    crashed, or its node is gone) is dropped, the call it was running is sent to another worker,
+    and a replacement actor is created with the same options. The replacement joins the idle
+    queue once Ray has placed it and its constructor returned, which may be never (no capacity
+    left) or later (the autoscaler, or an operator, added a node): the pool shrinks and grows
+    back without a trial noticing.
+
     Args:
-        names: Names of the :class:`WorldModelWorker` actors.
+        names: Names of the :class:`WorldModelWorker` actors already started.
         namespace: Their Ray namespace.
+        options: The actor options to start replacements with (``name`` is set per actor).
+        init_args: The constructor arguments of :class:`WorldModelWorker`.
+        max_replacements: Replacements per worker slot whose constructor may fail before the
+            slot is given up (a node that is merely gone does not count: its replacement waits).
+        empty_timeout: Seconds a call waits while NO worker is alive before it fails.
     """
 
-    def __init__(self, names: Sequence[str], namespace: str) -> None:
+    def __init__(
+        self,
+        names: Sequence[str],
+        namespace: str,
+        options: dict[str, Any] | None = None,
+        init_args: Sequence[Any] = (),
+        max_replacements: int = 3,
+        empty_timeout: float = 600.0,
+    ) -> None:
         self.names = list(names)
+        self.empty_timeout = empty_timeout
+        self.empty_since: float | None = None
         self.namespace = namespace
+        self.options = dict(options or {})
+        self.init_args = tuple(init_args)
+        self.max_replacements = max_replacements
         self.idle: asyncio.Queue | None = None
+        self.alive: dict[str, Any] = {}
+        self.pending: set[str] = set()
+        self.events: list[str] = []
+        self.failures: dict[str, int] = {}
+        self.rerouted = 0
+        self.generation = 0
 
     def _queue(self) -> asyncio.Queue:
         if self.idle is None:
             self.idle = asyncio.Queue()
             for name in self.names:
-                self.idle.put_nowait(ray.get_actor(name, namespace=self.namespace))
+                worker = ray.get_actor(name, namespace=self.namespace)
+                self.alive[name] = worker
+                self.idle.put_nowait((name, worker))
         return self.idle
 
     async def call(self, method: str, kwargs: dict[str, Any]) -> Any:
-        """``worker.method(**kwargs)`` on the first idle worker; waits for one if all are busy."""
+        """``worker.method(**kwargs)`` on the first idle worker; rerouted if that worker dies.
+
+        Raises:
+            RuntimeError: Every worker slot was given up (no worker can ever take the call).
+        """
         idle = self._queue()
-        worker = await idle.get()
+        while True:
+            try:
+                name, worker = await asyncio.wait_for(idle.get(), timeout=5.0)
+            except TimeoutError:
+                self._check_not_empty()
+                continue
+            if name not in self.alive:
+                continue  # dropped while it sat in the queue
+            try:
+                result = await getattr(worker, method).remote(**kwargs)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as error:
+                self._lost(name, worker, error)
+                self.rerouted += 1
+                continue
+            idle.put_nowait((name, worker))
+            return result
+
+    def _check_not_empty(self) -> None:
+        """Raise when no worker has been alive for ``empty_timeout`` seconds (or none can be)."""
+        if self.alive:
+            self.empty_since = None
+            return
+        now = time.monotonic()
+        self.empty_since = self.empty_since or now
+        if not self.pending or now - self.empty_since > self.empty_timeout:
+            raise RuntimeError(
+                f"no world-model worker alive for {now - self.empty_since:.0f} s "
+                f"({len(self.pending)} replacements unplaced): {'; '.join(self.events[-3:])}"
+            )
+
+    def _lost(self, name: str, worker: Any, error: BaseException) -> None:
+        """Drop a dead worker and start its replacement (in the background)."""
+        if self.alive.pop(name, None) is None:
+            return
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error)
+        self.events.append(f"{name} lost ({type(error).__name__}: {reason})")
         try:
-            return await getattr(worker, method).remote(**kwargs)
-        finally:
-            idle.put_nowait(worker)
+            ray.kill(worker, no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        slot = name.split("@")[0]
+        if self.failures.get(slot, 0) > self.max_replacements:
+            self.events.append(f"{slot} given up after {self.max_replacements} failed replacements")
+            return
+        self.generation += 1
+        replacement = f"{slot}@{self.generation}"
+        self.pending.add(replacement)
+        asyncio.get_running_loop().create_task(self._replace(slot, replacement))
+
+    async def _replace(self, slot: str, name: str) -> None:
+        actor_cls = ray.remote(WorldModelWorker)
+        options = {**self.options, "name": name, "namespace": self.namespace}
+        worker = actor_cls.options(**options).remote(*self.init_args)
+        try:
+            await worker.stats.remote()
+        except Exception as error:  # noqa: BLE001 - its constructor failed
+            self.pending.discard(name)
+            self.failures[slot] = self.failures.get(slot, 0) + 1
+            self._lost_replacement(slot, name, worker, error)
+            return
+        self.pending.discard(name)
+        self.alive[name] = worker
+        self.events.append(f"{name} joined (replacing {slot})")
+        self._queue().put_nowait((name, worker))
+
+    def _lost_replacement(self, slot: str, name: str, worker: Any, error: BaseException) -> None:
+        self.alive[name] = worker
+        self._lost(name, worker, error)
+
+    def status(self) -> dict[str, Any]:
+        """``alive`` and ``pending`` worker names, chunks ``rerouted``, and the ``events``."""
+        return {
+            "alive": sorted(self.alive),
+            "pending": sorted(self.pending),
+            "rerouted": self.rerouted,
+            "events": list(self.events),
+        }
+
+    def workers(self) -> list[Any]:
+        """Handles of the live workers."""
+        self._queue()
+        return list(self.alive.values())
 
     def size(self) -> int:
-        """Number of workers."""
-        return len(self.names)
+        """Number of live workers."""
+        self._queue()
+        return len(self.alive)
 
 
 @dataclass(frozen=True)
@@ -187,36 +332,75 @@ class Placement:
     Attributes:
         num_workers: Worker actors.
         num_cpus: Logical CPUs per worker.
-        num_gpus: GPUs per worker (0 on a CPU-only cluster, never more than it has).
+        num_gpus: GPUs per worker (fractions share a GPU between small world models).
         threads: Torch threads per worker.
+        device: ``auto``, ``cpu`` or ``cuda`` (:func:`worker_device`).
     """
 
     num_workers: int
     num_cpus: float
-    num_gpus: int
+    num_gpus: float
     threads: int
+    device: str = "auto"
+
+    def bundle(self) -> dict[str, float]:
+        """One worker's resources, as the autoscaler reads them."""
+        bundle = {"CPU": self.num_cpus}
+        if self.num_gpus:
+            bundle["GPU"] = self.num_gpus
+        return bundle
+
+    def describe(self) -> str:
+        """``2 x {CPU: 1, GPU: 0.5}``."""
+        inner = ", ".join(f"{k}: {v:g}" for k, v in self.bundle().items())
+        return f"{self.num_workers} x {{{inner}}}"
 
 
 def plan_placement(
-    resources: dict[str, float], num_workers: int | None, trial_cpus: float
+    resources: dict[str, float],
+    num_workers: int | None,
+    trial_cpus: float,
+    gpus_per_worker: float = 0,
+    cpus_per_worker: float | None = None,
+    device: str = "auto",
 ) -> Placement:
-    """Size the pool from ``ray.cluster_resources()``.
+    """The pool: declared GPU workers, or (the laptop default) one CPU worker per CPU.
 
-    GPUs present: one worker per GPU (``num_gpus=1`` each). CPU only: one worker per CPU, each
-    with ONE torch thread (batched planning of a chunk is too small to gain from more threads;
-    scale by adding workers), leaving ``trial_cpus`` (the CPUs of the trials that feed one
-    worker) per worker free for Tune.
+    GPU workers (``gpus_per_worker > 0``): exactly ``num_workers`` of them, each asking
+    ``gpus_per_worker`` GPUs and ``cpus_per_worker`` CPUs (default 1), whatever the cluster holds
+    now: an autoscaler launches the nodes they need. CPU only: ``num_workers`` (default: one per
+    CPU of ``resources``), each with ONE torch thread (batched planning of a chunk is too small to
+    gain from more threads; scale by adding workers), leaving ``trial_cpus`` (the CPUs of the
+    trials that feed one worker) per worker free for Tune.
+
+    Raises:
+        ValueError: GPU workers without a count, or CPU workers that cannot fit.
     """
-    gpus, cpus = int(resources.get("GPU", 0)), float(resources.get("CPU", 1))
-    if gpus >= 1:
-        count = min(num_workers or gpus, gpus)
-        spare = max(1.0, cpus - count * trial_cpus)
-        return Placement(count, min(1.0, spare / count), 1, max(1, int(spare // count)))
-    count = num_workers or max(1, int(cpus))
+    if gpus_per_worker > 0:
+        if not num_workers:
+            raise ValueError("GPU workers need cluster.num_workers")
+        cpus = float(cpus_per_worker or 1.0)
+        return Placement(int(num_workers), cpus, gpus_per_worker, max(1, int(cpus)), device)
+    cpus = float(resources.get("CPU", 1))
+    count = int(num_workers or max(1, int(cpus)))
+    if cpus_per_worker:
+        return Placement(count, float(cpus_per_worker), 0, max(1, int(cpus_per_worker)), device)
     share = math.floor(100 * (cpus - count * trial_cpus) / count) / 100
     if share <= 0:
         raise ValueError(f"{count} workers and their trials do not fit in {cpus} CPUs")
-    return Placement(count, min(1.0, share), 0, 1)
+    return Placement(count, min(1.0, share), 0, 1, device)
+
+
+def request_capacity(placement: Placement | None) -> None:
+    """Ask the autoscaler for the pool's bundles (``None``: withdraw the request).
+
+    The request stays while the sweep runs, so that an autoscaler also replaces a lost node.
+    Harmless on a cluster without an autoscaler.
+    """
+    from ray.autoscaler.sdk import request_resources
+
+    bundles = [placement.bundle()] * placement.num_workers if placement else []
+    request_resources(bundles=bundles)
 
 
 @dataclass
@@ -232,38 +416,79 @@ class Pool:
         """Dispatch one call to the next idle worker (returns an object ref)."""
         return self.dispatcher.call.remote(method, kwargs)
 
+    def status(self) -> dict[str, Any]:
+        """The dispatcher's view: live and pending workers, rerouted chunks, events."""
+        return ray.get(self.dispatcher.status.remote(), timeout=30)
+
+    def live_workers(self) -> list[Any]:
+        """Handles of the workers alive now (replacements included)."""
+        return ray.get(self.dispatcher.workers.remote(), timeout=30)
+
     def shutdown(self) -> None:
         """Kill the workers and the dispatcher (they are not detached: also gone with the job)."""
-        for actor in [self.dispatcher, *self.workers]:
-            ray.kill(actor, no_restart=True)
+        actors = [*self.workers]
+        try:
+            actors += self.live_workers()
+        except Exception:  # noqa: BLE001 - dispatcher gone: kill what we know
+            pass
+        for actor in [self.dispatcher, *actors]:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already dead
+                pass
+
+
+def worker_options(placement: Placement, namespace: str, env_vars: dict[str, str]) -> dict:
+    """Ray options of a worker actor (without its name)."""
+    options: dict[str, Any] = {
+        "num_cpus": placement.num_cpus,
+        "num_gpus": placement.num_gpus,
+        "max_restarts": 0,  # the dispatcher replaces dead workers itself (see WorkerPool)
+        "namespace": namespace,
+        "runtime_env": {"env_vars": env_vars},
+    }
+    if placement.num_gpus == 0:
+        options["scheduling_strategy"] = "SPREAD"
+    return options
 
 
 def start_pool(
-    prefix: str, placement: Placement, namespace: str, env_vars: dict[str, str] | None = None
+    prefix: str,
+    placement: Placement,
+    namespace: str,
+    env_vars: dict[str, str] | None = None,
+    *,
+    timeout: float = 600.0,
+    status: Any = None,
 ) -> Pool:
-    """Create (or find by name) the workers and the dispatcher of a sweep.
+    """Create (or find by name) the workers and the dispatcher of a sweep; wait until placed.
 
     Args:
         prefix: Unique per sweep; actors are ``{prefix}-worker-{i}`` and ``{prefix}-pool``.
         placement: From :func:`plan_placement`.
         namespace: Ray namespace of the named actors (trials find the dispatcher there).
         env_vars: Environment of the workers (e.g. ``MLFLOW_TRACKING_URI`` for model URIs).
+        timeout: Seconds to wait for every worker to be placed and constructed.
+        status: Called with a status line while waiting (default: print).
+
+    Raises:
+        PlacementTimeout: Not every worker was placed within ``timeout``.
+        RuntimeError: A worker's constructor failed (e.g. no CUDA where a GPU was asked for).
     """
     names = [f"{prefix}-worker-{i}" for i in range(placement.num_workers)]
-    options: dict[str, Any] = {
-        "num_cpus": placement.num_cpus,
-        "num_gpus": placement.num_gpus,
-        "max_restarts": WORKER_RESTARTS,
-        "max_task_retries": WORKER_RESTARTS,
-        "namespace": namespace,
-        "get_if_exists": True,
-        "runtime_env": {"env_vars": env_vars or {}},
-    }
-    if placement.num_gpus == 0:
-        options["scheduling_strategy"] = "SPREAD"
+    options = worker_options(placement, namespace, env_vars or {})
+    init_args = (placement.threads, placement.device)
     actor_cls = ray.remote(WorldModelWorker)
-    workers = [actor_cls.options(name=n, **options).remote(placement.threads) for n in names]
-    ray.get([w.stats.remote() for w in workers])  # fail here, not inside a trial
+    workers = [
+        actor_cls.options(name=n, get_if_exists=True, **options).remote(*init_args) for n in names
+    ]
+    try:
+        wait_placed(workers, placement, timeout, status)
+    except BaseException:
+        for worker in workers:
+            ray.kill(worker, no_restart=True)
+        raise
+    here = ray.get_runtime_context().get_node_id()
     dispatcher = (
         ray.remote(WorkerPool)
         .options(
@@ -274,7 +499,66 @@ def start_pool(
             max_task_retries=-1,
             get_if_exists=True,
             max_concurrency=1000,
+            # on the driver's (head) node: it must outlive any worker node
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
         )
-        .remote(names, namespace)
+        .remote(names, namespace, options, init_args, empty_timeout=timeout)
     )
     return Pool(dispatcher, workers, names, placement)
+
+
+class PlacementTimeout(RuntimeError):
+    """The declared pool was not placed in time."""
+
+
+def wait_placed(workers: list[Any], placement: Placement, timeout: float, status: Any) -> None:
+    """Wait until every worker's constructor has returned, printing progress every 10 s.
+
+    Raises:
+        PlacementTimeout: Some workers were still unplaced after ``timeout`` seconds.
+        RuntimeError: A worker's constructor raised (its message is kept).
+    """
+    status = status or (lambda line: print(line, flush=True))
+    pending = {w.stats.remote(): w for w in workers}
+    start, shown = time.monotonic(), -math.inf
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=2.0)
+        for ref in done:
+            pending.pop(ref)
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError as error:
+                cause = _cause(error)
+                raise RuntimeError(f"a world-model worker failed to start: {cause}") from None
+        elapsed = time.monotonic() - start
+        if not pending:
+            break
+        if elapsed > timeout:
+            raise PlacementTimeout(
+                f"{len(pending)} of {placement.num_workers} world-model workers "
+                f"({placement.describe()}) were not placed within {timeout:.0f} s; the cluster "
+                f"has {_resources()}: add nodes (or let the autoscaler launch them), lower "
+                "cluster.num_workers / gpus_per_worker, or raise cluster.placement_timeout_s"
+            )
+        if elapsed - shown >= 10.0:
+            shown = elapsed
+            status(
+                f"[cluster] waiting for workers: {placement.num_workers - len(pending)}/"
+                f"{placement.num_workers} placed ({placement.describe()} asked of the "
+                f"autoscaler); cluster now {_resources()}; {elapsed:.0f} s of {timeout:.0f} s"
+            )
+
+
+def _resources() -> str:
+    total = ray.cluster_resources()
+    keys = [k for k in ("CPU", "GPU") if k in total] or ["CPU"]
+    return "{" + ", ".join(f"{k}: {total.get(k, 0):g}" for k in keys) + "}"
+
+
+def _cause(error: BaseException) -> str:
+    """The root message of a Ray actor error (the constructor's exception when there is one)."""
+    text = str(error)
+    for line in text.splitlines():
+        if "RuntimeError:" in line or "Error:" in line and "ray" not in line.split(":")[0]:
+            return line.strip()[:400]
+    return text.strip().splitlines()[0][:400] if text.strip() else type(error).__name__
