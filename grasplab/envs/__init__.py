@@ -1,18 +1,25 @@
-"""Torch-native, functional, batched environments and their registry.
+"""Torch-native, functional, batched environments and their registry; real simulators.
 
 ``make("ballnav")``, ``make("wall", door_width=10.0)``, ``make("pointmaze", layout="large")``:
 each name maps to an env class and its frozen config dataclass; keyword overrides replace config
 fields and are validated by the config.
+
+``make_sim("pointmaze-umaze")``, ``make_sim("pointmaze-medium")``, ``make_sim("pusht",
+workers=2)``: real simulators (:class:`Simulator`, the ``sims`` extra) that execute plans in
+MuJoCo / pymunk through Gymnasium; :class:`GymSimulator` adapts any Gymnasium env.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 from grasplab.envs import ballnav, pointmaze, wall
 from grasplab.envs.base import Env, Tasks
+from grasplab.envs.gym_sim import GymSimulator, GymSpec, reset_option
+from grasplab.envs.sim import Execution, Simulator, episode_success
 
 _REGISTRY: dict[str, tuple[Callable[[], Any], Callable[[Any], Env]]] = {
     "ballnav": (ballnav.default_config, ballnav.BallNavEnv),
@@ -67,4 +74,62 @@ def make(name: str, **overrides: Any) -> Env:
     return env_class(dataclasses.replace(config, **overrides))
 
 
-__all__ = ["Env", "Tasks", "default_config", "make", "names"]
+_SIMS: dict[str, tuple[str, dict[str, Any]]] = {
+    "pointmaze-umaze": ("grasplab.envs.sim_pointmaze", {"layout": "umaze"}),
+    "pointmaze-medium": ("grasplab.envs.sim_pointmaze", {"layout": "medium"}),
+    "pusht": ("grasplab.envs.sim_pusht", {}),
+}
+SIMS_EXTRA = 'pip install -e ".[sims]"'
+"""How to install what the real simulators need."""
+
+
+def sim_names() -> list[str]:
+    """Registered real-simulator names, sorted."""
+    return sorted(_SIMS)
+
+
+def make_sim(name: str, **kwargs: Any) -> Simulator:
+    """Build real simulator ``name``.
+
+    Args:
+        name: A registered name (see :func:`sim_names`).
+        **kwargs: ``workers`` (processes sharding each batch, default 1), ``action_block``
+            (env steps per model step, default 1), ``image_size`` (default 64).
+
+    Returns:
+        The simulator; close it when done (it is also a context manager).
+
+    Raises:
+        ValueError: On an unknown name or an invalid keyword value.
+        ImportError: When the ``sims`` extra is not installed (the message says how).
+    """
+    if name not in _SIMS:
+        raise ValueError(f"unknown simulator {name!r}; known: {', '.join(sim_names())}")
+    module_name, fixed = _SIMS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        if (err.name or "").startswith("grasplab"):
+            raise
+        raise ImportError(
+            f"simulator {name!r} needs the `sims` extra (missing module {err.name!r}): {SIMS_EXTRA}"
+        ) from err
+    return module.make(**fixed, **kwargs)
+
+
+__all__ = [
+    "Env",
+    "Execution",
+    "GymSimulator",
+    "GymSpec",
+    "SIMS_EXTRA",
+    "Simulator",
+    "Tasks",
+    "default_config",
+    "episode_success",
+    "make",
+    "make_sim",
+    "names",
+    "reset_option",
+    "sim_names",
+]
