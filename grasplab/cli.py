@@ -20,6 +20,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
         "does the learned wall model let plans through the wall?",
     ),
     ("bench", "platform"): ("grasplab.platform.bench", "sweep overhead and worker scaling"),
+    ("bench", "sims"): ("grasplab.bench.sims", "real simulators: episodes/s, 1 vs 2 workers"),
 }
 
 
