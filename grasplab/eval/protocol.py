@@ -97,6 +97,20 @@ class EvalProtocol:
             )
         self.make_env()  # unknown env / override names fail here, naming the problem
 
+    def check_splits(self) -> None:
+        """Raise ``ValueError`` naming the field unless both splits hold at least one task.
+
+        A protocol may leave a split empty (the benchmarks score only the test goals and set
+        ``tune_episodes=0``); a sweep tunes on one split and reports the other, so its config
+        validation calls this.
+        """
+        for name in ("tune_episodes", "test_episodes"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ValueError(
+                    f"EvalProtocol.{name} must be >= 1 to tune and then test, got {value}"
+                )
+
     def __hash__(self) -> int:
         return hash(self.fingerprint())
 
