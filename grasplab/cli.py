@@ -1,13 +1,19 @@
 """The ``grasplab`` command: dispatches sub-commands to their modules (imported lazily).
 
 Each sub-command module exposes ``main(argv: list[str]) -> int``. Bad input prints a one-line
-error and exits with code 2.
+error and exits with code 2; a mistyped command names the nearest one. ``-h``/``--help`` is
+answered from :mod:`grasplab.cli_parsers` before the command's module is imported, so help never
+waits for Ray, torch, MLflow or Hydra.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
+from collections.abc import Sequence
+
+from grasplab import cli_parsers
 
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sweep",): ("grasplab.platform.sweep", "Tune + Optuna sweep tracked in MLflow (main job)"),
@@ -22,27 +28,88 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "platform"): ("grasplab.platform.bench", "sweep overhead and worker scaling"),
     ("bench", "sims"): ("grasplab.bench.sims", "real simulators: episodes/s, 1 vs 2 workers"),
 }
+HELP = ("-h", "--help")
 
 
 def usage() -> str:
-    """The help text listing sub-commands."""
+    """The help text listing sub-commands, the experiments and common sweep overrides."""
     lines = ["usage: grasplab <command> [args...]", "", "commands:"]
     for words, (_, text) in COMMANDS.items():
         lines.append(f"  {' '.join(words):<22} {text}")
+    lines += [
+        "",
+        "'grasplab <command> --help' describes a command.",
+        "",
+        cli_parsers.sweep_epilog(),
+    ]
     return "\n".join(lines)
+
+
+def group_usage(prefix: str) -> str:
+    """The help text of a command group (``grasplab bench``): its sub-commands."""
+    lines = [f"usage: grasplab {prefix} <command> [args...]", "", f"{prefix} commands:"]
+    for words, (_, text) in COMMANDS.items():
+        if words[0] == prefix and len(words) > 1:
+            lines.append(f"  {' '.join(words[1:]):<20} {text}")
+    lines += ["", f"'grasplab {prefix} <command> --help' describes a command."]
+    return "\n".join(lines)
+
+
+def groups() -> set[str]:
+    """First words of the multi-word commands (``bench``)."""
+    return {words[0] for words in COMMANDS if len(words) > 1}
+
+
+def closest(word: str, options: Sequence[str]) -> str | None:
+    """The option nearest to ``word`` (difflib), or None when none is close."""
+    found = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def unknown_command(argv: Sequence[str]) -> str:
+    """One line naming the unknown command and the nearest known one, if any."""
+    firsts = list(dict.fromkeys(words[0] for words in COMMANDS))
+    first = argv[0] if argv[0] in firsts else closest(argv[0], firsts)
+    if first is None:
+        return f"grasplab: unknown command {argv[0]!r}; commands: {', '.join(firsts)}"
+    if first not in groups() or len(argv) == 1:
+        return f"grasplab: unknown command {argv[0]!r}; did you mean {first!r}?"
+    typed = " ".join(argv[:2])
+    subs = [words[1] for words in COMMANDS if words[0] == first and len(words) > 1]
+    sub = argv[1] if argv[1] in subs else closest(argv[1], subs)
+    if sub is None:
+        return f"grasplab: unknown command {typed!r}; {first} commands: {', '.join(subs)}"
+    return f"grasplab: unknown command {typed!r}; did you mean '{first} {sub}'?"
+
+
+def match(argv: Sequence[str]) -> tuple[str, ...] | None:
+    """The command ``argv`` starts with (longest first), or None."""
+    for words in sorted(COMMANDS, key=len, reverse=True):
+        if tuple(argv[: len(words)]) == words:
+            return words
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``grasplab`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage())
+    if not argv or argv[0] in (*HELP, "help"):
+        if len(argv) <= 1:
+            print(usage())
+            return 0
+        argv = [*argv[1:], "--help"]  # grasplab help sweep == grasplab sweep --help
+    if argv[0] in groups() and (len(argv) == 1 or argv[1] in HELP):
+        print(group_usage(argv[0]))
         return 0
-    for words, (module, _) in sorted(COMMANDS.items(), key=lambda kv: -len(kv[0])):
-        if tuple(argv[: len(words)]) == words:
-            return int(importlib.import_module(module).main(argv[len(words) :]) or 0)
-    print(f"grasplab: unknown command {' '.join(argv[:2])!r}\n\n{usage()}", file=sys.stderr)
-    return 2
+    words = match(argv)
+    if words is None:
+        print(unknown_command(argv), file=sys.stderr)
+        return 2
+    rest = argv[len(words) :]
+    if words in cli_parsers.PARSERS and any(arg in HELP for arg in rest):
+        cli_parsers.PARSERS[words]().print_help()  # the command's module is not imported
+        return 0
+    return int(importlib.import_module(COMMANDS[words][0]).main(rest) or 0)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from grasplab.bench.planners import machine
+from grasplab.cli_parsers import long_horizon_parser
 from grasplab.envs import Env, make
 from grasplab.eval import EvalProtocol, evaluate, execute, format_cell, random_floor
 from grasplab.planners import PLANNERS, Planner, PlanProblem, PlanResult, Probe, make_planner
@@ -74,34 +75,7 @@ NON_GREEDY_DETOUR = 1.1
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """Command-line options (``--quick``: H in {10, 50}, 16 episodes, unless given)."""
-    p = argparse.ArgumentParser(prog="grasplab bench long-horizon", description=__doc__)
-    p.add_argument("--envs", default="pointmaze,wall")
-    p.add_argument("--horizons", default=None, help=f"model steps (default {HORIZONS})")
-    p.add_argument("--episodes", type=int, default=None, help="test episodes per cell (100)")
-    p.add_argument("--model", default="pixel", choices=["pixel", "mlp", "oracle"])
-    p.add_argument("--planners", default=",".join(ORDER))
-    p.add_argument(
-        "--budget", type=float, default=1.0, help="scale of every planner's iteration count"
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="PLANNER.FIELD=VALUE",
-        help="override a planner's config field (repeatable), e.g. grasp.goal_weight=0.1",
-    )
-    p.add_argument("--floor-repeats", type=int, default=5, help="random rollouts per task")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="H in {10, 50}, 16 episodes per cell")
-    p.add_argument(
-        "--final-plan",
-        action="store_true",
-        help="score only each planner's final plan (no freezing of iterates the true env's probe "
-        "saw succeed: the env's success signal never selects a plan)",
-    )
-    p.add_argument("--json", default=None, help="write all figures here (after every row)")
+    p = long_horizon_parser()
     args = p.parse_args(argv)
     if args.horizons is None:
         args.horizons = QUICK_HORIZONS if args.quick else HORIZONS

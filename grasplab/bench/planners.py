@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from grasplab.bench.timing import best_time
+from grasplab.cli_parsers import bench_planners_parser
 from grasplab.eval import EvalProtocol, evaluate, format_cell, random_floor
 from grasplab.planners import (
     PLANNERS,
@@ -46,19 +47,7 @@ SPEEDUP_BUDGETS: dict[str, dict[str, Any]] = {
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """Command-line options."""
-    p = argparse.ArgumentParser(prog="grasplab bench planners", description=__doc__)
-    p.add_argument("--envs", default="pointmaze,wall")
-    p.add_argument("--horizons", default="10,25,50,80")
-    p.add_argument("--episodes", type=int, default=50, help="test episodes per cell")
-    p.add_argument("--planners", default=",".join(ORDER))
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1: like the Ray workers; stable)"
-    )
-    p.add_argument("--quick", action="store_true", help="pointmaze, H in {10, 25}, 10 episodes")
-    p.add_argument("--skip-table", action="store_true", help="only the speed ratios")
-    p.add_argument("--json", default=None, help="also write all figures to this JSON file")
+    p = bench_planners_parser()
     args = p.parse_args(argv)
     if args.quick:
         args.envs, args.horizons, args.episodes = "pointmaze", "10,25", 10

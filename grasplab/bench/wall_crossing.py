@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from grasplab.bench import long_horizon as lh
+from grasplab.cli_parsers import wall_crossing_parser
 from grasplab.envs import Env, make
 from grasplab.eval import EvalProtocol, evaluate, execute, format_cell
 from grasplab.planners import make_planner
@@ -32,15 +33,7 @@ from grasplab.world_models.quality import fit_position_probe
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """Command-line options."""
-    p = argparse.ArgumentParser(prog="grasplab bench wall-crossing", description=__doc__)
-    p.add_argument("--horizon", type=int, default=50, help="model steps (<= 68)")
-    p.add_argument("--episodes", type=int, default=100, help="held-out test tasks")
-    p.add_argument("--model", default="pixel", choices=["pixel", "mlp", "oracle"])
-    p.add_argument("--planners", default="cem,gd,grasp")
-    p.add_argument("--margin", type=float, default=6.0, help="env units beyond the door's edge")
-    p.add_argument("--set", action="append", default=[], metavar="PLANNER.FIELD=VALUE")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
-    p.add_argument("--seed", type=int, default=0)
+    p = wall_crossing_parser()
     args = p.parse_args(argv)
     try:
         args.overrides = lh.checked_overrides(args.planners.split(","), args.set)

@@ -20,6 +20,7 @@ from typing import Any
 
 import ray
 
+from grasplab.cli_parsers import bench_platform_parser
 from grasplab.platform import runtime, sweep
 from grasplab.platform.config import ConfigError, load
 from grasplab.platform.trial import chunk_indices, evaluate_chunks
@@ -27,20 +28,8 @@ from grasplab.platform.workers import plan_placement, start_pool
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """CLI arguments."""
-    parser = argparse.ArgumentParser(prog="grasplab bench platform", description=__doc__)
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the benchmarked sweep")
-    parser.add_argument("--workers", default="1,2", help="worker counts for scaling (1,2)")
-    parser.add_argument("--chunks", type=int, default=16, help="chunks per scaling run")
-    parser.add_argument(
-        "--sweep-workers",
-        type=int,
-        default=None,
-        help="workers of the overhead sweep (default: one per CPU)",
-    )
-    parser.add_argument("--skip-sweep", action="store_true", help="scaling only")
-    parser.add_argument("--skip-scaling", action="store_true", help="overhead only")
-    return parser.parse_args(list(argv))
+    """CLI arguments (the parser lives in :mod:`grasplab.cli_parsers`)."""
+    return bench_platform_parser().parse_args(list(argv))
 
 
 def scaling_run(spec: Any, workers: int, chunks: int) -> dict[str, float]:

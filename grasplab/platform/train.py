@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grasplab.cli_parsers import train_parser
 from grasplab.platform.config import ConfigError, config_dir, one_line
 
 KINDS = ("mlp", "pixel")
@@ -516,17 +517,8 @@ class TrainResult:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """``[overrides...]``."""
-    parser = argparse.ArgumentParser(
-        prog="grasplab train",
-        description=(
-            "Train a world model (collecting its dataset first if needed), tracked and "
-            "registered in MLflow. Hydra overrides of tune_configs/train/config.yaml, e.g. "
-            "world_model=pixel env=pointmaze train.steps=1000 model.width=128"
-        ),
-    )
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides")
-    return parser.parse_args(list(argv))
+    """``[overrides...]`` (the parser lives in :mod:`grasplab.cli_parsers`)."""
+    return train_parser().parse_args(list(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

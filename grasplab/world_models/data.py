@@ -443,17 +443,15 @@ COLLECT_KEYS = {
     "max_shards",
     "progress",
 }
-USAGE = (
-    "usage: grasplab collect env=<pointmaze|wall|ballnav> episodes=N steps=T seed=S out=DIR "
-    "[action_block=k shard_episodes=n max_shards=m <env config field>=value ...]"
-)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``grasplab collect env=... episodes=... steps=... out=...``; exit code 2 on bad input."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
-        print(USAGE)
+        from grasplab.cli_parsers import collect_parser
+
+        collect_parser().print_help()
         return 0
     try:
         args = parse_overrides(argv)

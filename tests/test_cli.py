@@ -1,0 +1,300 @@
+"""CLI manners: help without heavy imports, did-you-mean for commands and override keys."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grasplab import cli, cli_parsers
+from grasplab.eval import EvalProtocol
+from grasplab.platform import config
+from grasplab.platform.config import ConfigError, compose, load
+
+BIN = Path(sys.executable).parent
+EXPERIMENTS = sorted(p.stem for p in (config.config_dir() / "experiment").glob("*.yaml"))
+COMMON_OVERRIDES = [
+    "experiment=",
+    "env=ballnav|pointmaze*|wall",
+    "world_model=checkpoint|oracle*",
+    "protocol=default*|long|tiny",
+    "sweep.num_samples=N",
+    "cluster.address=",
+    "mlflow.tracking_uri=URI",
+    "--resume",
+]
+HELPS = [
+    ["--help"],
+    ["help", "sweep"],
+    ["sweep", "experiment=ablation", "-h"],
+    ["bench"],
+    ["bench", "--help"],
+    ["bench", "wall-crossing", "-h"],
+    *([*words, "--help"] for words in cli_parsers.PARSERS),
+]
+HEAVY = ("ray", "torch", "mlflow", "hydra", "omegaconf", "optuna", "numpy")
+
+
+def grasplab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "grasplab"), *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_experiments_exist():
+    assert {"ablation", "grasp_vs_baselines", "long_horizon"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["sweep", "--help"], ["bench", "platform", "-h"]])
+def test_help_lists_experiments_and_common_overrides(args):
+    done = grasplab(*args)
+    assert done.returncode == 0 and done.stderr == ""
+    lines = done.stdout.splitlines()
+    listed = [line.strip().removesuffix(" (default)") for line in lines if line.startswith("  ")]
+    assert set(EXPERIMENTS) <= set(listed)
+    assert "  grasp_vs_baselines (default)" in lines
+    for override in COMMON_OVERRIDES:
+        assert any(
+            line.lstrip().startswith(override) or f" {override}" in line for line in lines
+        ), override
+
+
+def test_top_level_help_lists_every_command():
+    done = grasplab("--help")
+    assert done.returncode == 0
+    for words in cli.COMMANDS:
+        assert any(line.split()[: len(words)] == list(words) for line in done.stdout.splitlines())
+
+
+@pytest.mark.parametrize(
+    "args", [["bench"], ["bench", "--help"], ["bench", "-h"], ["help", "bench"]]
+)
+def test_bench_lists_its_subcommands(args):
+    done = grasplab(*args)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith("usage: grasplab bench <command>")
+    listed = [line.split()[0] for line in done.stdout.splitlines() if line.startswith("  ")]
+    assert listed == [words[1] for words in cli.COMMANDS if words[0] == "bench"]
+    assert {"planners", "long-horizon", "wall-crossing", "platform"} <= set(listed)
+
+
+@pytest.mark.parametrize("args", HELPS, ids=" ".join)
+def test_help_imports_no_heavy_module(args):
+    code = (
+        "import contextlib, io, sys\n"
+        "from grasplab.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        f"    code = main({args!r})\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print(code, heavy, len(out.getvalue().splitlines()) > 5)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "0 [] True", done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["swep"], "grasplab: unknown command 'swep'; did you mean 'sweep'?"),
+        (["trian", "env=wall"], "grasplab: unknown command 'trian'; did you mean 'train'?"),
+        (["bnech"], "grasplab: unknown command 'bnech'; did you mean 'bench'?"),
+        (
+            ["bench", "plners"],
+            "grasplab: unknown command 'bench plners'; did you mean 'bench planners'?",
+        ),
+        (
+            ["bnech", "long-horizon"],
+            "grasplab: unknown command 'bnech long-horizon'; did you mean 'bench long-horizon'?",
+        ),
+        (
+            ["bench", "zzz"],
+            "grasplab: unknown command 'bench zzz'; bench commands: "
+            + ", ".join(words[1] for words in cli.COMMANDS if words[0] == "bench"),
+        ),
+        (["xyz"], "grasplab: unknown command 'xyz'; commands: sweep, train, collect, bench"),
+        (["swep", "--help"], "grasplab: unknown command 'swep'; did you mean 'sweep'?"),
+    ],
+)
+def test_mistyped_command_suggests_the_right_one(args, message):
+    done = grasplab(*args)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [message]
+
+
+@pytest.mark.parametrize(
+    ("module", "args"),
+    [
+        ("grasplab.bench.long_horizon", ["bench", "long-horizon", "--help"]),
+        ("grasplab.bench.planners", ["bench", "planners", "--help"]),
+        ("grasplab.bench.wall_crossing", ["bench", "wall-crossing", "--help"]),
+        ("grasplab.platform.bench", ["bench", "platform", "--help"]),
+        ("grasplab.world_models.data", ["collect", "--help"]),
+    ],
+)
+def test_help_prints_the_module_docstring_as_written(module, args):
+    doc = cli_parsers.module_doc(module)
+    assert doc.count("\n") >= 3  # argparse's default formatter would re-wrap these lines
+    done = grasplab(*args)
+    assert done.returncode == 0
+    assert doc in done.stdout  # line breaks and bullets kept, not re-wrapped
+
+
+def test_parsers_match_the_commands_and_the_modules():
+    from grasplab.bench import long_horizon, planners
+
+    assert set(cli_parsers.PARSERS) <= set(cli.COMMANDS)
+    lh = cli_parsers.long_horizon_parser()
+    assert lh.get_default("planners") == ",".join(long_horizon.ORDER)
+    assert cli_parsers.LONG_HORIZONS == long_horizon.HORIZONS
+    assert cli_parsers.bench_planners_parser().get_default("planners") == ",".join(planners.ORDER)
+    assert cli_parsers.config_dir() == config.config_dir()
+    for words, build in cli_parsers.PARSERS.items():
+        assert build().prog == f"grasplab {' '.join(words)}"
+        assert cli_parsers.module_doc(cli.COMMANDS[words][0]), words
+
+
+def test_command_without_a_light_parser_gets_its_modules_help(monkeypatch, capsys):
+    monkeypatch.delitem(cli_parsers.PARSERS, ("bench", "planners"))
+    with pytest.raises(SystemExit) as done:
+        cli.main(["bench", "planners", "--help"])  # the module's own parse answers
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: grasplab bench planners")
+
+
+def test_modules_parse_with_the_shared_parsers(capsys):
+    from grasplab.bench import long_horizon, wall_crossing
+    from grasplab.platform import train
+    from grasplab.world_models import data
+
+    assert train.parse_args(["env=wall", "train.steps=3"]).overrides == [
+        "env=wall",
+        "train.steps=3",
+    ]
+    assert long_horizon.parse(["--quick"]).horizons == "10,50"
+    assert wall_crossing.parse(["--episodes", "3"]).episodes == 3
+    assert data.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: grasplab collect env=<pointmaze|wall|ballnav> episodes=N")
+    assert cli_parsers.module_doc("grasplab.world_models.data") in out
+
+
+# --- unknown override keys name the nearest valid key --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["protocol.horizn=5"],
+            "Could not override 'protocol.horizn': no such key; did you mean 'protocol.horizon'?",
+        ),
+        (
+            ["env.layout=umaze"],
+            "Could not override 'env.layout': no such key; did you mean 'env.overrides.layout'?",
+        ),
+        (
+            ["env.layot=umaze"],
+            "Could not override 'env.layot': no such key; did you mean 'env.overrides.layout'?",
+        ),
+        (
+            ["sweep.num_sample=3"],
+            "Could not override 'sweep.num_sample': no such key; did you mean 'sweep.num_samples'?",
+        ),
+        (
+            ["horizon=3"],
+            "Could not override 'horizon': no such key; did you mean 'protocol.horizon'?",
+        ),
+        (
+            ["mlflow.trackinguri=x"],
+            "Could not override 'mlflow.trackinguri': no such key; did you mean "
+            "'mlflow.tracking_uri'?",
+        ),
+        (["protoco=tiny"], "Could not override 'protoco': no such key; did you mean 'protocol'?"),
+        (
+            ["experiment=ablation", "planners.grasp_no_sync.config.n_step=3"],
+            "Could not override 'planners.grasp_no_sync.config.n_step': no such key; did you mean "
+            "'planners.grasp_no_sync.config.n_steps'?",
+        ),
+        (
+            ["env.overrides.nope=1"],
+            "Could not override 'env.overrides.nope': no such key (a new key needs "
+            "+env.overrides.nope=1)",
+        ),
+        (
+            ["~protocol.horizn"],
+            "Could not delete from config. 'protocol.horizn' does not exist; did you mean "
+            "'protocol.horizon'?",
+        ),
+        (
+            ["experiment=ablaton"],
+            "In 'config': Could not find 'experiment/ablaton'; did you mean 'experiment=ablation'?",
+        ),
+        (
+            ["experiment=nope"],
+            "In 'config': Could not find 'experiment/nope'; available: " + ", ".join(EXPERIMENTS),
+        ),
+    ],
+)
+def test_unknown_override_names_the_nearest_valid_key(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        compose(overrides)
+    assert str(error.value) == message
+
+
+def test_suggested_keys_exist():
+    keys = config.dotted_keys(compose([]))
+    assert {"protocol.horizon", "env.overrides.layout", "sweep.num_samples"} <= set(keys)
+    assert config.nearest_key("protocol.horizn", keys) == "protocol.horizon"
+    assert config.nearest_key("zzzzzz.qqqq", keys) is None
+
+
+# --- a sweep needs tasks in both splits ----------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["tune_episodes", "test_episodes"])
+def test_empty_split_is_refused_when_the_config_is_validated(field):
+    with pytest.raises(ConfigError) as error:
+        load([f"protocol.{field}=0"])
+    assert str(error.value) == (
+        f"protocol: EvalProtocol.{field} must be >= 1 to tune and then test, got 0"
+    )
+    assert load([f"protocol.{field}=1", "protocol=tiny"]).protocol.episodes("tune") >= 1
+
+
+def test_protocol_without_tuning_split_is_still_allowed_outside_sweeps():
+    protocol = EvalProtocol(env="wall", horizon=10, tune_episodes=0, test_episodes=4)
+    assert protocol.episodes("tune") == 0  # the benchmarks' test-only protocols
+    with pytest.raises(ValueError, match="tune_episodes must be >= 1"):
+        protocol.check_splits()
+    EvalProtocol(env="wall", horizon=10, tune_episodes=1, test_episodes=1).check_splits()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "protocol.horizn=5",
+            "grasplab sweep: error: Could not override 'protocol.horizn': no such key; did you "
+            "mean 'protocol.horizon'?",
+        ),
+        (
+            "protocol.test_episodes=0",
+            "grasplab sweep: error: protocol: EvalProtocol.test_episodes must be >= 1 to tune and "
+            "then test, got 0",
+        ),
+    ],
+)
+def test_cli_bad_override_is_one_line_and_exit_code_2(tmp_path, override, message):
+    done = subprocess.run(
+        [str(BIN / "grasplab"), "sweep", override],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [message]
+    assert not (tmp_path / "mlflow.db").exists()
