@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -461,6 +462,38 @@ CLUSTER_DEFAULTS: dict[str, Any] = {
 }
 """The ``cluster:`` keys and their defaults (``tune_configs/cluster/local.yaml`` documents them)."""
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def host_ip() -> str:
+    """This machine's address for the cluster (resolved locally: no packet is sent).
+
+    ``$GRASPLAB_HEAD_IP`` (``ray_cluster.yaml`` exports it before ``ray start``), else the first
+    non-loopback IPv4 address of the host name, else 127.0.0.1.
+
+    Config interpolation ``${grasplab_host_ip:}`` (``tune_configs/cluster/remote.yaml``).
+    """
+    explicit = os.environ.get("GRASPLAB_HEAD_IP")
+    if explicit:
+        return explicit
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        infos = []
+    for info in infos:
+        address = str(info[4][0])
+        if not address.startswith("127."):
+            return address
+    return "127.0.0.1"
+
+
+def _register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("grasplab_host_ip"):
+        OmegaConf.register_new_resolver("grasplab_host_ip", host_ip)
+
+
+_register_resolvers()
 
 
 def check_cluster(values: Mapping[str, Any]) -> dict[str, Any]:

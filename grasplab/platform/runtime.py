@@ -114,6 +114,8 @@ def init_with_timeout(timeout: float, **kwargs: Any) -> None:
         raise ConnectError(
             f"could not connect to the Ray cluster at {kwargs.get('address')!r}: "
             f"{str(outcome['error']).strip().splitlines()[0] if str(outcome['error']) else ''}"
+            " (a head started by `ray start` checks a token: export RAY_AUTH_MODE=token with the "
+            "head's token in ~/.ray/auth_token or RAY_AUTH_TOKEN)"
         ) from outcome["error"]
 
 

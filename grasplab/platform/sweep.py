@@ -440,7 +440,14 @@ def run_stages(
         ui_command(state.tracking_uri, state.artifact_root),
         trial_compute=compute,
         num_workers=pool.placement.num_workers,
-        extras={"rows": rows, "phases": phases},
+        extras={
+            "rows": rows,
+            "phases": phases,
+            "pool": pool.status(),
+            "workers": pool.stats(),
+            "placed_s": pool.placed_s,
+            "driver_node": ray.get_runtime_context().get_node_id(),
+        },
     )
 
 

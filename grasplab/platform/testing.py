@@ -16,7 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -112,37 +112,240 @@ def ray_head(num_cpus: int = 2) -> Iterator[dict[str, Any]]:
         log.close()
 
 
+class MlflowServer:
+    """An ``mlflow server`` on 127.0.0.1 that can be stopped and started again on the same port.
+
+    Args:
+        folder: Holds the SQLite store, the artifacts and the server log.
+        port: Fixed port (default: a free one).
+        proxied: Serve artifacts through the server (``--artifacts-destination``: clients see
+            ``mlflow-artifacts:/`` URIs and download over HTTP, as workers on other nodes must)
+            instead of handing out the local artifact path.
+    """
+
+    def __init__(self, folder: Path, port: int | None = None, proxied: bool = False) -> None:
+        self.folder = Path(folder).resolve()
+        self.port = port or free_port()
+        self.proxied = proxied
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def command(self) -> list[str]:
+        """The ``mlflow server`` command line."""
+        artifacts = str(self.folder / "artifacts")
+        store = "--artifacts-destination" if self.proxied else "--default-artifact-root"
+        return [
+            str(BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{self.folder / 'mlflow.db'}",
+            store,
+            artifacts,
+            "--workers",
+            "1",
+        ]
+
+    def start(self, timeout: float = 90.0) -> str:
+        """Start (or restart) the server and wait for ``/health``; returns its URI."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.starts += 1
+        with open(self.folder / f"server-{self.starts}.log", "w") as log:
+            self.proc = subprocess.Popen(
+                self.command(),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_http(f"{self.uri}/health", timeout, self.proc)
+        return self.uri
+
+    def stop(self) -> None:
+        """Stop the server (its whole process group)."""
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+
+
 @contextmanager
-def mlflow_server(folder: Path) -> Iterator[str]:
+def mlflow_server(folder: Path, proxied: bool = False) -> Iterator[str]:
     """``mlflow server`` on 127.0.0.1 (SQLite store and artifacts in ``folder``); yields its URI."""
+    server = MlflowServer(folder, proxied=proxied)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@contextmanager
+def local_cluster(head_cpus: int, worker_cpus: Sequence[int]) -> Iterator[Any]:
+    """Ray's own multi-node simulation (``ray.cluster_utils.Cluster``) on 127.0.0.1.
+
+    Every node is a separate raylet, child of this process, removed by ``shutdown()`` (never
+    ``ray stop``). Yields the cluster; ``cluster.address`` is its GCS address.
+    """
+    from ray.cluster_utils import Cluster
+
+    from grasplab.platform.runtime import loopback_only
+
+    loopback_only()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus})
+    try:
+        for cpus in worker_cpus:
+            cluster.add_node(num_cpus=cpus)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+def fake_autoscaler_config(port: int, gpu_nodes: int, head_cpus: int = 2) -> dict[str, Any]:
+    """Autoscaling config of Ray's ``fake_multinode`` provider: a CPU head and GPU nodes at 0."""
+    empty: list[str] = []
+    return {
+        "cluster_name": "grasplab-fake",
+        "max_workers": gpu_nodes,
+        "upscaling_speed": 10.0,
+        "idle_timeout_minutes": 60,
+        "provider": {
+            "type": "fake_multinode",
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+            "gcs_address": f"127.0.0.1:{port}",
+        },
+        "available_node_types": {
+            "ray.head.default": {
+                "resources": {"CPU": head_cpus},
+                "node_config": {},
+                "max_workers": 0,
+            },
+            "gpu_node": {
+                "resources": {"CPU": 1, "GPU": 1},
+                "node_config": {},
+                "min_workers": 0,
+                "max_workers": gpu_nodes,
+            },
+        },
+        "head_node_type": "ray.head.default",
+        "auth": {},
+        "docker": {},
+        "file_mounts": {},
+        "cluster_synced_files": empty,
+        "file_mounts_sync_continuously": False,
+        "rsync_exclude": empty,
+        "rsync_filter": empty,
+        "initialization_commands": empty,
+        "setup_commands": empty,
+        "head_setup_commands": empty,
+        "worker_setup_commands": empty,
+        "head_start_ray_commands": empty,
+        "worker_start_ray_commands": empty,
+    }
+
+
+@contextmanager
+def fake_autoscaling_cluster(gpu_nodes: int = 2, head_cpus: int = 2) -> Iterator[dict[str, Any]]:
+    """A Ray head with the ``fake_multinode`` autoscaler; GPU nodes ({CPU 1, GPU 1}) start at 0.
+
+    Started as ``ray start --head --block`` in its own process session on 127.0.0.1 and
+    stopped by its process group; fake nodes it launched (raylets under the same temp dir)
+    are killed too. Yields ``address`` (GCS) and ``temp``.
+    """
+    import json
+
     port = free_port()
-    folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    temp = tempfile.mkdtemp(prefix="rayf", dir="/tmp")
+    config = Path(temp) / "autoscaler.json"
+    config.write_text(json.dumps(fake_autoscaler_config(port, gpu_nodes, head_cpus)))
+    env = {
+        **os.environ,
+        "RAY_FAKE_CLUSTER": "1",
+        "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        # the in-process test driver connects without a token (the cluster is loopback-only)
+        "RAY_AUTH_MODE": "disabled",
+    }
+    env.pop("RAY_ADDRESS", None)
     command = [
-        str(BIN / "mlflow"),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        f"sqlite:///{folder.resolve() / 'mlflow.db'}",
-        "--default-artifact-root",
-        str((folder / "artifacts").resolve()),
-        "--workers",
-        "1",
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        f"--num-cpus={head_cpus}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={temp}",
+        f"--autoscaling-config={config}",
     ]
-    log = open(folder / "server.log", "w")  # noqa: SIM115 - closed in finally
+    log = open(Path(temp) / "ray_start.log", "w")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    uri = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{uri}/health", 90, proc)
-        yield uri
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ray start exited with {proc.returncode}; see {temp}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        yield {"address": f"127.0.0.1:{port}", "temp": temp, "proc": proc}
     finally:
-        stop(proc)
+        stop(proc, grace=5.0)
+        kill_matching(temp)
         log.close()
+
+
+def kill_matching(needle: str) -> int:
+    """SIGKILL every process whose command line mentions ``needle`` (a private temp dir)."""
+    import psutil
+
+    killed = 0
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.pid != os.getpid() and any(needle in a for a in proc.info["cmdline"] or []):
+                proc.kill()
+                killed += 1
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return killed
+
+
+def listening_sockets(root_pid: int) -> list[tuple[str, str, int]]:
+    """``(process name, ip, port)`` of every TCP socket listening in ``root_pid``'s tree."""
+    import psutil
+
+    root = psutil.Process(root_pid)
+    pids = {root_pid} | {p.pid for p in root.children(recursive=True)}
+    found = []
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
+            try:
+                name = psutil.Process(conn.pid).name()
+            except psutil.NoSuchProcess:
+                continue
+            found.append((name, conn.laddr.ip, conn.laddr.port))
+    return found
+
+
+def is_loopback(ip: str) -> bool:
+    """127.0.0.0/8, ::1, or the IPv4-mapped form of a 127.x address."""
+    import ipaddress
+
+    address = ipaddress.ip_address(ip)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 def sweep_runs(tracking_uri: str, experiment: str = "grasplab") -> list[Any]:

@@ -411,6 +411,8 @@ class Pool:
     workers: list[Any]
     names: list[str]
     placement: Placement
+    placed_s: float = 0.0
+    """Seconds from asking for the workers to all of them constructed."""
 
     def call(self, method: str, **kwargs: Any) -> ray.ObjectRef:
         """Dispatch one call to the next idle worker (returns an object ref)."""
@@ -423,6 +425,10 @@ class Pool:
     def live_workers(self) -> list[Any]:
         """Handles of the workers alive now (replacements included)."""
         return ray.get(self.dispatcher.workers.remote(), timeout=30)
+
+    def stats(self) -> list[dict[str, Any]]:
+        """:meth:`WorldModelWorker.stats` of every live worker (node, GPUs, device, loads)."""
+        return ray.get([w.stats.remote() for w in self.live_workers()], timeout=60)
 
     def shutdown(self) -> None:
         """Kill the workers and the dispatcher (they are not detached: also gone with the job)."""
@@ -482,6 +488,7 @@ def start_pool(
     workers = [
         actor_cls.options(name=n, get_if_exists=True, **options).remote(*init_args) for n in names
     ]
+    started = time.monotonic()
     try:
         wait_placed(workers, placement, timeout, status)
     except BaseException:
@@ -504,7 +511,7 @@ def start_pool(
         )
         .remote(names, namespace, options, init_args, empty_timeout=timeout)
     )
-    return Pool(dispatcher, workers, names, placement)
+    return Pool(dispatcher, workers, names, placement, time.monotonic() - started)
 
 
 class PlacementTimeout(RuntimeError):
