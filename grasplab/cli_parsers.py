@@ -224,6 +224,13 @@ def bench_platform_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--skip-sweep", action="store_true", help="scaling only")
     parser.add_argument("--skip-scaling", action="store_true", help="overhead only")
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=0,
+        help="simulated cluster instead: episodes/s with 1..N worker nodes (ray.cluster_utils), "
+        "and the time to place N autoscaled GPU workers (fake_multinode); skips the rest",
+    )
     return parser
 
 

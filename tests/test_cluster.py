@@ -304,3 +304,33 @@ def test_mlflow_outage_longer_than_retries_pauses_logging_and_loses_nothing(
     finally:
         server.stop()
         os.environ.pop("RAY_ADDRESS", None)
+
+
+def test_ray_cluster_yaml_binds_private_addresses_and_serves_artifacts():
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "ray_cluster.yaml").read_text())
+    head = " ".join(raw["head_start_ray_commands"])
+    assert "0.0.0.0" not in head
+    assert "--dashboard-host=127.0.0.1" in head
+    assert "--host $GRASPLAB_HEAD_IP" in head and "--artifacts-destination" in head
+    assert "--node-ip-address=$GRASPLAB_HEAD_IP" in head
+    from grasplab.platform.config import load
+
+    remote = load(["cluster=remote"]).cluster
+    assert remote["gpus_per_worker"] == 1 and remote["num_workers"] == 4
+
+
+def test_pool_whose_worker_wants_cuda_without_it_fails_with_the_cause():
+    import torch
+
+    from grasplab.platform.workers import Placement, start_pool
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the worker would start")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, namespace="grasplab")
+    try:
+        with pytest.raises(RuntimeError, match="failed to start.*no CUDA device"):
+            start_pool(f"nocuda-{os.getpid()}", Placement(1, 0.5, 0, 1, "cuda"), "grasplab")
+    finally:
+        ray.shutdown()

@@ -24,7 +24,7 @@ from grasplab.cli_parsers import bench_platform_parser
 from grasplab.platform import runtime, sweep
 from grasplab.platform.config import ConfigError, load
 from grasplab.platform.trial import chunk_indices, evaluate_chunks
-from grasplab.platform.workers import plan_placement, start_pool
+from grasplab.platform.workers import Placement, plan_placement, request_capacity, start_pool
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -93,6 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime.connect(spec.cluster)
     print(f"ray start: {time.perf_counter() - start:.1f} s; resources {ray.cluster_resources()}")
     print(f"load average: {os.getloadavg()}")
+    if args.nodes:
+        ray.shutdown()
+        cluster_bench(spec, args.nodes, args.chunks)
+        print(f"load average: {os.getloadavg()}")
+        return 0
     if not args.skip_scaling:
         print_scaling(spec, [int(k) for k in args.workers.split(",")], args.chunks)
     if not args.skip_sweep:
@@ -123,3 +128,65 @@ def print_scaling(spec: Any, counts: list[int], chunks: int) -> None:
             f"{run['episodes_per_s']:.2f} episodes/s; ratio to {k} x 1 worker: {ratio:.2f} "
             "(target >= 0.85)"
         )
+
+
+def pool_throughput(spec: Any, placement: Placement, chunks: int, prefix: str) -> dict[str, Any]:
+    """Episodes/s of ``chunks`` chunks through a pool of ``placement`` on the connected cluster."""
+    pool = start_pool(prefix, placement, "grasplab", timeout=300)
+    planner = spec.planners[0]
+    context = {
+        "planner": planner.name,
+        "protocol": spec.protocol.to_dict(),
+        "world_model": spec.world_model,
+    }
+    config = planner.trial_config({})
+    indices = chunk_indices(spec.protocol.tune_episodes, spec.sweep.chunk_size)
+    try:
+        warm = indices[: placement.num_workers]
+        ray.get(evaluate_chunks(pool.dispatcher, context, config, "tune", warm))
+        work = [indices[i % len(indices)] for i in range(chunks)]
+        start = time.perf_counter()
+        outputs = ray.get(evaluate_chunks(pool.dispatcher, context, config, "tune", work))
+        elapsed = time.perf_counter() - start
+        nodes = {s["node"] for s in pool.stats()}
+    finally:
+        pool.shutdown()
+    episodes = sum(len(o["records"]) for o in outputs)
+    return {"episodes": episodes, "seconds": elapsed, "eps": episodes / elapsed, "nodes": nodes}
+
+
+def cluster_bench(spec: Any, max_nodes: int, chunks: int) -> None:
+    """Scaling over simulated worker nodes, then autoscaled placement time (printed)."""
+    from grasplab.platform.testing import fake_autoscaling_cluster, local_cluster
+
+    base = None
+    for k in range(1, max_nodes + 1):
+        # a head without CPUs: the one 1-CPU worker per node lands on the worker nodes
+        with local_cluster(head_cpus=0, worker_cpus=[1] * k) as cluster:
+            runtime.connect({"address": cluster.address})
+            try:
+                run = pool_throughput(spec, Placement(k, 1.0, 0, 1), chunks, f"nodes-{k}")
+            finally:
+                ray.shutdown()
+        base = base or run["eps"]
+        print(
+            f"cluster scaling: {k} worker node(s) ({len(run['nodes'])} used): "
+            f"{run['episodes']} episodes in {run['seconds']:.1f} s = {run['eps']:.2f} "
+            f"episodes/s; ratio to {k} x 1 node: {run['eps'] / (k * base):.2f}"
+        )
+    with fake_autoscaling_cluster(gpu_nodes=max_nodes, head_cpus=2) as cluster:
+        runtime.connect({"address": cluster["address"]})
+        try:
+            placement = Placement(max_nodes, 1.0, 1.0, 1, "cpu")
+            request_capacity(placement)
+            pool = start_pool(f"autoscaled-{os.getpid()}", placement, "grasplab", timeout=300)
+            placed = pool.placed_s
+            nodes = {s["node"] for s in pool.stats()}
+            pool.shutdown()
+            request_capacity(None)
+        finally:
+            ray.shutdown()
+    print(
+        f"autoscaled placement: {max_nodes} GPU workers ({placement.describe()}) on a cluster "
+        f"that had 0 GPU nodes: all placed after {placed:.1f} s on {len(nodes)} launched nodes"
+    )

@@ -485,12 +485,14 @@ def start_pool(
     options = worker_options(placement, namespace, env_vars or {})
     init_args = (placement.threads, placement.device)
     actor_cls = ray.remote(WorldModelWorker)
-    workers = [
-        actor_cls.options(name=n, get_if_exists=True, **options).remote(*init_args) for n in names
-    ]
+
+    def create(name: str) -> Any:
+        return actor_cls.options(name=name, get_if_exists=True, **options).remote(*init_args)
+
+    workers = [create(n) for n in names]
     started = time.monotonic()
     try:
-        wait_placed(workers, placement, timeout, status)
+        wait_placed(workers, names, create, placement, timeout, status)
     except BaseException:
         for worker in workers:
             ray.kill(worker, no_restart=True)
@@ -518,25 +520,42 @@ class PlacementTimeout(RuntimeError):
     """The declared pool was not placed in time."""
 
 
-def wait_placed(workers: list[Any], placement: Placement, timeout: float, status: Any) -> None:
+def wait_placed(
+    workers: list[Any],
+    names: list[str],
+    create: Any,
+    placement: Placement,
+    timeout: float,
+    status: Any,
+) -> None:
     """Wait until every worker's constructor has returned, printing progress every 10 s.
+
+    A worker that dies before it is up for another reason than its constructor (its node went
+    away, e.g. an autoscaled node that failed) is created again in place (``workers`` and
+    ``names`` are updated).
 
     Raises:
         PlacementTimeout: Some workers were still unplaced after ``timeout`` seconds.
         RuntimeError: A worker's constructor raised (its message is kept).
     """
     status = status or (lambda line: print(line, flush=True))
-    pending = {w.stats.remote(): w for w in workers}
-    start, shown = time.monotonic(), -math.inf
+    pending = {w.stats.remote(): i for i, w in enumerate(workers)}
+    start, shown, retries = time.monotonic(), -math.inf, 0
     while pending:
         done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=2.0)
         for ref in done:
-            pending.pop(ref)
+            index = pending.pop(ref)
             try:
                 ray.get(ref)
             except ray.exceptions.RayActorError as error:
-                cause = _cause(error)
-                raise RuntimeError(f"a world-model worker failed to start: {cause}") from None
+                if getattr(error, "actor_init_failed", False) or retries >= 3 * len(workers):
+                    cause = _cause(error)
+                    raise RuntimeError(f"a world-model worker failed to start: {cause}") from None
+                retries += 1
+                status(f"[cluster] {names[index]} died before it was up ({_cause(error)}); again")
+                names[index] = f"{names[index].split('@')[0]}@{retries}"
+                workers[index] = create(names[index])
+                pending[workers[index].stats.remote()] = index
         elapsed = time.monotonic() - start
         if not pending:
             break
