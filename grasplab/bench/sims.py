@@ -3,9 +3,10 @@
 For each simulator and worker count, one :meth:`~grasplab.envs.sim.Simulator.execute` call runs
 a chunk of ``--episodes`` plans of ``--steps`` env steps (uniform random actions in the bounds,
 from states drawn by the env's own reset) and is timed; the figure is the best of
-``--repeats`` calls after one untimed warm-up (robust to other load on a shared machine). The
-2-worker run's visited states must equal the 1-worker run's. Rendering (``render`` of the start
-states) is timed the same way. Needs the ``sims`` extra.
+``--repeats`` calls after one untimed warm-up round. The worker counts take turns call by call,
+so that other load on a shared machine hits them alike; the ratio to 1 worker is the speed-up.
+Every worker count must visit the same states. Rendering (``render`` of the start states) is
+timed the same way. Needs the ``sims`` extra.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from grasplab.bench.timing import best_time
 from grasplab.envs import make_sim, sim_names
 
 
@@ -52,23 +52,61 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def measure(name: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One simulator at one worker count: start-up, execute and render speeds."""
+def _plans(sim: Any, args: argparse.Namespace) -> tuple[np.ndarray, ...]:
+    """Start and goal states ``(N, S)`` from the env's resets; random plans ``(N, T, A)``."""
+    start = sim.random_states(args.episodes, seed=args.seed)
+    goal = sim.random_states(args.episodes, seed=args.seed + args.episodes)
+    u = np.random.default_rng(args.seed).random((args.episodes, args.steps, sim.action_dim))
+    return start, goal, sim.action_low + u * (sim.action_high - sim.action_low)
+
+
+def _timed(fn: Any) -> tuple[float, Any]:
     entered = time.perf_counter()
-    with make_sim(name, workers=workers) as sim:
-        startup = time.perf_counter() - entered
-        start = sim.random_states(args.episodes, seed=args.seed)
-        goal = sim.random_states(args.episodes, seed=args.seed + args.episodes)
-        u = np.random.default_rng(args.seed).random((args.episodes, args.steps, sim.action_dim))
-        plans = sim.action_low + u * (sim.action_high - sim.action_low)
-        last: list[Any] = []
+    out = fn()
+    return time.perf_counter() - entered, out
 
-        def run() -> None:
-            last[:] = [sim.execute(start, goal, plans)]
 
-        seconds = best_time(run, repeats=args.repeats)
-        render = best_time(lambda: sim.render(start), repeats=args.repeats)
-        states = last[0].states
+def measure(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One simulator at every worker count, timed in alternation so that they share the load.
+
+    Raises:
+        SystemExit: When a worker count visits other states than the first one.
+    """
+    sims: dict[int, Any] = {}
+    startup: dict[int, float] = {}
+    try:
+        for w in args.workers:
+            startup[w], sims[w] = _timed(lambda w=w: make_sim(name, workers=w))
+        start, goal, plans = _plans(sims[args.workers[0]], args)
+        runs: dict[int, list[float]] = {w: [] for w in args.workers}
+        frames: dict[int, list[float]] = {w: [] for w in args.workers}
+        last: dict[int, Any] = {}
+        for repeat in range(args.repeats + 1):  # the first round warms up, untimed
+            for w, sim in sims.items():
+                seconds, last[w] = _timed(lambda sim=sim: sim.execute(start, goal, plans))
+                render, _ = _timed(lambda sim=sim: sim.render(start))
+                if repeat:
+                    runs[w].append(seconds)
+                    frames[w].append(render)
+    finally:
+        for sim in sims.values():
+            sim.close()
+    first = last[args.workers[0]]
+    for w in args.workers:
+        if not np.array_equal(last[w].states, first.states):
+            raise SystemExit(f"{name}: {w} workers visited other states than {args.workers[0]}")
+    return [_row(name, w, startup[w], min(runs[w]), min(frames[w]), first, args) for w in sims]
+
+
+def _row(
+    name: str,
+    workers: int,
+    startup: float,
+    seconds: float,
+    render: float,
+    execution: Any,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     return {
         "sim": name,
         "workers": workers,
@@ -79,8 +117,7 @@ def measure(name: str, workers: int, args: argparse.Namespace) -> dict[str, Any]
         "episodes_per_s": args.episodes / seconds,
         "env_steps_per_s": args.episodes * args.steps / seconds,
         "frames_per_s": args.episodes / render,
-        "success_rate": float(last[0].success.any(axis=1).mean()),
-        "_states": states,
+        "success_rate": float(execution.success.any(axis=1).mean()),
     }
 
 
@@ -104,21 +141,16 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str]) -> int:
     """Entry point of ``grasplab bench sims``."""
     args = parse(argv)
+    load = os.getloadavg()[0]
     rows = []
     for name in args.sims:
-        reference = None
-        for workers in args.workers:
-            row = measure(name, workers, args)
-            states = row.pop("_states")
-            if reference is None:
-                reference = states
-            elif not np.array_equal(states, reference):
-                raise SystemExit(f"{name}: {workers} workers visited other states than 1")
-            rows.append(row)
-            print(f"{name} workers={workers}: {row['episodes_per_s']:.1f} episodes/s", flush=True)
+        rows += measure(name, args)
+        for row in rows[-len(args.workers) :]:
+            print(f"{name} workers={row['workers']}: {row['episodes_per_s']:.1f} episodes/s")
     print(
         f"\n{args.episodes} episodes x {args.steps} env steps per execute call, best of "
-        f"{args.repeats}; load average {os.getloadavg()[0]:.2f}\n"
+        f"{args.repeats} (worker counts alternate); load average {load:.2f} at the start, "
+        f"{os.getloadavg()[0]:.2f} at the end\n"
     )
     print(table(rows))
     if args.json:

@@ -281,13 +281,17 @@ class GymSimulator:
         if not self._conns:
             raise ValueError(f"{self.name}: the simulator is closed")
         shards = np.array_split(np.arange(len(arrays[0])), self.workers)
-        busy = []
+        busy, errors = [], []
         for conn, index in zip(self._conns, shards, strict=True):
-            if len(index):
+            if not len(index):
+                continue
+            try:
                 conn.send((method, tuple(a[index[0] : index[-1] + 1] for a in arrays)))
                 busy.append(conn)
+            except OSError as err:
+                errors.append(f"the worker process died ({type(err).__name__})")
         replies = [self._receive(conn) for conn in busy]
-        errors = [reply for ok, reply in replies if not ok]
+        errors += [reply for ok, reply in replies if not ok]
         if errors:
             raise RuntimeError(f"{self.name}: a worker failed in {method}: {errors[0]}")
         return np.concatenate([reply for _, reply in replies])
