@@ -229,7 +229,15 @@ def bench_platform_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="simulated cluster instead: episodes/s with 1..N worker nodes (ray.cluster_utils), "
-        "and the time to place N autoscaled GPU workers (fake_multinode); skips the rest",
+        "and the time to place --gpu-nodes autoscaled GPU workers (fake_multinode); skips the "
+        "rest",
+    )
+    parser.add_argument(
+        "--gpu-nodes",
+        type=int,
+        default=2,
+        help="GPU workers the fake autoscaler must launch for --nodes (default 2; 3 fake nodes "
+        "failed to host workers on a 2-core machine)",
     )
     return parser
 

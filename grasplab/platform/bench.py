@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"load average: {os.getloadavg()}")
     if args.nodes:
         ray.shutdown()
-        cluster_bench(spec, args.nodes, args.chunks)
+        cluster_bench(spec, args.nodes, args.chunks, args.gpu_nodes)
         print(f"load average: {os.getloadavg()}")
         return 0
     if not args.skip_scaling:
@@ -155,7 +155,7 @@ def pool_throughput(spec: Any, placement: Placement, chunks: int, prefix: str) -
     return {"episodes": episodes, "seconds": elapsed, "eps": episodes / elapsed, "nodes": nodes}
 
 
-def cluster_bench(spec: Any, max_nodes: int, chunks: int) -> None:
+def cluster_bench(spec: Any, max_nodes: int, chunks: int, gpu_nodes: int = 2) -> None:
     """Scaling over simulated worker nodes, then autoscaled placement time (printed)."""
     from grasplab.platform.testing import fake_autoscaling_cluster, local_cluster
 
@@ -174,10 +174,10 @@ def cluster_bench(spec: Any, max_nodes: int, chunks: int) -> None:
             f"{run['episodes']} episodes in {run['seconds']:.1f} s = {run['eps']:.2f} "
             f"episodes/s; ratio to {k} x 1 node: {run['eps'] / (k * base):.2f}"
         )
-    with fake_autoscaling_cluster(gpu_nodes=max_nodes, head_cpus=2) as cluster:
+    with fake_autoscaling_cluster(gpu_nodes=gpu_nodes, head_cpus=2) as cluster:
         runtime.connect({"address": cluster["address"]})
         try:
-            placement = Placement(max_nodes, 1.0, 1.0, 1, "cpu")
+            placement = Placement(gpu_nodes, 1.0, 1.0, 1, "cpu")
             request_capacity(placement)
             pool = start_pool(f"autoscaled-{os.getpid()}", placement, "grasplab", timeout=300)
             placed = pool.placed_s
@@ -187,6 +187,6 @@ def cluster_bench(spec: Any, max_nodes: int, chunks: int) -> None:
         finally:
             ray.shutdown()
     print(
-        f"autoscaled placement: {max_nodes} GPU workers ({placement.describe()}) on a cluster "
+        f"autoscaled placement: {gpu_nodes} GPU workers ({placement.describe()}) on a cluster "
         f"that had 0 GPU nodes: all placed after {placed:.1f} s on {len(nodes)} launched nodes"
     )
