@@ -317,8 +317,8 @@ def test_ray_cluster_yaml_binds_private_addresses_and_serves_artifacts():
     assert "--node-ip-address=$GRASPLAB_HEAD_IP" in head
     from grasplab.platform.config import load
 
-    remote = load(["cluster=remote"]).cluster
-    assert remote["gpus_per_worker"] == 1 and remote["num_workers"] == 4
+    gpu = load(["cluster=gpu"]).cluster
+    assert gpu["gpus_per_worker"] == 1 and gpu["num_workers"] == 4 and gpu["address"] == "auto"
 
 
 def test_pool_whose_worker_wants_cuda_without_it_fails_with_the_cause():
