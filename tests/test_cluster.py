@@ -26,7 +26,7 @@ from grasplab.platform.testing import (
     fake_autoscaling_cluster,
     free_port,
     local_cluster,
-    sweep_runs,
+    trials_and_parents,
 )
 
 pytestmark = pytest.mark.timeout(600)  # a hang is a failure, not a stuck CI
@@ -43,12 +43,6 @@ TINY = [
 ]
 
 
-def trial_runs(uri: str) -> tuple[list, list]:
-    runs = sweep_runs(uri)
-    role = lambda r: r.data.tags.get("grasplab.role")  # noqa: E731
-    return [r for r in runs if role(r) == "trial"], [r for r in runs if role(r) == "sweep"]
-
-
 def run_sweep(tmp_path: Path, overrides: list[str]) -> sweep.SweepResult:
     spec, state = sweep.prepare(overrides, tmp_path)
     try:
@@ -60,7 +54,7 @@ def run_sweep(tmp_path: Path, overrides: list[str]) -> sweep.SweepResult:
 
 def assert_complete(uri: str, trials: int) -> None:
     """Every trial has exactly one FINISHED run with its metrics; nothing is left RUNNING."""
-    children, parents = trial_runs(uri)
+    children, parents = trials_and_parents(uri)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     keys = Counter(r.data.tags["grasplab.trial_key"] for r in children)
     assert len(keys) == trials and max(keys.values()) == 1  # no trial lost, none twice
@@ -198,7 +192,9 @@ def test_node_lost_mid_sweep_completes_with_models_loaded_through_the_server(tmp
     server.start()
     try:
         model = register_checkpoint(server.uri)
-        with local_cluster(head_cpus=2, worker_cpus=[1, 1]) as cluster:
+        # 1.5-CPU workers: the head fits one beside the trials, each worker node one, so a lost
+        # node's replacement cannot be placed anywhere (the pool must shrink)
+        with local_cluster(head_cpus=2, worker_cpus=[2, 2]) as cluster:
             removed = threading.Event()
 
             def remove_a_busy_worker_node() -> None:
@@ -236,7 +232,7 @@ def test_node_lost_mid_sweep_completes_with_models_loaded_through_the_server(tmp
                     "sweep.num_samples=3",
                     f"cluster.address={cluster.address}",
                     "cluster.num_workers=3",
-                    "cluster.cpus_per_worker=1",
+                    "cluster.cpus_per_worker=1.5",
                     "cluster.placement_timeout_s=120",
                     f"mlflow.tracking_uri={server.uri}",
                 ],
@@ -273,7 +269,7 @@ def test_mlflow_outage_longer_than_retries_pauses_logging_and_loses_nothing(
         while time.monotonic() < deadline:
             time.sleep(0.5)
             try:
-                if len(trial_runs(server.uri)[0]) >= 2:
+                if len(trials_and_parents(server.uri)[0]) >= 2:
                     break
             except Exception:  # noqa: BLE001 - experiment not created yet
                 continue
@@ -334,3 +330,41 @@ def test_pool_whose_worker_wants_cuda_without_it_fails_with_the_cause():
             start_pool(f"nocuda-{os.getpid()}", Placement(1, 0.5, 0, 1, "cuda"), "grasplab")
     finally:
         ray.shutdown()
+
+
+def test_outage_past_the_limit_journals_writes_and_replay_applies_them_once(tmp_path, monkeypatch):
+    from grasplab.platform.writer import JOURNAL, QueuedTracker, TrackingOutage
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    server = MlflowServer(tmp_path / "mlflow")
+    server.start()
+    try:
+        lines: list[str] = []
+        tracker = QueuedTracker(server.uri, "grasplab", status=lines.append)
+        parent = tracker.start_parent("sw", "sw", {"recipe": "x"})
+        key = "sw/H6/t1"
+        tracker.child(key, "t1", {"lr": 0.1}, {})
+        tracker.flush()
+        server.stop()  # the server goes away for longer than the sweep may wait
+        tracker.log_metrics(key, {"success_rate": 0.5}, step=1)
+        tracker.end(key, "FINISHED")
+        with pytest.raises(TrackingOutage, match="unreachable"):
+            tracker.close_all("FINISHED", timeout=3)
+        tracker.stop()
+        assert any("logging paused" in line for line in lines)
+        assert tracker.save_journal(tmp_path) >= 3  # metrics, end, the parent's end
+        assert (tmp_path / JOURNAL).exists()
+
+        server.start()  # `--resume`: a new driver replays the journal first
+        resumed = QueuedTracker(server.uri, "grasplab", status=lines.append)
+        resumed.parent_id, resumed.sweep_id = parent, "sw"
+        assert resumed.replay_journal(tmp_path) >= 3
+        resumed.stop()
+        assert not (tmp_path / JOURNAL).exists()
+        children, parents = trials_and_parents(server.uri)
+        assert [p.info.status for p in parents] == ["FINISHED"]
+        assert len(children) == 1 and children[0].info.status == "FINISHED"
+        assert children[0].data.metrics["success_rate"] == 0.5
+    finally:
+        server.stop()

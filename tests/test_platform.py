@@ -16,7 +16,7 @@ import ray
 
 from grasplab.platform import sweep
 from grasplab.platform.search import LABEL, PlannerSearch
-from grasplab.platform.testing import BIN, stop, sweep_runs
+from grasplab.platform.testing import BIN, stop, sweep_runs, trials_and_parents
 from grasplab.platform.tracking import Tracker, default_tracking
 from grasplab.platform.workers import plan_placement
 
@@ -29,12 +29,6 @@ TINY = [
     "planners.cem.config.n_iterations=4",
     "report.gif=false",
 ]
-
-
-def trials_and_parents(uri: str) -> tuple[list, list]:
-    runs = sweep_runs(uri)
-    role = lambda r: r.data.tags.get("grasplab.role")  # noqa: E731
-    return [r for r in runs if role(r) == "trial"], [r for r in runs if role(r) == "sweep"]
 
 
 @pytest.fixture(scope="module")

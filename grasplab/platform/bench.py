@@ -32,36 +32,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return bench_platform_parser().parse_args(list(argv))
 
 
-def scaling_run(spec: Any, workers: int, chunks: int) -> dict[str, float]:
+def scaling_run(spec: Any, workers: int, chunks: int) -> dict[str, Any]:
     """Episodes/s of ``chunks`` chunks of the first planner's base config through ``workers``."""
     placement = plan_placement(ray.cluster_resources(), workers, 0.05)
-    pool = start_pool(f"bench-{workers}-{os.getpid()}", placement, "grasplab")
-    planner = spec.planners[0]
-    context = {
-        "planner": planner.name,
-        "protocol": spec.protocol.to_dict(),
-        "world_model": spec.world_model,
-    }
-    config = planner.trial_config({})
-    size = spec.sweep.chunk_size
-    indices = chunk_indices(spec.protocol.tune_episodes, size)
-    try:
-        ray.get(evaluate_chunks(pool.dispatcher, context, config, "tune", indices[:workers]))
-        work = [indices[i % len(indices)] for i in range(chunks)]
-        start = time.perf_counter()
-        outputs = ray.get(evaluate_chunks(pool.dispatcher, context, config, "tune", work))
-        elapsed = time.perf_counter() - start
-    finally:
-        pool.shutdown()
-    episodes = sum(len(o["records"]) for o in outputs)
-    compute = sum(o["compute_s"] for o in outputs)
-    return {
-        "workers": workers,
-        "episodes": episodes,
-        "seconds": elapsed,
-        "episodes_per_s": episodes / elapsed,
-        "compute_s": compute,
-    }
+    return {"workers": workers, **pool_throughput(spec, placement, chunks, f"bench-{workers}")}
 
 
 def overhead_run(overrides: Sequence[str], workers: int | None) -> dict[str, float]:
@@ -131,8 +105,11 @@ def print_scaling(spec: Any, counts: list[int], chunks: int) -> None:
 
 
 def pool_throughput(spec: Any, placement: Placement, chunks: int, prefix: str) -> dict[str, Any]:
-    """Episodes/s of ``chunks`` chunks through a pool of ``placement`` on the connected cluster."""
-    pool = start_pool(prefix, placement, "grasplab", timeout=300)
+    """Episodes/s of ``chunks`` chunks through a pool of ``placement`` on the connected cluster.
+
+    The first planner's base config on the tuning episodes, after one warm-up chunk per worker.
+    """
+    pool = start_pool(f"{prefix}-{os.getpid()}", placement, "grasplab", timeout=300)
     planner = spec.planners[0]
     context = {
         "planner": planner.name,
@@ -152,7 +129,13 @@ def pool_throughput(spec: Any, placement: Placement, chunks: int, prefix: str) -
     finally:
         pool.shutdown()
     episodes = sum(len(o["records"]) for o in outputs)
-    return {"episodes": episodes, "seconds": elapsed, "eps": episodes / elapsed, "nodes": nodes}
+    return {
+        "episodes": episodes,
+        "seconds": elapsed,
+        "episodes_per_s": episodes / elapsed,
+        "compute_s": sum(o["compute_s"] for o in outputs),
+        "nodes": nodes,
+    }
 
 
 def cluster_bench(spec: Any, max_nodes: int, chunks: int, gpu_nodes: int = 2) -> None:
@@ -168,11 +151,11 @@ def cluster_bench(spec: Any, max_nodes: int, chunks: int, gpu_nodes: int = 2) ->
                 run = pool_throughput(spec, Placement(k, 1.0, 0, 1), chunks, f"nodes-{k}")
             finally:
                 ray.shutdown()
-        base = base or run["eps"]
+        base = base or run["episodes_per_s"]
         print(
             f"cluster scaling: {k} worker node(s) ({len(run['nodes'])} used): "
-            f"{run['episodes']} episodes in {run['seconds']:.1f} s = {run['eps']:.2f} "
-            f"episodes/s; ratio to {k} x 1 node: {run['eps'] / (k * base):.2f}"
+            f"{run['episodes']} episodes in {run['seconds']:.1f} s = {run['episodes_per_s']:.2f} "
+            f"episodes/s; ratio to {k} x 1 node: {run['episodes_per_s'] / (k * base):.2f}"
         )
     with fake_autoscaling_cluster(gpu_nodes=gpu_nodes, head_cpus=2) as cluster:
         runtime.connect({"address": cluster["address"]})

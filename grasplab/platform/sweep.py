@@ -373,9 +373,8 @@ def close(
         if tracker is not None:
             patience = None if status == "FINISHED" else 60.0
             try:
-                tracker.flush(patience)
-                tracker.end_orphans("KILLED")
-                tracker.close_all(status)
+                tracker.end_orphans("KILLED", patience)  # applies the queue first
+                tracker.close_all(status, patience)
             except TrackingOutage as error:
                 tracker.stop()
                 saved = tracker.save_journal(Path(state.folder)) if state else 0

@@ -68,6 +68,33 @@ def stop(proc: subprocess.Popen, grace: float = 20.0) -> None:
             continue
 
 
+def spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start ``command`` in its own process session, stdout and stderr to ``log_path``."""
+    with open(log_path, "w") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_tcp(port: int, timeout: float, proc: subprocess.Popen) -> None:
+    """Poll 127.0.0.1:``port`` until it accepts a TCP connection.
+
+    Raises:
+        TimeoutError: Nothing accepted within ``timeout`` seconds.
+        RuntimeError: ``proc`` exited first.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before :{port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"127.0.0.1:{port} did not accept within {timeout:.0f} s")
+
+
 @contextmanager
 def ray_head(num_cpus: int = 2) -> Iterator[dict[str, Any]]:
     """A private ``ray start --head --block`` on 127.0.0.1; yields its addresses.
@@ -95,10 +122,7 @@ def ray_head(num_cpus: int = 2) -> Iterator[dict[str, Any]]:
         f"--ray-client-server-port={free_port()}",
         f"--dashboard-agent-listen-port={free_port()}",
     ]
-    log = open(Path(temp) / "ray_start.log", "w")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    proc = spawn(command, env, Path(temp) / "ray_start.log")
     try:
         wait_http(f"http://127.0.0.1:{dashboard}/api/version", 90, proc)
         yield {
@@ -109,7 +133,6 @@ def ray_head(num_cpus: int = 2) -> Iterator[dict[str, Any]]:
         }
     finally:
         stop(proc, grace=5.0)  # `ray start --block` drains for 30 s on SIGTERM otherwise
-        log.close()
 
 
 class MlflowServer:
@@ -155,14 +178,7 @@ class MlflowServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         self.starts += 1
-        with open(self.folder / f"server-{self.starts}.log", "w") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = spawn(self.command(), env, self.folder / f"server-{self.starts}.log")
         wait_http(f"{self.uri}/health", timeout, self.proc)
         return self.uri
 
@@ -286,25 +302,13 @@ def fake_autoscaling_cluster(gpu_nodes: int = 2, head_cpus: int = 2) -> Iterator
         f"--temp-dir={temp}",
         f"--autoscaling-config={config}",
     ]
-    log = open(Path(temp) / "ray_start.log", "w")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    proc = spawn(command, env, Path(temp) / "ray_start.log")
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ray start exited with {proc.returncode}; see {temp}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.5)
+        wait_tcp(port, 90, proc)
         yield {"address": f"127.0.0.1:{port}", "temp": temp, "proc": proc}
     finally:
         stop(proc, grace=5.0)
         kill_matching(temp)
-        log.close()
 
 
 def kill_matching(needle: str) -> int:
@@ -357,3 +361,11 @@ def sweep_runs(tracking_uri: str, experiment: str = "grasplab") -> list[Any]:
     if found is None:
         return []
     return client.search_runs([found.experiment_id], max_results=10000)
+
+
+def trials_and_parents(tracking_uri: str, experiment: str = "grasplab") -> tuple[list, list]:
+    """The sweep's MLflow runs by role: ``(trial runs, sweep parent runs)``."""
+    runs = sweep_runs(tracking_uri, experiment)
+    role = [r.data.tags.get("grasplab.role") for r in runs]
+    trials = [r for r, k in zip(runs, role, strict=True) if k == "trial"]
+    return trials, [r for r, k in zip(runs, role, strict=True) if k == "sweep"]

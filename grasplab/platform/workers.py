@@ -21,6 +21,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -270,40 +271,37 @@ class WorkerPool:
         """Drop a dead worker and start its replacement (in the background)."""
         if self.alive.pop(name, None) is None:
             return
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error)
-        self.events.append(f"{name} lost ({type(error).__name__}: {reason})")
-        try:
-            ray.kill(worker, no_restart=True)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
-        slot = name.split("@")[0]
+        self.events.append(f"{name} lost ({type(error).__name__}: {_cause(error)[:200]})")
+        _kill(worker)
+        self._respawn(name.split("@")[0])
+
+    def _respawn(self, slot: str) -> None:
+        """Start a replacement for ``slot`` unless its constructor failed too often."""
         if self.failures.get(slot, 0) > self.max_replacements:
             self.events.append(f"{slot} given up after {self.max_replacements} failed replacements")
             return
         self.generation += 1
-        replacement = f"{slot}@{self.generation}"
-        self.pending.add(replacement)
-        asyncio.get_running_loop().create_task(self._replace(slot, replacement))
+        name = f"{slot}@{self.generation}"
+        self.pending.add(name)
+        asyncio.get_running_loop().create_task(self._replace(slot, name))
 
     async def _replace(self, slot: str, name: str) -> None:
-        actor_cls = ray.remote(WorldModelWorker)
         options = {**self.options, "name": name, "namespace": self.namespace}
-        worker = actor_cls.options(**options).remote(*self.init_args)
+        worker = ray.remote(WorldModelWorker).options(**options).remote(*self.init_args)
         try:
             await worker.stats.remote()
-        except Exception as error:  # noqa: BLE001 - its constructor failed
+        except ray.exceptions.RayActorError as error:
             self.pending.discard(name)
-            self.failures[slot] = self.failures.get(slot, 0) + 1
-            self._lost_replacement(slot, name, worker, error)
+            if getattr(error, "actor_init_failed", False):  # not merely a node gone meanwhile
+                self.failures[slot] = self.failures.get(slot, 0) + 1
+            self.events.append(f"{name} failed to start ({_cause(error)[:200]})")
+            _kill(worker)
+            self._respawn(slot)
             return
         self.pending.discard(name)
         self.alive[name] = worker
         self.events.append(f"{name} joined (replacing {slot})")
         self._queue().put_nowait((name, worker))
-
-    def _lost_replacement(self, slot: str, name: str, worker: Any, error: BaseException) -> None:
-        self.alive[name] = worker
-        self._lost(name, worker, error)
 
     def status(self) -> dict[str, Any]:
         """``alive`` and ``pending`` worker names, chunks ``rerouted``, and the ``events``."""
@@ -318,11 +316,6 @@ class WorkerPool:
         """Handles of the live workers."""
         self._queue()
         return list(self.alive.values())
-
-    def size(self) -> int:
-        """Number of live workers."""
-        self._queue()
-        return len(self.alive)
 
 
 @dataclass(frozen=True)
@@ -438,10 +431,7 @@ class Pool:
         except Exception:  # noqa: BLE001 - dispatcher gone: kill what we know
             pass
         for actor in [self.dispatcher, *actors]:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001 - already dead
-                pass
+            _kill(actor)
 
 
 def worker_options(placement: Placement, namespace: str, env_vars: dict[str, str]) -> dict:
@@ -495,7 +485,7 @@ def start_pool(
         wait_placed(workers, names, create, placement, timeout, status)
     except BaseException:
         for worker in workers:
-            ray.kill(worker, no_restart=True)
+            _kill(worker)
         raise
     here = ray.get_runtime_context().get_node_id()
     dispatcher = (
@@ -582,9 +572,18 @@ def _resources() -> str:
 
 
 def _cause(error: BaseException) -> str:
-    """The root message of a Ray actor error (the constructor's exception when there is one)."""
-    text = str(error)
-    for line in text.splitlines():
-        if "RuntimeError:" in line or "Error:" in line and "ray" not in line.split(":")[0]:
-            return line.strip()[:400]
-    return text.strip().splitlines()[0][:400] if text.strip() else type(error).__name__
+    """The root message of a Ray actor error (the constructor's exception, when there is one).
+
+    Its last ``...Error: message`` line, else its first line.
+    """
+    text = str(error).strip()
+    found = re.findall(r"^\s*(\w*(?:Error|Exception): .+)$", text, re.MULTILINE)
+    return (found[-1] if found else text.splitlines()[0] if text else type(error).__name__)[:400]
+
+
+def _kill(actor: Any) -> None:
+    """``ray.kill`` that tolerates an actor already gone."""
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # noqa: BLE001 - already dead
+        pass

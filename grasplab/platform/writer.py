@@ -261,9 +261,9 @@ class QueuedTracker(Tracker):
             self.ids[handle] = found
         return found
 
-    def end_orphans(self, status: str = "KILLED") -> int:
+    def end_orphans(self, status: str = "KILLED", timeout: float | None = None) -> int:
         """Apply the queue, then end child runs RUNNING that no live trial owns."""
-        self.flush()
+        self.flush(timeout)
         owned = {self.ids.get(h, h) for h in self.open_runs}
         running = [r.info.run_id for r in self.children() if r.info.status == "RUNNING"]
         orphans = [r for r in running if r not in owned]
@@ -271,11 +271,11 @@ class QueuedTracker(Tracker):
             self.client.set_terminated(run_id, status=status)
         return len(orphans)
 
-    def close_all(self, status: str) -> None:
+    def close_all(self, status: str, timeout: float | None = None) -> None:
         """Queue the end of every open run (children first, the parent last), then apply all."""
         for handle in sorted(self.open_runs, key=lambda r: r == self.parent_id):
             self.end(handle, status)
-        self.flush()
+        self.flush(timeout)
 
     # --- what the writer thread applies ------------------------------------------------------
 
