@@ -368,3 +368,34 @@ def test_outage_past_the_limit_journals_writes_and_replay_applies_them_once(tmp_
         assert children[0].data.metrics["success_rate"] == 0.5
     finally:
         server.stop()
+
+
+def test_pool_grows_back_when_capacity_returns():
+    from grasplab.platform.config import load
+    from grasplab.platform.trial import evaluate_chunks
+    from grasplab.platform.workers import Placement, start_pool
+
+    spec = load(TINY)
+    context = {"planner": "cem", "protocol": spec.protocol.to_dict(), "world_model": "oracle"}
+    config = {"n_iterations": 2, "n_samples": 8, "n_elites": 2}
+    # the head (1 CPU) cannot host a 1.5-CPU worker: it lives on the one worker node
+    with local_cluster(head_cpus=1, worker_cpus=[2]) as cluster:
+        sweep.runtime.connect({"address": cluster.address})
+        try:
+            placement = Placement(1, 1.5, 0, 1)
+            pool = start_pool(f"grow-{os.getpid()}", placement, "grasplab", timeout=60)
+            (first,) = pool.stats()
+            cluster.remove_node(next(iter(cluster.worker_nodes)), allow_graceful=False)
+            refs = evaluate_chunks(pool.dispatcher, context, config, "tune", [[0, 1]])
+            time.sleep(8)  # the chunk waits: its worker is gone and nothing can host another
+            assert ray.wait(refs, timeout=0)[0] == []
+            cluster.add_node(num_cpus=2)  # capacity returns
+            (out,) = ray.get(refs, timeout=120)
+            assert len(out["records"]) == 2
+            status = pool.status()
+            assert any("lost" in e for e in status["events"])
+            assert any("joined" in e for e in status["events"]) and len(status["alive"]) == 1
+            assert pool.stats()[0]["node"] != first["node"]
+            pool.shutdown()
+        finally:
+            ray.shutdown()
