@@ -530,7 +530,7 @@ def wait_placed(
     """
     status = status or (lambda line: print(line, flush=True))
     pending = {w.stats.remote(): i for i, w in enumerate(workers)}
-    start, shown, retries = time.monotonic(), -math.inf, 0
+    start, shown, retries = time.monotonic(), 0.0, 0  # first line after 10 s
     while pending:
         done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=2.0)
         for ref in done:
@@ -560,8 +560,8 @@ def wait_placed(
             shown = elapsed
             status(
                 f"[cluster] waiting for workers: {placement.num_workers - len(pending)}/"
-                f"{placement.num_workers} placed ({placement.describe()} asked of the "
-                f"autoscaler); cluster now {_resources()}; {elapsed:.0f} s of {timeout:.0f} s"
+                f"{placement.num_workers} placed ({placement.describe()} asked); cluster now "
+                f"{_resources()}; {elapsed:.0f} s of {timeout:.0f} s"
             )
 
 
