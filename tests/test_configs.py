@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import ray
+import yaml
 
 from grasplab.planners import PLANNERS
 from grasplab.platform import sweep
@@ -18,17 +19,25 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
+def planner_name(option: str) -> str:
+    """The registry name a planner preset builds (``grasp_reference`` -> ``grasp``)."""
+    return yaml.safe_load((config_dir() / "planner" / f"{option}.yaml").read_text())["name"]
+
+
 def test_every_group_has_options_and_planner_groups_cover_the_registry():
     for group in GROUPS:
         assert options(group), group
-    assert set(options("planner")) == set(PLANNERS) == set(options("search_space"))
+    assert set(PLANNERS) <= set(options("planner"))  # one preset per planner, plus variants
+    assert {planner_name(o) for o in options("planner")} == set(PLANNERS)
+    assert set(options("search_space")) == set(PLANNERS)
     assert {"grasp_vs_baselines", "long_horizon", "ablation"} <= set(options("experiment"))
 
 
-@pytest.mark.parametrize("name", options("planner"))
-def test_every_planner_with_its_search_space_validates(name):
+@pytest.mark.parametrize("option", options("planner"))
+def test_every_planner_with_its_search_space_validates(option):
+    name = planner_name(option)
     spec = load(
-        [f"+planner@planners.extra={name}", f"+search_space@planners.extra.search_space={name}"]
+        [f"+planner@planners.extra={option}", f"+search_space@planners.extra.search_space={name}"]
     )
     extra = next(p for p in spec.planners if p.label == "extra")
     assert extra.name == name and extra.search_space
@@ -173,3 +182,20 @@ def test_every_train_config_composes_and_validates(kind, env, tmp_path):
     assert spec.raw["model"] and set(spec.raw["model"]) < set(model_fields)
     job = train.load(train.job_overrides([f"world_model={kind}", f"env={env}"], tmp_path), tmp_path)
     assert job.mlflow["tracking_uri"].startswith("http")  # the head's MLflow server
+
+
+def test_grasp_reference_preset_is_the_reference_config_and_plans():
+    from grasplab.planners import GRASPConfig, make_planner
+
+    from .conftest import lq_problem
+
+    spec = load(
+        ["+planner@planners.ref=grasp_reference", "+search_space@planners.ref.search_space=grasp"]
+    )
+    ref = next(p for p in spec.planners if p.label == "ref")
+    config = GRASPConfig.from_dict(ref.trial_config({}))
+    assert config == GRASPConfig.reference(n_steps=200, probe_every=25)
+    problem, err0 = lq_problem(0, batch=4, horizon=6)
+    result = make_planner("grasp", config).plan(problem)
+    assert result.actions.shape == (4, 6, problem.model.action_dim)
+    assert bool((result.cost < err0).all())
