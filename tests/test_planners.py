@@ -297,6 +297,76 @@ def test_grasp_batch_reduction_only_matters_through_adams_epsilon(lq):
     torch.testing.assert_close(alone.actions, mean.actions[:1], atol=1e-4, rtol=1e-3)
 
 
+class _Rescaled:
+    """``model`` seen through latents ``c * z`` (per dimension), declaring ``latent_spread``."""
+
+    def __init__(self, model, c, spread):
+        self.model, self.c, self.latent_spread = model, c, spread
+        self.state_dim, self.action_dim = model.state_dim, model.action_dim
+
+    def encode(self, obs):
+        return self.c * self.model.encode(obs)
+
+    def step(self, z, a):
+        return self.c * self.model.step(z / self.c, a)
+
+
+@pytest.mark.parametrize("c", [0.1, 10.0])
+@pytest.mark.parametrize("planner", ["grasp", "latco"])
+def test_lifted_step_sizes_and_noise_are_in_units_of_the_latent_spread(lq, planner, c):
+    # The same problem on latents stretched by c. A model declaring a per-dimension
+    # latent_spread s0 and its stretched copy declaring c * s0 get the same plans: lr_states,
+    # noise_scale and init_noise are fractions of the spread (and the MSE cost only scales by
+    # c^2, which Adam ignores up to its epsilon). Without the declaration they differ.
+    problem, _ = lq
+    D = problem.model.state_dim
+    s0 = torch.tensor([0.5, 1.0, 2.0, 4.0])[:D]
+    base = dict(FAST[planner], init_noise=0.01)
+    if planner == "grasp":
+        base["noise_scale"] = 0.01
+    config = make_planner(planner, base).config
+
+    def solve(scale, spread):
+        model = _Rescaled(problem.model, scale, spread)
+        stretched = PlanProblem(
+            model,
+            problem.z0 * scale,
+            problem.goal * scale,
+            problem.horizon,
+            problem.action_low,
+            problem.action_high,
+        )
+        return make_planner(planner, config).plan(
+            stretched, generator=torch.Generator().manual_seed(3)
+        )
+
+    plain = solve(1.0, s0)
+    declared = solve(c, c * s0)
+    torch.testing.assert_close(declared.actions, plain.actions, atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(
+        declared.extras["virtual_states"] / c, plain.extras["virtual_states"], atol=1e-2, rtol=1e-2
+    )
+    raw, raw_stretched = solve(1.0, None), solve(c, None)
+    assert (raw_stretched.actions - raw.actions).abs().max() > 0.1
+
+
+def test_latent_spread_must_fit_the_model(lq):
+    problem, _ = lq
+    D = problem.model.state_dim
+    for bad, message in [(torch.ones(D + 1), "must be"), (torch.zeros(D), "> 0")]:
+        model = _Rescaled(problem.model, torch.ones(D), bad)
+        bad_problem = PlanProblem(
+            model,
+            problem.z0,
+            problem.goal,
+            problem.horizon,
+            problem.action_low,
+            problem.action_high,
+        )
+        with pytest.raises(ValueError, match=message):
+            make_planner("grasp", FAST["grasp"]).plan(bad_problem)
+
+
 def test_grasp_warm_start_uses_virtual_states(lq):
     problem, _ = lq
     config = GRASPConfig(n_steps=1, sync_interval=0, lr_states=0.0, noise_scale=0.0)

@@ -210,6 +210,10 @@ def test_training_loss_decreases_and_resumes(kind, steps, options, tiny_data, tm
     info = checkpoint.info(out)
     assert info["env"] == "pointmaze" and info["steps_done"] == steps
     assert model.action_dim == 4
+    # the unit of GRASP's state step sizes: latents' per-dimension std on the training data
+    spread = model.latent_spread
+    assert spread.shape == (model.state_dim,) and bool((spread > 0).all())
+    assert info["latent_spread"] == pytest.approx(spread.tolist(), rel=1e-5)
 
 
 def test_resume_refuses_a_different_run(tiny_data, tmp_path):
@@ -229,6 +233,21 @@ def test_resume_refuses_a_different_run(tiny_data, tmp_path):
 def _shipped() -> list[str]:
     floors = CHECKPOINTS / "floors.json"
     return sorted(json.loads(floors.read_text())) if floors.is_file() else []
+
+
+def test_latent_spread_is_checked_on_load(saved):
+    record = json.loads((saved / "config.json").read_text())
+    record["info"]["latent_spread"] = [1.0]  # the model's D is larger
+    (saved / "config.json").write_text(json.dumps(record))
+    with pytest.raises(checkpoint.CheckpointError, match="latent_spread"):
+        checkpoint.load(saved)
+
+
+@pytest.mark.parametrize("name", _shipped())
+def test_shipped_checkpoints_declare_their_latent_spread(name):
+    model = checkpoint.load(CHECKPOINTS / name)
+    assert model.latent_spread.shape == (model.state_dim,)
+    assert 0.5 < float(model.latent_spread.min()) and float(model.latent_spread.max()) < 1.5
 
 
 def test_shipped_checkpoints_match_the_manifest():

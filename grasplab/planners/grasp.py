@@ -29,7 +29,12 @@ from grasplab.planners.base import (
     randn,
     terminal_state,
 )
-from grasplab.planners.lifted import initial_states, lifted_losses, schedule_factor
+from grasplab.planners.lifted import (
+    initial_states,
+    latent_units,
+    lifted_losses,
+    schedule_factor,
+)
 from grasplab.world_models.base import rollout
 
 Schedule = Literal["constant", "linear", "phase"]
@@ -42,11 +47,14 @@ class GRASPConfig(PlannerConfig):
     n_steps: int = 750
     """Lifted iterations (each: one batched model call, one Adam step on states and actions)."""
     lr_states: float = 0.1
-    """Adam step size for the virtual states (``eta_s``)."""
+    """Adam step size for the virtual states (``eta_s``), in units of the model's
+    ``latent_spread`` (its latents' per-dimension std on its training data; raw latent units for
+    a model that declares none), so that it means the same on latents of any scale."""
     lr_actions: float = 0.005
     """Adam step size for the actions (``eta_a``)."""
     noise_scale: float = 0.005
-    """Std ``sigma`` of the Gaussian noise added to the virtual states after each step."""
+    """Std ``sigma`` of the Gaussian noise added to the virtual states after each step, in units
+    of the model's ``latent_spread`` (as ``lr_states``)."""
     goal_weight: float = 1.0
     """Weight ``gamma`` of the dense goal term ``sum_t ||F(sg(s_t), a_t) - g||^2``."""
     sync_interval: int = 50
@@ -87,7 +95,8 @@ class GRASPConfig(PlannerConfig):
     goal_schedule: Schedule = "constant"
     """Decay of ``gamma``, same choices as ``noise_schedule``."""
     init_noise: float = 0.001
-    """Std of the noise added to the straight-line state initialisation (``epsilon``)."""
+    """Std of the noise added to the straight-line state initialisation (``epsilon``), in units
+    of the model's ``latent_spread`` (as ``lr_states``)."""
     detach_states: bool = True
     """Stop-gradient on the model's state input (False only for the ablation)."""
     probe_every: int = 25
@@ -234,8 +243,11 @@ def run_lifted(
     z0, goal = p.z0.detach(), p.goal.detach()
     low, high = p.bounds()
     actions = initial_actions(p, init).requires_grad_(True)
-    states = initial_states(p, init, cfg.init_noise, generator).requires_grad_(True)
-    optimizer = main_optimizer(states, actions, cfg)
+    # Virtual states are optimised in units of the model's latent spread (1 when it declares
+    # none): Adam's steps (~lr_states) and the noise (sigma) are fractions of that spread.
+    unit = latent_units(p.model, z0)
+    scaled = (initial_states(p, init, cfg.init_noise, generator) / unit).requires_grad_(True)
+    optimizer = main_optimizer(scaled, actions, cfg)
     sync = _Sync(p, cfg)
     probes = ProbeSchedule(probe, cfg.probe_every, p.batch, z0)
     trace: dict[str, list[Tensor]] = {k: [] for k in ("iteration", "loss_dyn", "loss_goal")}
@@ -248,6 +260,7 @@ def run_lifted(
         gamma = cfg.goal_weight * schedule_factor(
             cfg.goal_schedule, iteration, cfg.n_steps, cfg.sync_interval
         )
+        states = scaled * unit
         loss_dyn, loss_goal = lifted_losses(p.model, z0, states, actions, goal, cfg.detach_states)
         optimizer.zero_grad(set_to_none=True)
         reduce(loss_dyn + gamma * loss_goal, cfg.batch_reduction).backward()
@@ -256,7 +269,7 @@ def run_lifted(
             if cfg.clamp_actions:
                 actions.clamp_(low, high)
             if sigma > 0:
-                states.add_(sigma * randn(tuple(states.shape), states, generator))
+                scaled.add_(sigma * randn(tuple(scaled.shape), scaled, generator))
             actions.copy_(probes.apply(actions))
         model_steps += p.horizon
         trace["iteration"].append(torch.tensor(iteration))
@@ -265,14 +278,16 @@ def run_lifted(
         synced = cfg.sync_interval > 0 and (iteration + 1) % cfg.sync_interval == 0
         if synced:
             model_steps += _run_sync(
-                sync, actions, states, generator, probes, sync_trace, iteration
+                sync, actions, scaled.detach() * unit, generator, probes, sync_trace, iteration
             )
             if cfg.reset_optimizer:
-                optimizer = main_optimizer(states, actions, cfg)
+                optimizer = main_optimizer(scaled, actions, cfg)
         if probes(iteration, actions):
             break
     if cfg.sync_interval > 0 and not synced and not probes.all_solved():
-        model_steps += _run_sync(sync, actions, states, generator, probes, sync_trace, iteration)
+        model_steps += _run_sync(
+            sync, actions, scaled.detach() * unit, generator, probes, sync_trace, iteration
+        )
         probes(iteration, actions, force=True)
     trace.update(sync_trace)
     return finish(
@@ -281,7 +296,7 @@ def run_lifted(
         trace,
         model_steps,
         iteration + 1,
-        extras={"virtual_states": states.detach()},
+        extras={"virtual_states": scaled.detach() * unit},
         solved=probes.solved if probe is not None else None,
     )
 

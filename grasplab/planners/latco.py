@@ -30,13 +30,14 @@ class LatCoConfig(PlannerConfig):
     n_steps: int = 750
     """Lifted iterations."""
     lr_states: float = 0.1
-    """Adam step size for the virtual states."""
+    """Adam step size for the virtual states, in units of the model's ``latent_spread`` (as
+    GRASP's)."""
     lr_actions: float = 0.005
     """Adam step size for the actions."""
     goal_weight: float = 0.0
     """Optional dense goal term weight (0 = plain LatCo)."""
     init_noise: float = 0.001
-    """Std of the noise on the straight-line state initialisation."""
+    """Std of the noise on the straight-line state initialisation (units of ``latent_spread``)."""
     probe_every: int = 25
     """Iterations between calls of the caller's probe."""
 

@@ -46,13 +46,36 @@ def lifted_losses(
     return loss_dyn, loss_goal
 
 
+def latent_units(model: WorldModel, like: Tensor) -> Tensor:
+    """The unit of state-space step sizes and noise: ``(D,)`` on ``like``'s device and dtype.
+
+    A model that declares ``latent_spread`` (the per-dimension std of its latents on its
+    training data, ``(D,)``; grasplab's checkpoints record it) makes ``lr_states``,
+    ``noise_scale`` and ``init_noise`` fractions of that spread, so that they mean the same on
+    latents of any scale. Without it the unit is 1 (raw latent units).
+    """
+    spread = getattr(model, "latent_spread", None)
+    D = model.state_dim
+    if spread is None:
+        return like.new_ones(D)
+    spread = torch.as_tensor(spread).to(like)
+    if spread.shape != (D,):
+        raise ValueError(f"model.latent_spread must be (D={D},), got {tuple(spread.shape)}")
+    if like.device.type != "meta" and not bool((spread > 0).all() and spread.isfinite().all()):
+        raise ValueError("model.latent_spread must be finite and > 0")
+    return spread
+
+
 def initial_states(
     problem: PlanProblem,
     init: PlanResult | None,
     noise: float,
     generator: torch.Generator | None,
 ) -> Tensor:
-    """Virtual states ``(B, H-1, D)``: warm start, else the line from ``z0`` to the goal + noise."""
+    """Virtual states ``(B, H-1, D)``: warm start, else the line from ``z0`` to the goal + noise.
+
+    ``noise`` is in units of :func:`latent_units`.
+    """
     B, H, D = problem.batch, problem.horizon, problem.model.state_dim
     z0, goal = problem.z0.detach(), problem.goal.detach()
     warm = None if init is None else init.extras.get("virtual_states")
@@ -61,7 +84,8 @@ def initial_states(
     frac = torch.arange(1, H, device=z0.device, dtype=z0.dtype) / H  # (H-1,)
     line = z0.unsqueeze(1) + frac.view(1, -1, 1) * (goal - z0).unsqueeze(1)
     if noise > 0:
-        line = line + noise * randn(tuple(line.shape), line, generator)
+        unit = latent_units(problem.model, line)
+        line = line + noise * unit * randn(tuple(line.shape), line, generator)
     return line.contiguous()
 
 

@@ -19,6 +19,12 @@ class WorldModel(Protocol):
     Attributes:
         state_dim: Latent size ``D``.
         action_dim: Action size ``A`` consumed by one model step.
+
+    Optional attributes a model may declare:
+        latent_spread: ``(D,)`` per-dimension std of ``encode``'s outputs on the model's
+            training data. Planners that step in latent space (GRASP, LatCo) measure their state
+            step sizes and noise in these units, so the same hyperparameters mean the same on
+            latents of any scale. grasplab's checkpoints record it (``info["latent_spread"]``).
     """
 
     state_dim: int

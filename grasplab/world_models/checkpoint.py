@@ -202,6 +202,16 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
         model.load_state_dict(tensors, strict=True)
     except (TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"checkpoint {path}: weights do not fit the config ({err})") from err
+    spread = (record.get("info") or {}).get("latent_spread")
+    if spread is not None:
+        spread = torch.tensor(spread, dtype=torch.float32)
+        if spread.shape != (model.state_dim,) or not bool((spread > 0).all()):
+            raise CheckpointError(
+                f"checkpoint {path}: info.latent_spread must be {model.state_dim} positive "
+                f"numbers, got shape {tuple(spread.shape)}"
+            )
+        # the unit of GRASP's / LatCo's state step sizes (WorldModel.latent_spread)
+        model.register_buffer("latent_spread", spread, persistent=False)
     model.requires_grad_(False)
     return model.eval().to(device)
 

@@ -151,6 +151,35 @@ def draw_windows(
     return Windows(data.states[ep[:, None], times], actions, images)
 
 
+@torch.no_grad()
+def latent_spread(
+    model: nn.Module,
+    data: Episodes,
+    episodes: range,
+    block: int,
+    window: int,
+    generator: torch.Generator,
+    count: int = 256,
+) -> Tensor:
+    """Per-dimension std ``(D,)`` of the model's latents on training data.
+
+    Latents are the encoded first observations of ``count`` windows and the model's open-loop
+    predictions along each window's recorded actions, so that state parts ``encode`` leaves at
+    rest (a pixel model's velocity memory) get their spread too. This is the unit of GRASP's
+    and LatCo's state step sizes and noise (``WorldModel.latent_spread``).
+    """
+    w = draw_windows(data, episodes, count, window, block, False, generator)
+    pixels = getattr(model, "observation", "state") == "pixels"
+    first = w.images[:, 0] if pixels and w.images is not None else w.states[:, 0]
+    device = next(model.parameters()).device
+    z = model.encode(first.to(device))
+    latents = [z]
+    for t in range(w.actions.shape[1]):
+        z = model.step(z, w.actions[:, t].to(device))
+        latents.append(z)
+    return torch.cat(latents).float().std(dim=0).clamp_min(1e-6).cpu()
+
+
 # --------------------------------------------------------------------------------------------
 # Losses
 # --------------------------------------------------------------------------------------------
@@ -550,6 +579,9 @@ def _finish(
         g = torch.Generator().manual_seed(run.cfg.seed + 99)
         fit_pixel_normalization(best, run.data, run.train_eps, run.block, run.cfg.window, g)
     manifest = run.data.manifest
+    g = torch.Generator().manual_seed(run.cfg.seed + 101)
+    window = min(run.cfg.window, run.data.actions.shape[1] // run.block)
+    spread = latent_spread(best, run.data, run.train_eps, run.block, window, g)
     info = {
         "env": manifest["env"],
         "env_overrides": manifest.get("env_overrides", {}),
@@ -561,6 +593,7 @@ def _finish(
             "shards_sha256": [s["sha256"] for s in manifest["shards"]],
         },
         "val_episodes": [run.train_eps.stop, len(run.data)],
+        "latent_spread": [round(float(x), 6) for x in spread],
         "train": dataclasses.asdict(run.cfg),
         "best_val": prog["best_val"],
         "best_step": prog["best_step"],
