@@ -82,9 +82,10 @@ def save_tensors_atomic(path: str | Path, tensors: dict[str, Tensor]) -> None:
 def _registry() -> dict[str, Any]:
     """Model kind -> class (imported lazily to keep this module light)."""
     from grasplab.world_models.mlp import MLPModel
+    from grasplab.world_models.patch import PatchModel
     from grasplab.world_models.pixel import PixelModel
 
-    return {"mlp": MLPModel, "pixel": PixelModel}
+    return {"mlp": MLPModel, "pixel": PixelModel, "patch": PatchModel}
 
 
 def save(model: SavableModel, path: str | Path, info: dict[str, Any] | None = None) -> Path:

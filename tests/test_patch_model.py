@@ -1,0 +1,102 @@
+"""The patch-grid (DINO-WM-class) world model: shapes on CPU and meta, pluggable encoders."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grasplab.planners import PlanProblem, make_planner
+from grasplab.world_models import WorldModel
+from grasplab.world_models.patch import PatchConfig, PatchModel, freeze_encoder, import_target
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_shapes(device):
+    config = PatchConfig(env_action_dim=2, action_block=5)
+    with torch.device(device):
+        model = PatchModel(config)
+    assert isinstance(model, WorldModel)
+    assert model.state_shape == (64, 16) and model.state_dim == 1024 and model.action_dim == 10
+    images = torch.zeros(3, 4, 64, 64, 3, dtype=torch.uint8, device=device)
+    z = model.encode(images)
+    assert z.shape == (3, 4, 1024) and z.device.type == device
+    a = torch.zeros(3, 4, 10, device=device)
+    assert model.step(z, a).shape == (3, 4, 1024)
+    assert model.decode(z).shape == (3, 4, 64, 64, 3)
+    with pytest.raises(ValueError, match="last dim"):
+        model.step(z[..., :-1], a)
+
+
+def test_predictor_starts_as_identity_and_encoder_freezes():
+    model = PatchModel(PatchConfig(env_action_dim=2))
+    z = torch.randn(5, 1024)
+    torch.testing.assert_close(model.step(z, torch.randn(5, 2)), z)
+    freeze_encoder(model)
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    assert all(p.requires_grad for p in model.predictor.parameters())
+
+
+def test_bad_encoders_are_named():
+    with pytest.raises(ValueError, match="pkg.module:name"):
+        import_target("no_colon")
+    with pytest.raises(ValueError, match="cannot import"):
+        PatchModel(PatchConfig(env_action_dim=2, encoder="not_a_module_xyz:Enc"))
+    with pytest.raises(ValueError, match="no attribute"):
+        PatchModel(PatchConfig(env_action_dim=2, encoder="grasplab.world_models.patch:Nope"))
+    wrong = PatchConfig(env_action_dim=2, grid=4)  # the conv encoder then yields 4x4 = 16 tokens
+    model = PatchModel(wrong)
+    model.state_shape = (64, 16)  # claim more tokens than the encoder gives
+    with pytest.raises(ValueError, match=r"expected \(P, C\)"):
+        model.features(torch.zeros(1, 64, 64, 3))
+
+
+def test_a_dinov2_small_shaped_vit_encoder_plugs_in_and_plans():
+    # DINOv2-small's shape (patch 14, width 384, 12 blocks, 6 heads) on 224 px images: a 16x16
+    # grid of 384-d tokens, D = 98,304. Random weights: shapes and a few planning iterations.
+    config = PatchConfig(
+        env_action_dim=2,
+        image_size=224,
+        grid=16,
+        channels=384,
+        hidden=16,
+        encoder="grasplab.world_models.patch:ViTPatchEncoder",
+    )
+    torch.manual_seed(0)
+    model = PatchModel(config)
+    n_params = sum(p.numel() for p in model.encoder.parameters())
+    assert 21e6 < n_params < 23e6  # DINOv2-small: 22M parameters
+    model.requires_grad_(False)
+    images = torch.randint(0, 256, (4, 224, 224, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        z = model.encode(images)
+    assert z.shape == (4, 256 * 384) and model.state_shape == (256, 384)
+    z0, goal = z[:2], z[2:]
+    bounds = torch.ones(2)
+    problem = PlanProblem(model, z0, goal, 3, -bounds, bounds)
+    for name, config in [
+        ("grasp", {"n_steps": 3, "sync_interval": 2, "sync_steps": 1}),
+        ("cem", {"n_iterations": 2, "n_samples": 8, "n_elites": 2}),
+    ]:
+        result = make_planner(name, config).plan(
+            problem, generator=torch.Generator().manual_seed(0)
+        )
+        assert result.actions.shape == (2, 3, 2) and bool(result.cost.isfinite().all())
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    from grasplab.world_models import checkpoint
+
+    torch.manual_seed(0)
+    model = PatchModel(PatchConfig(env_action_dim=2, action_block=2))
+    torch.nn.init.normal_(model.predictor.out.weight, std=0.1)
+    model.set_latent_normalization(torch.randn(10, 64, 16) * 3 + 1)
+    checkpoint.save(model, tmp_path / "ck", info={"latent_spread": [1.0] * 1024})
+    loaded = checkpoint.load(tmp_path / "ck")
+    assert isinstance(loaded, PatchModel) and loaded.config == model.config
+    images = torch.randint(0, 256, (3, 64, 64, 3), dtype=torch.uint8)
+    a = torch.randn(3, 4)
+    with torch.no_grad():
+        z = model.encode(images)
+        torch.testing.assert_close(loaded.encode(images), z)
+        torch.testing.assert_close(loaded.step(z, a), model.step(z, a))
+    assert loaded.latent_spread.shape == (1024,)
