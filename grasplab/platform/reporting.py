@@ -84,7 +84,7 @@ class Sweep:
     @property
     def sweep_id(self) -> str:
         """The sweep's id (its parent run's name)."""
-        return self.run.data.tags.get(SWEEP_ID, self.run.info.run_name)
+        return sweep_id_of(self.run)
 
 
 def parse_args(argv: Sequence[str]) -> Any:
@@ -101,8 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     uri = args.tracking_uri or default_tracking(Path.cwd())[0]
     try:
         client = open_store(uri)
-        sweeps = [load_sweep(client, resolve(client, ref)) for ref in args.sweeps]
-        check_compatible(sweeps)
+        runs = [resolve(client, ref) for ref in args.sweeps]
+        check_compatible(runs)
+        sweeps = [load_sweep(client, run) for run in runs]
         out = Path(args.out or Path("reports") / sweeps[0].sweep_id).resolve()
         paths = write_report(client, uri, sweeps, out)
     except ReportError as error:
@@ -231,20 +232,32 @@ def images(client: MlflowClient, run_id: str, folder: str | None = None) -> dict
     return found
 
 
-def check_compatible(sweeps: Sequence[Sweep]) -> None:
-    """Refuse to line up sweeps with different protocol versions or task sets."""
-    first = sweeps[0]
-    for other in sweeps[1:]:
-        a, b = first.protocol.get("version"), other.protocol.get("version")
+def protocol_of(run: Any) -> dict[str, str]:
+    """The ``protocol.*`` params of a parent run, without the prefix."""
+    params = run.data.params
+    return {k.removeprefix("protocol."): v for k, v in params.items() if k.startswith("protocol.")}
+
+
+def sweep_id_of(run: Any) -> str:
+    """A parent run's sweep id (its name when untagged)."""
+    return run.data.tags.get(SWEEP_ID, run.info.run_name)
+
+
+def check_compatible(runs: Sequence[Any]) -> None:
+    """Refuse to line up parent runs with different protocol versions or task sets."""
+    first, mine = runs[0], protocol_of(runs[0])
+    for other in runs[1:]:
+        theirs = protocol_of(other)
+        a, b = mine.get("version"), theirs.get("version")
         if a != b:
             raise ReportError(
-                f"cannot mix protocol versions: {first.sweep_id} has version {a}, "
-                f"{other.sweep_id} has version {b}"
+                f"cannot mix protocol versions: {sweep_id_of(first)} has version {a}, "
+                f"{sweep_id_of(other)} has version {b}"
             )
-        differ = [f for f in TASK_SET if first.protocol.get(f) != other.protocol.get(f)]
+        differ = [f for f in TASK_SET if mine.get(f) != theirs.get(f)]
         if differ:
             raise ReportError(
-                f"cannot mix task sets: {first.sweep_id} and {other.sweep_id} differ in "
+                f"cannot mix task sets: {sweep_id_of(first)} and {sweep_id_of(other)} differ in "
                 + ", ".join(f"protocol.{f}" for f in differ)
             )
 
