@@ -281,6 +281,36 @@ def test_report_from_mlflow_renders_in_chromium_with_the_runs_numbers(swept, cap
     assert "complete trials)" in dom  # Optuna importances per variant
 
 
+def test_two_sweeps_line_up_side_by_side(swept, capsys):
+    client = MlflowClient(swept.uri)
+    parent = client.get_run(swept.parent.info.run_id)
+    tracker = Tracker(swept.uri, "grasplab")
+    twin = tracker.start_parent("twin", "twin", {**parent.data.params, "sweep_name": "twin"})
+    tracker.log_metrics(twin, parent.data.metrics)
+    for key in ("grasp", "cem"):
+        rows = reporting._table(client, parent.info.run_id, f"test/{key}.json")
+        tracker.log_table(twin, {c: [r[c] for r in rows] for c in rows[0]}, f"test/{key}.json")
+    tracker.end(twin)
+    out = swept.folder / "twin"
+    assert (
+        reporting.main([parent.info.run_id, "twin", "--out", str(out), "--tracking-uri", swept.uri])
+        == 0
+    )
+    capsys.readouterr()
+    text = (out / "report.md").read_text()
+    first = parent.data.tags["grasplab.sweep_id"]
+    for name in (f"{first}:grasp", f"{first}:cem", "twin:grasp", "twin:cem", "twin:random floor"):
+        assert f"| {name} " in text
+    # the same goals, the same results: paired, and no difference at all
+    assert re.search(
+        rf"\| {first}:grasp vs twin:grasp +\| .* \| 0 / 0 +\| McNemar exact \| 1.000", text
+    )
+    assert {a.path for a in client.list_artifacts(twin, "report")} == {
+        "report/report.html",
+        "report/report.md",
+    }
+
+
 def test_mixing_protocol_versions_or_task_sets_is_refused(swept, capsys):
     client = MlflowClient(swept.uri)
     parent = client.get_run(swept.parent.info.run_id)
