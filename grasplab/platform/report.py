@@ -275,10 +275,6 @@ def _sr_pct(metrics: Mapping[str, float]) -> str:
     return f"{100 * rate:.0f}% [{100 * metrics['ci_low']:.0f}, {100 * metrics['ci_high']:.0f}]"
 
 
-def _pct(rate: float) -> str:
-    return f"{100 * rate:.0f}%"
-
-
 def _p(value: float) -> str:
     if value is None or math.isnan(value):
         return "n/a"
@@ -386,12 +382,16 @@ def header_lines(
 
 
 def significance_rows(comparisons: Sequence[Any]) -> list[dict[str, str]]:
-    """One row per pairwise comparison: tests used, raw and Holm-adjusted p-values."""
+    """One row per pairwise comparison: tests used, raw and Holm-adjusted p-values.
+
+    ``n`` counts goal pairs (paired) or the episodes of both (unpaired); the success rates with
+    their CIs are in the results table.
+    """
     return [
         {
             "H": str(c.horizon),
             "A vs B": f"{c.a} vs {c.b}",
-            "SR A / B": f"{_pct(c.success_a)} / {_pct(c.success_b)}",
+            "n": str(c.n),
             "only A / only B": "-" if not c.paired else f"{c.a_only:.0f} / {c.b_only:.0f}",
             "success test": c.success_test,
             "p": _p(c.p_success),
