@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import os
 import re
@@ -122,6 +123,31 @@ def test_printed_table_fits_120_columns_whatever_the_config_length():
     lines = report.fit_table(rows).splitlines()
     assert all(len(line) <= 120 for line in lines) and lines[2].rstrip(" |").endswith("...")
     assert "n=4" in lines[3]
+
+
+def trial_run(x: float, y: int, success: float, n: int, early: str | None):
+    tags = {"tuned": json.dumps(["x", "y"])} | ({} if early is None else {"early_stopped": early})
+    return SimpleNamespace(
+        data=SimpleNamespace(
+            tags=tags,
+            params={"x": str(x), "y": str(y), "planner": "cem"},
+            metrics={"success_rate": success, "n": n},
+        )
+    )
+
+
+def test_importances_use_complete_trials_only():
+    # success follows x; y is noise. Early-stopped trials (tagged, or short of the tuning split
+    # when untagged) are left out.
+    runs = [trial_run(x / 10, (7 * x) % 5, x / 10, 8, "false") for x in range(10)]
+    stopped = [trial_run(0.5, 1, 0.0, 2, "true"), trial_run(0.7, 2, 0.0, 2, None)]
+    assert [reporting.complete(r, 8) for r in stopped] == [False, False]
+    assert reporting.complete(trial_run(0.5, 1, 0.0, 8, None), 8)
+    found = reporting.importances(runs + stopped, 8)
+    assert set(found) == {"x", "y"} and found["x"] > 0.8 > found["y"]
+    assert reporting.importances(runs[:1] + stopped, 8) == (
+        "1 complete trial(s): importances need at least 2"
+    )
 
 
 # --- one tiny sweep through the real CLI -----------------------------------------------------

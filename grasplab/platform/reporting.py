@@ -134,6 +134,8 @@ def resolve(client: MlflowClient, ref: str) -> Any:
         if run.data.tags.get(ROLE) != "sweep":
             raise ReportError(f"run {ref} is not a sweep's parent run")
         return run
+    if "'" in ref or "\\" in ref:
+        raise ReportError(f"not a sweep name, sweep id or run id: {ref!r}")
     ids = [e.experiment_id for e in client.search_experiments()]
     role = f"tags.`{ROLE}` = 'sweep'"
     for condition in (f"tags.`{SWEEP_ID}` = '{ref}'", f"params.sweep_name = '{ref}'"):
@@ -160,7 +162,11 @@ def _value(text: str) -> Any:
 def _table(client: MlflowClient, run_id: str, path: str) -> list[dict[str, Any]]:
     """A ``log_table`` artifact as records (NaN where the JSON holds null)."""
     with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(run_id, path, tmp)
+        try:
+            local = client.download_artifacts(run_id, path, tmp)
+        except (MlflowException, OSError) as error:
+            first = (str(error).strip().splitlines() or [""])[0]
+            raise ReportError(f"run {run_id} has no readable artifact {path}: {first}") from error
         data = json.loads(Path(local).read_text())
     columns = data["columns"]
     return [
@@ -171,23 +177,30 @@ def _table(client: MlflowClient, run_id: str, path: str) -> list[dict[str, Any]]
 
 def load_sweep(client: MlflowClient, run: Any) -> Sweep:
     """Read a sweep back from its parent run: entries, floors, trials, images."""
-    params, metrics = run.data.params, run.data.metrics
-    protocol = {
-        k.removeprefix("protocol."): v for k, v in params.items() if k.startswith("protocol.")
-    }
+    metrics = run.data.metrics
+    protocol = protocol_of(run)
     trials = client.search_runs(
         [run.info.experiment_id], f"tags.`{PARENT}` = '{run.info.run_id}'", max_results=10000
     )
     keys = [k.removesuffix("/test_n") for k in metrics if k.endswith("/test_n")]
     if not keys:
         raise ReportError(f"parent run {run.info.run_id} holds no test results (unfinished sweep?)")
-    entries = [entry(client, run, key, trials) for key in keys]
+    entries = sorted(
+        (entry(client, run, key, trials) for key in keys),
+        key=lambda e: (e.horizon, _order(run, e.label), e.key),
+    )
     floors: dict[int, dict[str, float]] = {}
     for name, value in metrics.items():
         found = re.fullmatch(r"random_floor/H(\d+)/(\w+)", name)
         if found:
             floors.setdefault(int(found[1]), {})[found[2]] = value
     return Sweep(run, protocol, entries, floors, trials, images(client, run.info.run_id))
+
+
+def _order(run: Any, label: str) -> int:
+    """Position of a variant in the sweep's ``planners`` param (unknown ones last)."""
+    planners = _value(run.data.params.get("planners", "[]"))
+    return planners.index(label) if isinstance(planners, list) and label in planners else 1000
 
 
 def entry(client: MlflowClient, run: Any, key: str, trials: Sequence[Any]) -> Entry:
