@@ -17,6 +17,10 @@ from grasplab import cli_parsers
 
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sweep",): ("grasplab.platform.sweep", "Tune + Optuna sweep tracked in MLflow (main job)"),
+    ("report",): (
+        "grasplab.platform.reporting",
+        "HTML + Markdown report of sweep(s) from MLflow, with significance tests",
+    ),
     ("train",): ("grasplab.platform.train", "train a world model (Hydra overrides)"),
     ("collect",): ("grasplab.world_models.data", "collect episodes in a torch-native env"),
     ("bench", "planners"): ("grasplab.bench.planners", "planner benchmark on oracle models"),

@@ -185,6 +185,23 @@ def sweep_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report_parser() -> argparse.ArgumentParser:
+    """``grasplab report <sweep name | parent run id> [more ...] [--out DIR] [--tracking-uri]``."""
+    parser = new_parser("grasplab report", module_doc("grasplab.platform.reporting"))
+    parser.add_argument(
+        "sweeps",
+        nargs="+",
+        metavar="SWEEP",
+        help="sweep name (its latest finished sweep), sweep id or parent run id; several are "
+        "lined up side by side",
+    )
+    parser.add_argument("--out", help="output folder (default: ./reports/<first sweep id>)")
+    parser.add_argument(
+        "--tracking-uri", help="MLflow store (default: sqlite:///./mlflow.db, the sweep default)"
+    )
+    return parser
+
+
 def train_parser() -> argparse.ArgumentParser:
     """``grasplab train [overrides...]``."""
     parser = new_parser(
@@ -309,6 +326,7 @@ def wall_crossing_parser() -> argparse.ArgumentParser:
 
 PARSERS: dict[tuple[str, ...], Callable[[], argparse.ArgumentParser]] = {
     ("sweep",): sweep_parser,
+    ("report",): report_parser,
     ("train",): train_parser,
     ("collect",): collect_parser,
     ("bench", "planners"): bench_planners_parser,

@@ -198,3 +198,250 @@ def save_gif(frames: np.ndarray, path: Path, scale: int = 3, fps: int = 8) -> Pa
 def best_outcome(outcomes: Sequence[StageOutcome]) -> StageOutcome:
     """The stage with the highest test success (ties: the larger horizon, then order)."""
     return max(outcomes, key=lambda o: (o.test["success_rate"], o.horizon))
+
+
+# --- the printed summary: header, verdict, a table within 120 columns, legend ----------------
+
+WIDTH = 120
+"""The printed table fits this many columns."""
+LEGEND = (
+    "H: plan horizon (model steps); SR: success rate on the n held-out test goals, % with its "
+    "95% Wilson CI; TTS: median time-to-success over solved goals (s); steps: mean world-model "
+    "steps per episode; best config: the tuned fields Optuna picked (full configs in "
+    "comparison.json); random floor: uniform random actions."
+)
+ALPHA = 0.05
+"""Significance level of the verdict (on Holm-adjusted p-values)."""
+
+
+def _sr(metrics: Mapping[str, float]) -> str:
+    rate = metrics.get("success_rate", math.nan)
+    if rate is None or math.isnan(rate):
+        return "-"
+    return f"{100 * rate:.0f} [{100 * metrics['ci_low']:.0f}, {100 * metrics['ci_high']:.0f}]"
+
+
+def summary_rows(
+    outcomes: Sequence[StageOutcome], floors: Mapping[int, Mapping[str, float]]
+) -> list[dict[str, str]]:
+    """Compact rows of the printed table (abbreviations in :data:`LEGEND`)."""
+    rows = [
+        {
+            "planner": o.label,
+            "H": str(o.horizon),
+            "SR % [95% CI]": _sr(o.test),
+            "TTS (s)": _tts(o.test).removesuffix(" s"),
+            "steps": f"{o.test.get('model_steps', math.nan):.0f}",
+            "n": f"{o.test.get('n', 0):.0f}",
+            "best config": config_text(o.tuned),
+        }
+        for o in outcomes
+    ]
+    for horizon, floor in sorted(floors.items()):
+        rows.append(
+            {
+                "planner": "random floor",
+                "H": str(horizon),
+                "SR % [95% CI]": _sr(floor),
+                "TTS (s)": "-",
+                "steps": "0",
+                "n": f"{floor.get('n', 0):.0f}",
+                "best config": "-",
+            }
+        )
+    return rows
+
+
+def fit_table(rows: Sequence[Mapping[str, str]], width: int = WIDTH) -> str:
+    """:func:`render_table` with the LAST column cut (``...``) so every line fits ``width``."""
+    if not rows:
+        return ""
+    columns = list(rows[0])
+    last = columns[-1]
+    others = sum(max(len(c), *(len(r[c]) for r in rows)) + 3 for c in columns[:-1])
+    room = max(len(last), width - others - 4)
+
+    def cut(text: str) -> str:
+        return text if len(text) <= room else text[: room - 3] + "..."
+
+    return render_table([{**r, last: cut(r[last])} for r in rows])
+
+
+def _sr_pct(metrics: Mapping[str, float]) -> str:
+    """``25% [5, 70]``: the success rate with its 95% CI, for sentences."""
+    rate = metrics.get("success_rate", math.nan)
+    if rate is None or math.isnan(rate):
+        return "-"
+    return f"{100 * rate:.0f}% [{100 * metrics['ci_low']:.0f}, {100 * metrics['ci_high']:.0f}]"
+
+
+def _p(value: float) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:.3f}" if value >= 0.001 else "<0.001"
+
+
+def _find(comparisons: Sequence[Any], a: str, b: str) -> tuple[Any, bool] | None:
+    """The comparison of ``a`` and ``b`` and whether it is stored as ``(a, b)``."""
+    for c in comparisons:
+        if (c.a, c.b) == (a, b):
+            return c, True
+        if (c.a, c.b) == (b, a):
+            return c, False
+    return None
+
+
+def _versus(lead: Any, other: Any, comparisons: Sequence[Any], alpha: float) -> str:
+    found = _find(comparisons, lead.key, other.key)
+    described = f"{other.label}'s ({_sr_pct(other.test)}"
+    if found is None:
+        return f"not tested against {described})"
+    c, _ = found
+    p = c.p_success_adj
+    better = lead.test["success_rate"] > other.test["success_rate"]
+    word = (
+        "significantly higher than" if better and p < alpha else "not significantly different from"
+    )
+    return f"{word} {described}, p={_p(p)})"
+
+
+def _tts_clause(group: Sequence[Any], comparisons: Sequence[Any], alpha: float) -> str:
+    keys = {o.key: o.label for o in group}
+    found = [c for c in comparisons if c.a in keys and c.b in keys and not math.isnan(c.p_tts_adj)]
+    significant = [c for c in found if c.p_tts_adj < alpha]
+    if not found:
+        return "time-to-success not testable (too few goals solved by both)"
+    if not significant:
+        return f"no time-to-success difference is significant ({found[0].tts_test})"
+    parts = [
+        f"{keys[c.a] if c.tts_diff < 0 else keys[c.b]} solves faster than "
+        f"{keys[c.b] if c.tts_diff < 0 else keys[c.a]} (median {abs(c.tts_diff):.2f} s less, "
+        f"p={_p(c.p_tts_adj)}, {c.tts_test})"
+        for c in significant
+    ]
+    return "; ".join(parts)
+
+
+def verdict(
+    outcomes: Sequence[Any],
+    comparisons: Sequence[Any],
+    where: str,
+    alpha: float = ALPHA,
+) -> str:
+    """One sentence saying which differences are significant (Holm-adjusted p below ``alpha``).
+
+    Per horizon, the planner with the highest test success is set against each other one on
+    success, then the significant time-to-success differences are named.
+
+    Args:
+        outcomes: Result sets with ``key``, ``label``, ``horizon`` and ``test`` metrics.
+        comparisons: :class:`~grasplab.eval.significance.Comparison` of pairs of ``key``.
+        where: ``"pointmaze (oracle)"``: env and world model.
+        alpha: Significance level.
+    """
+    clauses = []
+    for horizon in sorted({o.horizon for o in outcomes}):
+        group = [o for o in outcomes if o.horizon == horizon]
+        lead = max(group, key=lambda o: o.test.get("success_rate", -1.0))
+        head = (
+            f"at H={horizon} on {where}, {lead.label}'s test success "
+            f"({_sr_pct(lead.test)}, n={lead.test.get('n', 0):.0f})"
+        )
+        others = [o for o in group if o is not lead]
+        if not others:
+            clauses.append(f"{head} has no other planner to compare with")
+            continue
+        versus = [_versus(lead, o, comparisons, alpha) for o in others]
+        joined = versus[0] if len(versus) == 1 else ", ".join(versus[:-1]) + " and " + versus[-1]
+        test = next((c.success_test for c in comparisons if c.horizon == horizon), "")
+        clauses.append(
+            f"{head} is {joined} [{test}, Holm-adjusted, alpha={alpha}]; "
+            f"{_tts_clause(group, comparisons, alpha)}"
+        )
+    text = "; ".join(clauses) or "no results to compare"
+    return text[0].upper() + text[1:] + "."
+
+
+def where_text(env: str, env_overrides: Mapping[str, Any], world_model: str) -> str:
+    """``pointmaze[layout=medium] (oracle)``."""
+    extra = ",".join(f"{k}={v}" for k, v in sorted(env_overrides.items()))
+    return f"{env}{f'[{extra}]' if extra else ''} ({world_model})"
+
+
+def header_lines(
+    where: str, horizons: Sequence[int], version: str, fingerprint: str, n: Sequence[int]
+) -> list[str]:
+    """The summary's first lines: env and world model, horizons, protocol, n."""
+    counts = sorted(set(n))
+    return [
+        f"env / world model: {where}",
+        f"horizon(s): {', '.join(str(h) for h in sorted(set(horizons)))} model steps",
+        f"protocol: version {version} (fingerprint {fingerprint})",
+        f"n: {', '.join(str(c) for c in counts)} held-out test goals per planner",
+    ]
+
+
+def significance_rows(comparisons: Sequence[Any]) -> list[dict[str, str]]:
+    """One row per pairwise comparison: tests used, raw and Holm-adjusted p-values.
+
+    ``n`` counts goal pairs (paired) or the episodes of both (unpaired); the success rates with
+    their CIs are in the results table.
+    """
+    return [
+        {
+            "H": str(c.horizon),
+            "A vs B": f"{c.a} vs {c.b}",
+            "n": str(c.n),
+            "only A / only B": "-" if not c.paired else f"{c.a_only:.0f} / {c.b_only:.0f}",
+            "success test": c.success_test,
+            "p": _p(c.p_success),
+            "p (Holm)": _p(c.p_success_adj),
+            "TTS A-B (s)": "-" if math.isnan(c.tts_diff) else f"{c.tts_diff:+.2f}",
+            "n TTS": str(c.n_tts),
+            "TTS test": c.tts_test,
+            "p TTS": _p(c.p_tts),
+            "p TTS (Holm)": _p(c.p_tts_adj),
+        }
+        for c in comparisons
+    ]
+
+
+def significance_metrics(comparisons: Sequence[Any]) -> dict[str, float]:
+    """Test results as parent-run metrics, grouped so the UI plots them side by side.
+
+    ``p_success_holm/<a>_vs_<b>``, ``p_success/<a>_vs_<b>``, ``p_tts_holm/...``, ``p_tts/...``
+    and ``success_diff/<a>_vs_<b>`` (``a`` minus ``b``).
+    """
+    out: dict[str, float] = {}
+    for c in comparisons:
+        pair = f"{c.a}_vs_{c.b}"
+        out[f"p_success/{pair}"] = c.p_success
+        out[f"p_success_holm/{pair}"] = c.p_success_adj
+        out[f"p_tts/{pair}"] = c.p_tts
+        out[f"p_tts_holm/{pair}"] = c.p_tts_adj
+        out[f"success_diff/{pair}"] = c.success_a - c.success_b
+    return out
+
+
+def summary_text(
+    header: Sequence[str],
+    verdict_text: str,
+    table: str,
+    url: str = "",
+    command: str = "",
+    markdown: bool = False,
+) -> str:
+    """The printed summary, or (``markdown``) the parent run's description.
+
+    Lines are wrapped at :data:`WIDTH` columns, except the table's, which fit already.
+    """
+    import textwrap
+
+    lines = [f"- {h}" for h in header] if markdown else list(header)
+    lines += ["", *textwrap.wrap(f"Verdict: {verdict_text}", WIDTH), "", table, ""]
+    lines += textwrap.wrap(LEGEND, WIDTH)
+    if url:
+        lines += ["", f"MLflow run (model-training view): {url}"]
+    if command:
+        lines += ["start the UI on this sweep's store with:", f"  {command}"]
+    return "\n".join(lines)

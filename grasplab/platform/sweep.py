@@ -30,6 +30,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from grasplab.eval import EpisodeResults, random_floor
+from grasplab.eval.significance import pairwise
 from grasplab.platform import report, runtime
 from grasplab.platform.config import (
     ConfigError,
@@ -50,6 +51,7 @@ from grasplab.platform.tracking import (
     protocol_params,
     records_table,
     register,
+    run_url,
     trial_key,
     ui_command,
 )
@@ -76,12 +78,16 @@ class SweepResult:
         tracking_uri: The MLflow store.
         outcomes: One per stage.
         floors: Random-policy floor on the test goals, by horizon.
-        table: The printed comparison table.
+        table: The printed comparison table (fits 120 columns; abbreviations in its legend).
         ui: Command that opens the MLflow UI.
         wall_time: Seconds from start to end (Ray start included when embedded).
         tune_time: Seconds inside ``Tuner.fit`` and test evaluation (Ray start excluded).
         trial_compute: Worker seconds spent evaluating chunks (tuning trials + test runs).
         num_workers: Size of the worker pool.
+        comparisons: Pairwise significance tests of the stages (same horizon, test goals).
+        verdict: One sentence saying which differences are significant.
+        url: The parent run's page in the MLflow UI's model-training view.
+        summary: What ``grasplab sweep`` prints: header, verdict, table, legend, URL.
     """
 
     sweep_id: str
@@ -96,6 +102,10 @@ class SweepResult:
     trial_compute: float = 0.0
     num_workers: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    comparisons: list[Any] = field(default_factory=list)
+    verdict: str = ""
+    url: str = ""
+    summary: str = ""
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -175,8 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:
         print(f"grasplab sweep: failed (traceback above); resume with: {resume}", file=sys.stderr)
         raise
-    print(result.table)
-    print(f"\nMLflow UI: {result.ui}")
+    print(result.summary)
     return 0
 
 
@@ -429,13 +438,13 @@ def run_stages(
         outcomes.extend(StageOutcome.from_dict(state.stages[k]) for k in keys)
     floors = {s.protocol.horizon: random_floor(s.protocol, "test").summary() for s in spec.stages()}
     rows = report.comparison_rows(outcomes, floors)
-    return SweepResult(
+    result = SweepResult(
         state.sweep_id,
         state.parent_run_id or "",
         state.tracking_uri,
         outcomes,
         floors,
-        report.render_table(rows),
+        report.fit_table(report.summary_rows(outcomes, floors)),
         ui_command(state.tracking_uri, state.artifact_root),
         trial_compute=compute,
         num_workers=pool.placement.num_workers,
@@ -447,6 +456,32 @@ def run_stages(
             "placed_s": pool.placed_s,
             "driver_node": ray.get_runtime_context().get_node_id(),
         },
+    )
+    summarize_result(
+        spec, result, run_url(state.tracking_uri, tracker.experiment_id, result.parent_run_id)
+    )
+    return result
+
+
+def summarize_result(spec: SweepSpec, result: SweepResult, url: str) -> None:
+    """Fill in the significance tests, the verdict and the printed summary of ``result``."""
+    outcomes = result.outcomes
+    result.comparisons = pairwise(
+        {o.key: o.test_records for o in outcomes}, {o.key: o.horizon for o in outcomes}
+    )
+    protocol = spec.protocol
+    where = report.where_text(protocol.env, protocol.env_overrides, spec.world_model)
+    result.verdict = report.verdict(outcomes, result.comparisons, where)
+    result.url = url
+    result.extras["header"] = report.header_lines(
+        where,
+        [o.horizon for o in outcomes],
+        protocol.VERSION,
+        protocol.fingerprint(),
+        [int(o.test.get("n", 0)) for o in outcomes],
+    )
+    result.summary = report.summary_text(
+        result.extras["header"], result.verdict, result.table, url, result.ui
     )
 
 
@@ -691,6 +726,15 @@ def finish_report(
     parent = tracker.parent_id
     tracker.log_text(parent, result.table + "\n", "comparison.md")
     tracker.log_table(parent, records_table(result.extras["rows"]), "comparison.json")
+    description = report.summary_text(
+        result.extras["header"], result.verdict, result.table, markdown=True
+    )
+    tracker.set_tags(parent, {"mlflow.note.content": description, "verdict": result.verdict})
+    tracker.log_metrics(parent, report.significance_metrics(result.comparisons))
+    if result.comparisons:
+        tracker.log_table(
+            parent, records_table(c.to_dict() for c in result.comparisons), "significance.json"
+        )
     for horizon, floor in result.floors.items():
         tracker.log_metrics(parent, {f"random_floor/H{horizon}/{k}": v for k, v in floor.items()})
     folder = Path(state.folder) / "artifacts"  # kept until uploaded (a queued write)

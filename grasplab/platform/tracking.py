@@ -52,14 +52,30 @@ def default_tracking(cwd: Path) -> tuple[str, str]:
     return f"sqlite:///{cwd / 'mlflow.db'}", (cwd / "mlartifacts").as_uri()
 
 
+UI_BASE = "http://127.0.0.1:5000"
+"""Where ``mlflow ui`` serves by default (and :func:`ui_command` says so explicitly)."""
+
+
 def ui_command(tracking_uri: str, artifact_root: str | None) -> str:
     """How to open the MLflow UI on this sweep's store."""
     if tracking_uri.startswith("http"):
         return f"open {tracking_uri} (MLflow server)"
-    command = f"mlflow ui --backend-store-uri {tracking_uri}"
+    command = f"mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri {tracking_uri}"
     if artifact_root:
         command += f" --default-artifact-root {artifact_root}"
     return command
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the UI's model-training view (not the GenAI landing page).
+
+    ``<ui>/#/experiments/<experiment id>/runs/<run id>?workflowType=machine_learning``: the UI of
+    MLflow 3.17 routes runs at ``/experiments/:experimentId/runs/:runUuid`` and takes the
+    workflow type (``genai`` by default, or ``machine_learning``) from that query parameter. The
+    UI is the server itself for an ``http`` store, else ``mlflow ui``'s default address.
+    """
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith("http") else UI_BASE
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 @functools.cache

@@ -1,0 +1,574 @@
+"""``grasplab report <sweep name | parent run id> [more ...] [--out DIR] [--tracking-uri URI]``.
+
+Builds a report from MLflow alone (never from local sweep folders): the parent run's params and
+test metrics, its per-episode test tables (``test/<key>.json``), its trial child runs and its
+image artifacts. Writes a self-contained ``report.html`` (images inlined as base64, no external
+URL or script) and a ``report.md``, and logs both to every parent run under ``report/``.
+
+Contents: the comparison table (success % [95% CI], median time-to-success, n, random floor,
+protocol version), a significance test per pairwise comparison at the same horizon (McNemar's
+exact test on success and Wilcoxon signed-rank on time-to-success, paired on the same test
+goals; Holm-adjusted), the verdict, Optuna's hyperparameter importances per planner variant
+(complete trials only) and every png/gif image of the parent run.
+
+Several sweeps are lined up side by side (keys ``<sweep id>:<variant>``) and compared pairwise;
+sweeps with different protocol versions or task sets are refused (exit 2).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from grasplab.eval.significance import Comparison, pairwise
+from grasplab.platform import report
+from grasplab.platform.tracking import PARENT, ROLE, SWEEP_ID, default_tracking, run_url
+
+TASK_SET = ("env", "env_overrides", "seed", "tune_episodes", "test_episodes", "success_rule")
+"""Protocol fields that decide which goals are posed and what counts as solved."""
+IMAGES = (".png", ".gif")
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class ReportError(ValueError):
+    """Bad input: unknown sweep, missing store, incompatible sweeps (one line, exit 2)."""
+
+
+@dataclass
+class Entry:
+    """One planner variant at one horizon of one sweep, as read back from MLflow.
+
+    Attributes:
+        key: Unique name in the report (``grasp-H20``, or ``<sweep id>:grasp-H20``).
+        label: Variant label as printed (prefixed by the sweep id when several sweeps).
+        horizon: Plan horizon.
+        test: Test metrics (``success_rate``, ``ci_low``, ``ci_high``, ``n``, ...).
+        tuned: The best trial's tuned fields (from its child run's params).
+        records: Per-episode test records.
+        sweep: Sweep id it belongs to.
+    """
+
+    key: str
+    label: str
+    horizon: int
+    test: dict[str, float]
+    tuned: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    sweep: str = ""
+
+
+@dataclass
+class Sweep:
+    """One sweep's parent run and what hangs off it."""
+
+    run: Any
+    protocol: dict[str, str]
+    entries: list[Entry]
+    floors: dict[int, dict[str, float]]
+    trials: list[Any]
+    images: dict[str, bytes]
+
+    @property
+    def sweep_id(self) -> str:
+        """The sweep's id (its parent run's name)."""
+        return sweep_id_of(self.run)
+
+
+def parse_args(argv: Sequence[str]) -> Any:
+    """Arguments (the parser lives in :mod:`grasplab.cli_parsers`)."""
+    from grasplab.cli_parsers import report_parser
+
+    return report_parser().parse_args(list(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: 0 on success, 2 on bad input (one line on stderr)."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = args.tracking_uri or default_tracking(Path.cwd())[0]
+    try:
+        client = open_store(uri)
+        runs = [resolve(client, ref) for ref in args.sweeps]
+        check_compatible(runs)
+        sweeps = [load_sweep(client, run) for run in runs]
+        out = Path(args.out or Path("reports") / sweeps[0].sweep_id).resolve()
+        paths = write_report(client, uri, sweeps, out)
+    except ReportError as error:
+        print(f"grasplab report: error: {error}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client of the store; a missing SQLite file is an error (not a new empty store)."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise ReportError(f"no MLflow store at {uri} (pass --tracking-uri)")
+    return MlflowClient(tracking_uri=uri)
+
+
+def resolve(client: MlflowClient, ref: str) -> Any:
+    """The parent run of ``ref``: a parent run id, a sweep id, or a sweep name.
+
+    A sweep name gives its latest FINISHED sweep.
+    """
+    if RUN_ID.fullmatch(ref):
+        try:
+            run = client.get_run(ref)
+        except MlflowException as error:
+            raise ReportError(f"no run {ref} in the store") from error
+        if run.data.tags.get(ROLE) != "sweep":
+            raise ReportError(f"run {ref} is not a sweep's parent run")
+        return run
+    if "'" in ref or "\\" in ref:
+        raise ReportError(f"not a sweep name, sweep id or run id: {ref!r}")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    role = f"tags.`{ROLE}` = 'sweep'"
+    for condition in (f"tags.`{SWEEP_ID}` = '{ref}'", f"params.sweep_name = '{ref}'"):
+        runs = client.search_runs(
+            ids, f"{role} and {condition}", order_by=["attributes.start_time DESC"]
+        )
+        finished = [r for r in runs if r.info.status == "FINISHED"]
+        if finished:
+            return finished[0]
+        if runs:
+            raise ReportError(
+                f"sweep {ref!r} has no FINISHED parent run (latest: {runs[0].info.status})"
+            )
+    raise ReportError(f"no sweep named {ref!r} and no parent run with that id in the store")
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return text
+
+
+def _table(client: MlflowClient, run_id: str, path: str) -> list[dict[str, Any]]:
+    """A ``log_table`` artifact as records (NaN where the JSON holds null)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, path, tmp)
+        except (MlflowException, OSError) as error:
+            first = (str(error).strip().splitlines() or [""])[0]
+            raise ReportError(f"run {run_id} has no readable artifact {path}: {first}") from error
+        data = json.loads(Path(local).read_text())
+    columns = data["columns"]
+    return [
+        {c: (math.nan if v is None else v) for c, v in zip(columns, row, strict=True)}
+        for row in data["data"]
+    ]
+
+
+def load_sweep(client: MlflowClient, run: Any) -> Sweep:
+    """Read a sweep back from its parent run: entries, floors, trials, images."""
+    metrics = run.data.metrics
+    protocol = protocol_of(run)
+    trials = client.search_runs(
+        [run.info.experiment_id], f"tags.`{PARENT}` = '{run.info.run_id}'", max_results=10000
+    )
+    keys = [k.removesuffix("/test_n") for k in metrics if k.endswith("/test_n")]
+    if not keys:
+        raise ReportError(f"parent run {run.info.run_id} holds no test results (unfinished sweep?)")
+    entries = sorted(
+        (entry(client, run, key, trials) for key in keys),
+        key=lambda e: (e.horizon, _order(run, e.label), e.key),
+    )
+    floors: dict[int, dict[str, float]] = {}
+    for name, value in metrics.items():
+        found = re.fullmatch(r"random_floor/H(\d+)/(\w+)", name)
+        if found:
+            floors.setdefault(int(found[1]), {})[found[2]] = value
+    return Sweep(run, protocol, entries, floors, trials, images(client, run.info.run_id))
+
+
+def _order(run: Any, label: str) -> int:
+    """Position of a variant in the sweep's ``planners`` param (unknown ones last)."""
+    planners = _value(run.data.params.get("planners", "[]"))
+    return planners.index(label) if isinstance(planners, list) and label in planners else 1000
+
+
+def entry(client: MlflowClient, run: Any, key: str, trials: Sequence[Any]) -> Entry:
+    """The result set ``key`` of a parent run, with its best trial's tuned fields."""
+    metrics = run.data.metrics
+    test = {
+        name.removeprefix(f"{key}/test_"): value
+        for name, value in metrics.items()
+        if name.startswith(f"{key}/test_")
+    }
+    best = [t for t in trials if t.data.tags.get("best") == "true" and _outcome_key(t) == key]
+    horizon = int(run.data.params.get("protocol.horizon", 0))
+    tuned: dict[str, Any] = {}
+    label = key
+    if best:
+        params = best[0].data.params
+        horizon = int(params.get("protocol.horizon", horizon))
+        label = best[0].data.tags.get("variant", key)
+        tuned = {f: _value(params[f]) for f in _value(best[0].data.tags.get("tuned", "[]"))}
+    elif (found := re.fullmatch(r"(.+)-H(\d+)", key)) is not None:
+        label, horizon = found[1], int(found[2])
+    records = _table(client, run.info.run_id, f"test/{key}.json")
+    return Entry(key, label, horizon, test, tuned, records, run.data.tags.get(SWEEP_ID, ""))
+
+
+def _outcome_key(trial: Any) -> str:
+    """The outcome key of a trial's variant: its run name without the trailing trial id."""
+    return trial.info.run_name.rsplit("-", 1)[0]
+
+
+def images(client: MlflowClient, run_id: str, folder: str | None = None) -> dict[str, bytes]:
+    """Every png/gif artifact of the run (``report/`` excluded), by artifact path."""
+    found: dict[str, bytes] = {}
+    for item in client.list_artifacts(run_id, folder):
+        if item.is_dir and item.path not in ("report", "test"):
+            found.update(images(client, run_id, item.path))
+        elif item.path.lower().endswith(IMAGES):
+            with tempfile.TemporaryDirectory() as tmp:
+                found[item.path] = Path(
+                    client.download_artifacts(run_id, item.path, tmp)
+                ).read_bytes()
+    return found
+
+
+def protocol_of(run: Any) -> dict[str, str]:
+    """The ``protocol.*`` params of a parent run, without the prefix."""
+    params = run.data.params
+    return {k.removeprefix("protocol."): v for k, v in params.items() if k.startswith("protocol.")}
+
+
+def sweep_id_of(run: Any) -> str:
+    """A parent run's sweep id (its name when untagged)."""
+    return run.data.tags.get(SWEEP_ID, run.info.run_name)
+
+
+def check_compatible(runs: Sequence[Any]) -> None:
+    """Refuse to line up parent runs with different protocol versions or task sets."""
+    first, mine = runs[0], protocol_of(runs[0])
+    for other in runs[1:]:
+        theirs = protocol_of(other)
+        a, b = mine.get("version"), theirs.get("version")
+        if a != b:
+            raise ReportError(
+                f"cannot mix protocol versions: {sweep_id_of(first)} has version {a}, "
+                f"{sweep_id_of(other)} has version {b}"
+            )
+        differ = [f for f in TASK_SET if mine.get(f) != theirs.get(f)]
+        if differ:
+            raise ReportError(
+                f"cannot mix task sets: {sweep_id_of(first)} and {sweep_id_of(other)} differ in "
+                + ", ".join(f"protocol.{f}" for f in differ)
+            )
+
+
+def line_up(sweeps: Sequence[Sweep]) -> list[Entry]:
+    """Every entry; keys and labels prefixed by the sweep id when several sweeps."""
+    if len(sweeps) == 1:
+        return list(sweeps[0].entries)
+    return [
+        replace(e, key=f"{s.sweep_id}:{e.key}", label=f"{s.sweep_id}:{e.label}")
+        for s in sweeps
+        for e in sorted(s.entries, key=lambda e: (e.horizon, e.label))
+    ]
+
+
+# --- Optuna importances ------------------------------------------------------------------------
+
+
+def complete(trial: Any, tune_episodes: int) -> bool:
+    """A trial that ran every tuning episode: not tagged early-stopped (else its ``n``)."""
+    flag = trial.data.tags.get("early_stopped")
+    if flag is not None:
+        return flag != "true"
+    return trial.data.metrics.get("n", 0) >= tune_episodes
+
+
+def distribution(values: Sequence[Any]) -> Any:
+    """An Optuna distribution covering ``values`` (the search space, inferred from trials)."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return IntDistribution(min(values), max(values))
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return FloatDistribution(float(min(values)), float(max(values)))
+    return CategoricalDistribution(sorted({json.dumps(v) for v in values}))
+
+
+def importances(trials: Sequence[Any], tune_episodes: int) -> dict[str, float] | str:
+    """Optuna's fANOVA importances of the tuned fields on tuning success, or why there are none.
+
+    The study is rebuilt in memory from the complete trials' params and ``success_rate``.
+    """
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    done = [t for t in trials if complete(t, tune_episodes) and "success_rate" in t.data.metrics]
+    if len(done) < 2:
+        return f"{len(done)} complete trial(s): importances need at least 2"
+    names = sorted({f for t in done for f in _value(t.data.tags.get("tuned", "[]"))})
+    values = {f: [_value(t.data.params[f]) for t in done] for f in names}
+    spaces = {f: distribution(v) for f, v in values.items()}
+    varied = [f for f in names if not spaces[f].single()]
+    if not varied:
+        return "no tuned field varied across the complete trials"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    for i, t in enumerate(done):
+        params = {f: _optuna_value(values[f][i], spaces[f]) for f in varied}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions={f: spaces[f] for f in varied},
+                value=t.data.metrics["success_rate"],
+            )
+        )
+    try:
+        found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+    except (ValueError, RuntimeError) as error:
+        return f"importances failed: {error}"
+    return found
+
+
+def _optuna_value(value: Any, space: Any) -> Any:
+    from optuna.distributions import CategoricalDistribution
+
+    return json.dumps(value) if isinstance(space, CategoricalDistribution) else value
+
+
+def importance_tables(sweeps: Sequence[Sweep]) -> dict[str, dict[str, float] | str]:
+    """Importances per planner variant and stage (``<sweep>:`` prefix with several sweeps).
+
+    Keys name the variant and its number of complete trials: ``cem (6 complete trials)``.
+    """
+    out: dict[str, dict[str, float] | str] = {}
+    for s in sweeps:
+        groups: dict[str, list[Any]] = {}
+        for t in s.trials:
+            groups.setdefault(_outcome_key(t), []).append(t)
+        prefix = f"{s.sweep_id}:" if len(sweeps) > 1 else ""
+        episodes = int(s.protocol.get("tune_episodes", 0))
+        for key, trials in sorted(groups.items()):
+            count = sum(complete(t, episodes) for t in trials)
+            out[f"{prefix}{key} ({count} complete trials)"] = importances(trials, episodes)
+    return out
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """Everything the report shows, as plain data."""
+
+    sweeps: list[Sweep]
+    entries: list[Entry]
+    comparisons: list[Comparison]
+    verdict: str
+    header: list[str]
+    rows: list[dict[str, str]]
+    significance: list[dict[str, str]]
+    importances: dict[str, dict[str, float] | str]
+    urls: dict[str, str]
+
+
+def table_rows(sweeps: Sequence[Sweep], entries: Sequence[Entry]) -> list[dict[str, str]]:
+    """The comparison table: one row per entry, then each sweep's random floor per horizon."""
+    version = {s.sweep_id: s.protocol.get("version", "?") for s in sweeps}
+    rows = [
+        {
+            "planner": e.label,
+            "H": str(e.horizon),
+            "SR % [95% CI]": report._sr(e.test),
+            "TTS (s)": report._tts(e.test).removesuffix(" s"),
+            "n": f"{e.test.get('n', 0):.0f}",
+            "steps": f"{e.test.get('model_steps', math.nan):.0f}",
+            "protocol": version.get(e.sweep, "?"),
+            "best config": report.config_text(e.tuned) if e.tuned else "-",
+        }
+        for e in entries
+    ]
+    for s in sweeps:
+        prefix = f"{s.sweep_id}:" if len(sweeps) > 1 else ""
+        for horizon, floor in sorted(s.floors.items()):
+            rows.append(
+                {
+                    "planner": f"{prefix}random floor",
+                    "H": str(horizon),
+                    "SR % [95% CI]": report._sr(floor),
+                    "TTS (s)": "-",
+                    "n": f"{floor.get('n', 0):.0f}",
+                    "steps": "0",
+                    "protocol": version[s.sweep_id],
+                    "best config": "uniform random actions",
+                }
+            )
+    return rows
+
+
+def build(uri: str, sweeps: Sequence[Sweep]) -> Report:
+    """Tables, tests, verdict and importances of the lined-up sweeps."""
+    entries = line_up(sweeps)
+    comparisons = pairwise({e.key: e.records for e in entries}, {e.key: e.horizon for e in entries})
+    first = sweeps[0]
+    overrides = _value(first.protocol.get("env_overrides", "{}"))
+    where = report.where_text(
+        first.protocol.get("env", "?"),
+        overrides if isinstance(overrides, dict) else {},
+        ", ".join(dict.fromkeys(s.run.data.params.get("world_model", "?") for s in sweeps)),
+    )
+    header = report.header_lines(
+        where,
+        [e.horizon for e in entries],
+        first.protocol.get("version", "?"),
+        ", ".join(dict.fromkeys(s.protocol.get("fingerprint", "?") for s in sweeps)),
+        [int(e.test.get("n", 0)) for e in entries],
+    )
+    header.insert(0, f"sweep(s): {', '.join(s.sweep_id for s in sweeps)}")
+    return Report(
+        list(sweeps),
+        entries,
+        comparisons,
+        report.verdict(entries, comparisons, where),
+        header,
+        table_rows(sweeps, entries),
+        report.significance_rows(comparisons),
+        importance_tables(sweeps),
+        {s.sweep_id: run_url(uri, s.run.info.experiment_id, s.run.info.run_id) for s in sweeps},
+    )
+
+
+def markdown(rep: Report) -> str:
+    """The Markdown summary."""
+    lines = ["# grasplab report", "", *(f"- {h}" for h in rep.header), ""]
+    lines += [f"**Verdict.** {rep.verdict}", "", "## Test results", ""]
+    lines += [report.render_table(rep.rows), "", report.LEGEND, ""]
+    lines += ["## Pairwise significance tests", ""]
+    lines += [report.render_table(rep.significance) if rep.significance else "(one planner)", ""]
+    lines += [
+        "Success: McNemar's exact test on the goals one planner solved and the other did not "
+        "(paired on the same test goals; Fisher's exact test when unpaired). Time-to-success: "
+        "Wilcoxon signed-rank on the goals both solved (Mann-Whitney U when unpaired). p-values "
+        "Holm-adjusted over all comparisons, per family.",
+        "",
+        "## Hyperparameter importances (Optuna fANOVA, complete trials, tuning success)",
+        "",
+    ]
+    for key, value in rep.importances.items():
+        text = (
+            value if isinstance(value, str) else ", ".join(f"{k} {v:.2f}" for k, v in value.items())
+        )
+        lines.append(f"- {key}: {text}")
+    lines += ["", "## MLflow runs", ""]
+    lines += [f"- {sweep}: {url}" for sweep, url in rep.urls.items()]
+    images = [name for s in rep.sweeps for name in s.images]
+    if images:
+        lines += ["", "## Images (artifacts of the parent run)", ""]
+        lines += [f"![{name}](../{name})" for name in images]
+    return "\n".join(lines) + "\n"
+
+
+CSS = (
+    "body{font-family:sans-serif;margin:2em;max-width:1200px}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+    "text-align:left;font-size:13px}th{background:#eee}.bar{background:#4a7;height:10px}"
+    "img{max-width:600px;margin:0.5em;border:1px solid #ddd}"
+)
+
+
+def html_table(rows: Sequence[Mapping[str, str]], table_id: str) -> str:
+    """An HTML table (header from the first row's keys), values escaped."""
+    if not rows:
+        return "<p>(none)</p>"
+    columns = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in columns) + "</tr>"
+        for r in rows
+    )
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def html_importances(values: Mapping[str, dict[str, float] | str]) -> str:
+    """One small table per variant, a bar per field."""
+    parts = []
+    for key, value in values.items():
+        parts.append(f"<h3>{html.escape(key)}</h3>")
+        if isinstance(value, str):
+            parts.append(f"<p>{html.escape(value)}</p>")
+            continue
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td>"
+            f'<td style="width:200px"><div class="bar" style="width:{100 * v:.0f}%">'
+            "</div></td></tr>"
+            for k, v in value.items()
+        )
+        parts.append(f"<table><tr><th>field</th><th>importance</th><th></th></tr>{rows}</table>")
+    return "".join(parts)
+
+
+def html_images(sweeps: Sequence[Sweep]) -> str:
+    """Every image artifact inlined as a data URI."""
+    parts = []
+    for s in sweeps:
+        for name, data in s.images.items():
+            kind = "gif" if name.lower().endswith(".gif") else "png"
+            encoded = base64.b64encode(data).decode()
+            parts.append(
+                f'<figure><img alt="{html.escape(name)}" src="data:image/{kind};base64,{encoded}">'
+                f"<figcaption>{html.escape(s.sweep_id)}: {html.escape(name)}</figcaption></figure>"
+            )
+    return "".join(parts) or "<p>(no image artifacts on the parent run)</p>"
+
+
+def render_html(rep: Report) -> str:
+    """The self-contained HTML report (inline CSS and images, no script, no external URL)."""
+    header = "".join(f"<li>{html.escape(h)}</li>" for h in rep.header)
+    urls = "".join(
+        f"<li>{html.escape(k)}: <code>{html.escape(v)}</code></li>" for k, v in rep.urls.items()
+    )
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>grasplab report</title>'
+        f"<style>{CSS}</style></head><body><h1>grasplab report</h1><ul>{header}</ul>"
+        f'<p id="verdict"><b>Verdict.</b> {html.escape(rep.verdict)}</p>'
+        f"<h2>Test results</h2>{html_table(rep.rows, 'results')}"
+        f"<p>{html.escape(report.LEGEND)}</p>"
+        f"<h2>Pairwise significance tests</h2>{html_table(rep.significance, 'significance')}"
+        "<p>Success: McNemar's exact test (paired on the same test goals; Fisher's exact when "
+        "unpaired). Time-to-success: Wilcoxon signed-rank on goals both solved (Mann-Whitney U "
+        "when unpaired). Holm-adjusted per family.</p>"
+        "<h2>Hyperparameter importances</h2><p>Optuna fANOVA on the tuning success rate, "
+        f"complete trials only.</p>{html_importances(rep.importances)}"
+        f"<h2>Plots and GIFs</h2>{html_images(rep.sweeps)}"
+        f"<h2>MLflow runs (model-training view)</h2><ul>{urls}</ul></body></html>"
+    )
+
+
+def write_report(client: MlflowClient, uri: str, sweeps: Sequence[Sweep], out: Path) -> list[Path]:
+    """Write ``report.html`` and ``report.md`` to ``out`` and log both to every parent run."""
+    rep = build(uri, sweeps)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "report.html", out / "report.md"]
+    paths[0].write_text(render_html(rep), encoding="utf-8")
+    paths[1].write_text(markdown(rep), encoding="utf-8")
+    for s in sweeps:
+        for path in paths:
+            client.log_artifact(s.run.info.run_id, str(path), "report")
+    return paths

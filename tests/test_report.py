@@ -1,0 +1,360 @@
+"""The sweep's printed summary and verdict, the parent's description, and ``grasplab report``.
+
+Statistics are checked against hand-computed answers; one tiny sweep (the real CLI) then feeds
+the summary, description, metrics and report assertions; the HTML report is rendered in a
+headless Chromium.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from types import SimpleNamespace
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from grasplab.eval import significance as sig
+from grasplab.platform import report, reporting, sweep
+from grasplab.platform.testing import trials_and_parents
+from grasplab.platform.tracking import Tracker, default_tracking
+
+TINY = [
+    "protocol=tiny",
+    "protocol.tune_episodes=2",
+    "~planners.gd",
+    "sweep.chunk_size=2",
+    "sweep.num_samples=2",
+    "planners.grasp.config.n_steps=50",
+    "planners.cem.config.n_iterations=4",
+    "report.gif=false",
+]
+
+
+def records(success: list[int], tts: list[float] | None = None, order: list[int] | None = None):
+    order = order or list(range(len(success)))
+    tts = tts or [1.0 if s else math.nan for s in success]
+    return [{"index": i, "success": bool(success[i]), "time_to_success": tts[i]} for i in order]
+
+
+# --- statistics with known answers -----------------------------------------------------------
+
+
+def test_mcnemar_is_the_exact_binomial_test_on_discordant_pairs():
+    # 1 goal only A solved, 6 only B solved, 3 both, 2 neither: p = 2 * P(X <= 1 | 7, 1/2)
+    a = [1] + [0] * 6 + [1] * 3 + [0] * 2
+    b = [0] + [1] * 6 + [1] * 3 + [0] * 2
+    assert sig.mcnemar_exact(a, b) == pytest.approx(2 * (1 + 7) / 2**7)
+    assert sig.mcnemar_exact([1, 0], [1, 0]) == 1.0  # no discordant pair
+    with pytest.raises(ValueError, match="equal shapes"):
+        sig.mcnemar_exact([1, 0], [1])
+
+
+def test_holm_and_the_rank_tests_match_hand_computed_values():
+    adjusted = sig.holm([0.01, 0.04, 0.03, math.nan])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])
+    # five positive paired differences: exact two-sided p = 2 / 2**5
+    assert sig.wilcoxon_paired([2, 3, 4, 5, 6], [1, 1, 1, 1, 1]) == pytest.approx(0.0625)
+    assert sig.wilcoxon_paired([1.0], [1.0]) == 1.0 and math.isnan(sig.wilcoxon_paired([], []))
+    # Fisher on [[3, 1], [1, 3]]: two-sided p = 34/70
+    assert sig.fisher_exact([1, 1, 1, 0], [1, 0, 0, 0]) == pytest.approx(34 / 70)
+
+
+def test_compare_pairs_episodes_by_goal_index_else_falls_back_to_unpaired_tests():
+    a = records([1, 1, 0, 1], [0.5, 1.0, math.nan, 2.0])
+    b = records([1, 0, 0, 1], [1.5, math.nan, math.nan, 1.0], order=[3, 2, 1, 0])
+    c = sig.compare("a", "b", a, b, 6)
+    assert (c.paired, c.n, c.a_only, c.b_only, c.n_tts) == (True, 4, 1, 0, 2)
+    assert c.success_test == sig.MCNEMAR and c.tts_test == sig.WILCOXON
+    assert c.tts_diff == pytest.approx(0.0)  # median of (0.5 - 1.5, 2.0 - 1.0)
+    shifted = [{**r, "index": r["index"] + 10} for r in b]
+    u = sig.compare("a", "b", a, shifted, 6)
+    assert (u.paired, u.success_test, u.tts_test) == (False, sig.FISHER, sig.MANN_WHITNEY)
+
+
+def outcome(key: str, success: list[int], horizon: int = 15):
+    k, n = sum(success), len(success)
+    low, high = sig_ci(k, n)
+    return SimpleNamespace(
+        key=key,
+        label=key,
+        horizon=horizon,
+        test={"success_rate": k / n, "ci_low": low, "ci_high": high, "n": n},
+        test_records=records(success),
+    )
+
+
+def sig_ci(k: int, n: int) -> tuple[float, float]:
+    from grasplab.eval.metrics import wilson_interval
+
+    return wilson_interval(k, n)
+
+
+def test_verdict_says_which_differences_are_significant():
+    grasp = outcome("grasp", [1] * 20)
+    cem = outcome("cem", [0] * 20)
+    gd = outcome("gd", [1] * 19 + [0])
+    outcomes = [cem, grasp, gd]
+    comparisons = sig.pairwise(
+        {o.key: o.test_records for o in outcomes}, {o.key: o.horizon for o in outcomes}
+    )
+    text = report.verdict(outcomes, comparisons, "pointmaze (oracle)")
+    assert text.startswith("At H=15 on pointmaze (oracle), grasp's test success (100% [84, 100]")
+    assert "significantly higher than cem's (0% [0, 16], p=<0.001)" in text
+    assert "not significantly different from gd's (95% [76, 99], p=1.000)" in text
+    assert "McNemar exact, Holm-adjusted" in text and text.count(".") >= 1
+    metrics = report.significance_metrics(comparisons)
+    assert metrics["success_diff/cem_vs_grasp"] == -1.0
+    assert 0 < metrics["p_success_holm/cem_vs_grasp"] < 1e-4
+
+
+def test_printed_table_fits_120_columns_whatever_the_config_length():
+    rows = [
+        {"planner": "grasp", "H": "60", "SR": "70 [61, 77]", "best config": "x=1 " * 80},
+        {"planner": "cem", "H": "60", "SR": "20 [13, 28]", "best config": "n=4"},
+    ]
+    lines = report.fit_table(rows).splitlines()
+    assert all(len(line) <= 120 for line in lines) and lines[2].rstrip(" |").endswith("...")
+    assert "n=4" in lines[3]
+
+
+def trial_run(x: float, y: int, success: float, n: int, early: str | None):
+    tags = {"tuned": json.dumps(["x", "y"])} | ({} if early is None else {"early_stopped": early})
+    return SimpleNamespace(
+        data=SimpleNamespace(
+            tags=tags,
+            params={"x": str(x), "y": str(y), "planner": "cem"},
+            metrics={"success_rate": success, "n": n},
+        )
+    )
+
+
+def test_importances_use_complete_trials_only():
+    # success follows x; y is noise. Early-stopped trials (tagged, or short of the tuning split
+    # when untagged) are left out.
+    runs = [trial_run(x / 10, (7 * x) % 5, x / 10, 8, "false") for x in range(10)]
+    stopped = [trial_run(0.5, 1, 0.0, 2, "true"), trial_run(0.7, 2, 0.0, 2, None)]
+    assert [reporting.complete(r, 8) for r in stopped] == [False, False]
+    assert reporting.complete(trial_run(0.5, 1, 0.0, 8, None), 8)
+    found = reporting.importances(runs + stopped, 8)
+    assert set(found) == {"x", "y"} and found["x"] > 0.8 > found["y"]
+    assert reporting.importances(runs[:1] + stopped, 8) == (
+        "1 complete trial(s): importances need at least 2"
+    )
+
+
+# --- one tiny sweep through the real CLI -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """``grasplab sweep`` (its ``main``, in process: the imports are paid already) in a folder."""
+    folder = tmp_path_factory.mktemp("report")
+    cwd, stdout = os.getcwd(), io.StringIO()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stdout(stdout):
+            assert sweep.main([*TINY, "--quiet"]) == 0
+    finally:
+        os.chdir(cwd)
+    uri = default_tracking(folder)[0]
+    _, parents = trials_and_parents(uri)
+    assert len(parents) == 1
+    return SimpleNamespace(folder=folder, uri=uri, stdout=stdout.getvalue(), parent=parents[0])
+
+
+def test_printed_summary_has_header_verdict_url_and_a_120_column_table(swept):
+    out, parent = swept.stdout, swept.parent
+    assert "env / world model: pointmaze[layout=medium] (oracle)" in out
+    assert "horizon(s): 6 model steps" in out and "n: 4 held-out test goals per planner" in out
+    assert re.search(r"protocol: version 1 \(fingerprint [0-9a-f]{12}\)", out)
+    assert "Verdict: At H=6 on pointmaze[layout=medium] (oracle)" in out
+    url = (
+        f"http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs/"
+        f"{parent.info.run_id}?workflowType=machine_learning"
+    )
+    assert (
+        url in out
+        and f"mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri {swept.uri}" in out
+    )
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 3 and all(len(line) <= 120 for line in table)
+    legend = " ".join(out.split())
+    assert "SR: success rate" in legend and "TTS: median time-to-success" in legend
+
+
+def test_parent_run_carries_the_description_and_the_tests_as_metrics(swept):
+    client = MlflowClient(swept.uri)
+    run = client.get_run(swept.parent.info.run_id)
+    description, verdict = run.data.tags["mlflow.note.content"], run.data.tags["verdict"]
+    assert verdict in " ".join(description.split()) and "| random floor |" in description
+    assert verdict.startswith("At H=6 on pointmaze[layout=medium] (oracle)")
+    # the logged p-value is McNemar's on the per-episode tables the parent holds
+    tables = {
+        k: reporting._table(client, run.info.run_id, f"test/{k}.json") for k in ("grasp", "cem")
+    }
+    expected = sig.mcnemar_exact(
+        *[[r["success"] for r in sorted(tables[k], key=lambda r: r["index"])] for k in tables]
+    )
+    assert run.data.metrics["p_success/grasp_vs_cem"] == pytest.approx(expected)
+    assert run.data.metrics["p_success_holm/grasp_vs_cem"] == pytest.approx(expected)  # 1 test
+    rates = [run.data.metrics[f"{k}/test_success_rate"] for k in ("grasp", "cem")]
+    assert run.data.metrics["success_diff/grasp_vs_cem"] == pytest.approx(rates[0] - rates[1])
+
+
+class Tables(HTMLParser):
+    """Cells of every ``<table id=...>`` of a rendered page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.current: str | None = None
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table" and dict(attrs).get("id"):
+            self.current = dict(attrs)["id"]
+            self.tables[self.current] = []
+        elif tag == "tr" and self.current:
+            self.tables[self.current].append([])
+        elif tag in ("td", "th") and self.current:
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.tables[self.current][-1].append("".join(self.cell).strip())
+            self.cell = None
+        elif tag == "table":
+            self.current = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def expected_rows(run) -> dict[str, list[str]]:
+    """What the results table must show, computed from the parent run's metrics."""
+    m = run.data.metrics
+    rows = {}
+    for key in ("grasp", "cem"):
+        tts = m.get(f"{key}/test_median_time_to_success")
+        rows[key] = [
+            key,
+            "6",
+            f"{100 * m[f'{key}/test_success_rate']:.0f} [{100 * m[f'{key}/test_ci_low']:.0f}, "
+            f"{100 * m[f'{key}/test_ci_high']:.0f}]",
+            "-" if tts is None else f"{tts:.2f}",
+            f"{m[f'{key}/test_n']:.0f}",
+        ]
+    rows["random floor"] = [
+        "random floor",
+        "6",
+        f"{100 * m['random_floor/H6/success_rate']:.0f} [{100 * m['random_floor/H6/ci_low']:.0f}, "
+        f"{100 * m['random_floor/H6/ci_high']:.0f}]",
+        "-",
+        f"{m['random_floor/H6/n']:.0f}",
+    ]
+    return rows
+
+
+def test_report_from_mlflow_renders_in_chromium_with_the_runs_numbers(swept, capsys):
+    out = swept.folder / "out"
+    name = swept.parent.data.params["sweep_name"]
+    assert reporting.main([name, "--out", str(out), "--tracking-uri", swept.uri]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "report.html"), str(out / "report.md")]
+    client = MlflowClient(swept.uri)
+    run_id = swept.parent.info.run_id
+    logged = {a.path for a in client.list_artifacts(run_id, "report")}
+    assert logged == {"report/report.html", "report/report.md"}
+    page = (out / "report.html").read_text()
+    assert "<script" not in page and not re.search(r"(src|href)=\"https?:", page)
+    assert 'src="data:image/png;base64,' in page  # pareto.png, inlined
+    want = expected_rows(client.get_run(run_id))
+    markdown = (out / "report.md").read_text()
+    for row in want.values():
+        assert "| " + " | ".join(row) in re.sub(r" +\|", " |", markdown)
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium package)")
+    dom = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            (out / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    parsed = Tables()
+    parsed.feed(dom)
+    header, *body = parsed.tables["results"]
+    assert header[:5] == ["planner", "H", "SR % [95% CI]", "TTS (s)", "n"]
+    assert {row[0]: row[:5] for row in body} == want
+    significance = parsed.tables["significance"]
+    assert significance[1][1] == "grasp vs cem" and significance[1][4] == "McNemar exact"
+    assert "Verdict." in dom and swept.parent.data.tags["verdict"] in dom.replace("&#39;", "'")
+    assert "complete trials)" in dom  # Optuna importances per variant
+
+
+def test_two_sweeps_line_up_side_by_side(swept, capsys):
+    client = MlflowClient(swept.uri)
+    parent = client.get_run(swept.parent.info.run_id)
+    tracker = Tracker(swept.uri, "grasplab")
+    twin = tracker.start_parent("twin", "twin", {**parent.data.params, "sweep_name": "twin"})
+    tracker.log_metrics(twin, parent.data.metrics)
+    for key in ("grasp", "cem"):
+        rows = reporting._table(client, parent.info.run_id, f"test/{key}.json")
+        tracker.log_table(twin, {c: [r[c] for r in rows] for c in rows[0]}, f"test/{key}.json")
+    tracker.end(twin)
+    out = swept.folder / "twin"
+    assert (
+        reporting.main([parent.info.run_id, "twin", "--out", str(out), "--tracking-uri", swept.uri])
+        == 0
+    )
+    capsys.readouterr()
+    text = (out / "report.md").read_text()
+    first = parent.data.tags["grasplab.sweep_id"]
+    for name in (f"{first}:grasp", f"{first}:cem", "twin:grasp", "twin:cem", "twin:random floor"):
+        assert f"| {name} " in text
+    # the same goals, the same results: paired, and no difference at all
+    assert re.search(
+        rf"\| {first}:grasp vs twin:grasp +\| .* \| 0 / 0 +\| McNemar exact \| 1.000", text
+    )
+    assert {a.path for a in client.list_artifacts(twin, "report")} == {
+        "report/report.html",
+        "report/report.md",
+    }
+
+
+def test_mixing_protocol_versions_or_task_sets_is_refused(swept, capsys):
+    client = MlflowClient(swept.uri)
+    parent = client.get_run(swept.parent.info.run_id)
+    tracker = Tracker(swept.uri, "grasplab")
+    ids = {}
+    for name, change in (("old", {"protocol.version": "0"}), ("seed", {"protocol.seed": "7"})):
+        params = {**parent.data.params, **change, "sweep_name": f"fake-{name}"}
+        ids[name] = tracker.start_parent(f"fake-{name}", f"fake-{name}", params)
+        tracker.end(ids[name])
+    run_id = parent.info.run_id
+    assert reporting.main([run_id, ids["old"], "--tracking-uri", swept.uri]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"grasplab report: error: cannot mix protocol versions: {parent.info.run_name} has "
+        "version 1, fake-old has version 0"
+    ]
+    assert reporting.main([run_id, ids["seed"], "--tracking-uri", swept.uri]) == 2
+    err = capsys.readouterr().err
+    assert "cannot mix task sets" in err and "differ in protocol.seed" in err
+    assert reporting.main(["no_such_sweep", "--tracking-uri", swept.uri]) == 2
+    assert "no sweep named 'no_such_sweep'" in capsys.readouterr().err
