@@ -581,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
             args.get("progress", True),
             **overrides,
         )
-    except ValueError as err:
+    except (ValueError, ImportError) as err:
         print(f"grasplab collect: {err}", file=sys.stderr)
         return 2
     print(summary_line(manifest, args["out"]))
