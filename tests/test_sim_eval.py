@@ -368,3 +368,19 @@ def test_tiny_pusht_sweep_executes_plans_in_the_simulator(
     assert "test" in artifacts and any(a.endswith(".gif") for a in artifacts)
     records = {a.path for a in client.list_artifacts(result.parent_run_id, "test")}
     assert {"test/grasp.json", "test/cem.json"} <= records
+
+
+def test_a_worker_builds_its_simulator_once_and_closes_it(pusht_data, pusht_model, local_ray):
+    from grasplab.platform.workers import WorldModelWorker
+
+    worker = WorldModelWorker(1, "cpu")  # the actor's class, here in the driver process
+    protocol = pusht_protocol(pusht_data).to_dict()
+    for indices in ([0], [1]):
+        out = worker.evaluate(str(pusht_model), protocol, "cem", CEM, "tune", indices)
+        assert [r["index"] for r in out["records"]] == indices
+    assert len(worker.sims) == 1 and worker.loads == 1
+    sim = next(iter(worker.sims.values()))
+    worker.close()
+    assert worker.sims == {}
+    with pytest.raises(ValueError, match="no live simulators"):
+        sim.step(np.zeros((1, 2)))  # closed: its envs are gone
