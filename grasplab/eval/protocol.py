@@ -232,7 +232,8 @@ def env_action_size(protocol: EvalProtocol) -> int:
     """``A_env`` of the protocol's env (a simulator's is read once per process and cached)."""
     if not protocol.is_sim:
         return protocol.make_env().action_dim
-    return _sim_sizes(protocol.env, json.dumps(dict(protocol.env_overrides), sort_keys=True))[0]
+    overrides = {k: v for k, v in protocol.env_overrides.items() if k != "workers"}
+    return _sim_sizes(protocol.env, json.dumps(overrides, sort_keys=True, default=str))[0]
 
 
 @lru_cache(maxsize=16)

@@ -418,8 +418,11 @@ def build_protocol(cfg: Mapping[str, Any]) -> EvalProtocol:
         **(cfg.get("protocol") or {}),
         "env": env.get("name"),
         "env_overrides": env.get("overrides") or {},
-        "task_set": cfg.get("tasks") or {},
+        "task_set": dict(cfg.get("tasks") or {}),
     }
+    data = values["task_set"].get("data")
+    if isinstance(data, str) and data:  # workers may run elsewhere than the driver's cwd
+        values["task_set"]["data"] = str(Path(data).expanduser().resolve())
     try:
         protocol = EvalProtocol.from_dict(values)
         protocol.check_splits()  # a sweep tunes on one split and reports the other

@@ -165,7 +165,8 @@ class WorldModelWorker:
         proto = EvalProtocol.from_dict(protocol)
         model, sim = self.model(spec, proto), self.sim(proto)
         env = true_env(proto, sim)
-        tasks = (proto.tasks(split, sim) if sim else proto.tasks(split)).select([index])
+        tasks = proto.tasks(split, sim) if sim is not None else proto.tasks(split)
+        tasks = tasks.select([index])
         tasks = tasks.to(self.device)
         with torch.no_grad():
             z0 = model.encode(env.observe(model, tasks.start))
