@@ -26,8 +26,16 @@ LONG_HORIZONS = "10,20,30,40,50,60,70,80"
 
 SWEEP_OVERRIDES = (
     ("experiment=NAME", "the recipe: planners and their search spaces (listed above)"),
-    ("env={env}", "environment; pointmaze: env.overrides.layout=umaze|medium|large"),
+    (
+        "env={env}",
+        "environment; pointmaze: env.overrides.layout=umaze|medium|large; pusht, "
+        "pointmaze_sim: real simulators (the sims extra, a trained model)",
+    ),
     ("world_model={world_model}", "checkpoint: world_model.spec=DIR|models:/NAME/VERSION"),
+    (
+        "tasks={tasks}",
+        "dataset: tasks.data=DIR tasks.k=N tasks.splits.tune=[a,b] tasks.splits.test=[c,d]",
+    ),
     (
         "protocol={protocol}",
         "evaluation protocol; or one field: protocol.horizon=N, protocol.tune_episodes=N, "
@@ -218,7 +226,8 @@ def collect_parser() -> argparse.ArgumentParser:
     """``grasplab collect key=value ...`` (help only: the command parses ``key=value`` itself)."""
     parser = new_parser("grasplab collect", module_doc("grasplab.world_models.data"))
     parser.usage = (
-        "grasplab collect env=<pointmaze|wall|ballnav> episodes=N steps=T seed=S out=DIR\n"
+        "grasplab collect env=<pointmaze|wall|ballnav|sim:SIMULATOR> episodes=N steps=T seed=S "
+        "out=DIR\n"
         "       [action_block=k shard_episodes=n max_shards=m <env config field>=value ...]"
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="collection settings")

@@ -17,7 +17,8 @@ BIN = Path(sys.executable).parent
 EXPERIMENTS = sorted(p.stem for p in (config.config_dir() / "experiment").glob("*.yaml"))
 COMMON_OVERRIDES = [
     "experiment=",
-    "env=ballnav|pointmaze*|wall",
+    "env=ballnav|pointmaze*|pointmaze_sim|pusht|wall",
+    "tasks=dataset|env*",
     "world_model=checkpoint|oracle*",
     "protocol=default*|long|tiny",
     "sweep.num_samples=N",
@@ -181,7 +182,7 @@ def test_modules_parse_with_the_shared_parsers(capsys):
     assert wall_crossing.parse(["--episodes", "3"]).episodes == 3
     assert data.main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: grasplab collect env=<pointmaze|wall|ballnav> episodes=N")
+    assert out.startswith("usage: grasplab collect env=<pointmaze|wall|ballnav|sim:SIMULATOR>")
     assert cli_parsers.module_doc("grasplab.world_models.data") in out
 
 

@@ -12,7 +12,16 @@ from grasplab.planners import PLANNERS
 from grasplab.platform import sweep
 from grasplab.platform.config import ConfigError, Distribution, compose, config_dir, load, parse
 
-GROUPS = ("planner", "env", "world_model", "protocol", "search_space", "experiment", "cluster")
+GROUPS = (
+    "planner",
+    "env",
+    "world_model",
+    "protocol",
+    "search_space",
+    "experiment",
+    "cluster",
+    "tasks",
+)
 
 
 def options(group: str) -> list[str]:
@@ -49,9 +58,13 @@ def test_every_planner_with_its_search_space_validates(option):
 @pytest.mark.parametrize(
     "override",
     [f"{g}={o}" for g in ("env", "protocol", "cluster", "experiment") for o in options(g)]
-    + ["world_model=oracle"],
+    + ["world_model=oracle", "tasks=env"],
 )
 def test_every_group_option_composes_and_validates(override):
+    if compose([override])["env"]["name"].startswith("sim:"):  # tests/test_sim_eval.py runs it
+        with pytest.raises(ConfigError, match="'oracle' needs a torch env"):
+            load([override])  # a real simulator has no oracle dynamics
+        return
     spec = load([override])
     assert spec.planners and spec.protocol.horizon >= 1
     assert compose([override]) == spec.raw  # plain, resolved, reproducible
@@ -175,7 +188,7 @@ def test_every_train_config_composes_and_validates(kind, env, tmp_path):
 
     assert set(train_options()) == set(train.KINDS)
     spec = train.load([f"world_model={kind}", f"env={env}"], tmp_path)
-    assert (spec.kind, spec.env) == (kind, env)
+    assert (spec.kind, spec.env) == (kind, compose([f"env={env}"])["env"]["name"])
     assert spec.out.parent == tmp_path / "runs" and spec.data.dir.parent == tmp_path / "data"
     assert set(spec.options) < set(TrainConfig.__dataclass_fields__)
     model_fields = (MLPConfig if kind == "mlp" else PixelConfig).__dataclass_fields__

@@ -6,7 +6,11 @@ fields and are validated by the config.
 
 ``make_sim("pointmaze-umaze")``, ``make_sim("pointmaze-medium")``, ``make_sim("pusht",
 workers=2)``: real simulators (:class:`Simulator`, the ``sims`` extra) that execute plans in
-MuJoCo / pymunk through Gymnasium; :class:`GymSimulator` adapts any Gymnasium env.
+MuJoCo / pymunk through Gymnasium; :class:`GymSimulator` adapts any Gymnasium env. A user's own
+adapter enters by import path: ``make_sim("my_pkg.my_module:make_my_sim")`` calls that factory.
+
+An evaluation protocol names a real simulator as ``env: "sim:<name or module:factory>"``
+(:data:`SIM_PREFIX`); :func:`is_sim` tells the two kinds of env names apart.
 """
 
 from __future__ import annotations
@@ -81,6 +85,65 @@ _SIMS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 SIMS_EXTRA = 'pip install -e ".[sims]"'
 """How to install what the real simulators need."""
+SIM_PREFIX = "sim:"
+"""Prefix of a protocol's ``env`` naming a real simulator: ``sim:pusht``, ``sim:pkg.mod:fn``."""
+SIM_METHODS = ("reset_to", "step", "render", "execute", "success", "distance", "close")
+"""What a simulator adapter must offer (``reset_to``: the way to reset to a given state)."""
+
+
+def is_sim(env: str) -> bool:
+    """Whether a protocol's ``env`` names a real simulator (``sim:...``)."""
+    return isinstance(env, str) and env.startswith(SIM_PREFIX)
+
+
+def sim_name(env: str) -> str:
+    """``sim:pusht`` -> ``pusht``; ``ValueError`` unless ``env`` names a simulator."""
+    if not is_sim(env) or not env[len(SIM_PREFIX) :]:
+        raise ValueError(f"expected 'sim:<simulator>', got {env!r}")
+    return env[len(SIM_PREFIX) :]
+
+
+def check_sim_name(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` is registered or looks like ``module:factory``."""
+    module, sep, attr = name.partition(":")
+    if name in _SIMS or (sep and module and attr.isidentifier()):
+        return
+    raise ValueError(
+        f"unknown simulator {name!r}; known: {', '.join(sim_names())}, or an import path "
+        "'package.module:factory'"
+    )
+
+
+def _factory(name: str) -> Callable[..., Any]:
+    """The factory of ``module:attr`` (``ValueError`` naming what is missing)."""
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"simulator {name!r}: cannot import {module_name!r} ({err})") from err
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ValueError(f"simulator {name!r}: {module_name} has no callable {attr!r}")
+    return factory
+
+
+def check_adapter(sim: Any, name: str) -> None:
+    """Raise ``ValueError`` unless ``sim`` offers every :data:`SIM_METHODS` and its sizes.
+
+    The message names what is missing; a missing ``reset_to`` means the adapter has no way to
+    reset to a given state, so plans could not be executed from the task's starts.
+    """
+    missing = [m for m in SIM_METHODS if not callable(getattr(sim, m, None))]
+    if "reset_to" in missing:
+        raise ValueError(
+            f"simulator {name!r} has no reset_to(states): no way to reset to a given state, so "
+            "plans cannot be executed from the tasks' starts"
+        )
+    missing += [
+        a for a in ("state_dim", "action_dim", "action_low", "action_high") if not hasattr(sim, a)
+    ]
+    if missing:
+        raise ValueError(f"simulator {name!r} lacks {', '.join(missing)} (see grasplab.envs.sim)")
 
 
 def sim_names() -> list[str]:
@@ -92,7 +155,9 @@ def make_sim(name: str, **kwargs: Any) -> Simulator:
     """Build real simulator ``name``.
 
     Args:
-        name: A registered name (see :func:`sim_names`).
+        name: A registered name (see :func:`sim_names`) or the import path
+            ``package.module:factory`` of a callable taking ``**kwargs`` and returning a
+            :class:`Simulator` (checked by :func:`check_adapter`).
         **kwargs: ``workers`` (processes sharding each batch, default 1), ``action_block``
             (env steps per model step, default 1), ``image_size`` (default 64).
 
@@ -100,11 +165,21 @@ def make_sim(name: str, **kwargs: Any) -> Simulator:
         The simulator; close it when done (it is also a context manager).
 
     Raises:
-        ValueError: On an unknown name or an invalid keyword value.
+        ValueError: On an unknown name, an invalid keyword value, or an adapter lacking a
+            method (e.g. no ``reset_to``: no way to reset to a given state).
         ImportError: When the ``sims`` extra is not installed (the message says how).
     """
+    check_sim_name(name)
     if name not in _SIMS:
-        raise ValueError(f"unknown simulator {name!r}; known: {', '.join(sim_names())}")
+        sim = _factory(name)(**kwargs)
+        try:
+            check_adapter(sim, name)
+        except ValueError:
+            close = getattr(sim, "close", None)
+            if callable(close):
+                close()
+            raise
+        return sim
     module_name, fixed = _SIMS[name]
     try:
         module = importlib.import_module(module_name)
@@ -123,13 +198,18 @@ __all__ = [
     "GymSimulator",
     "GymSpec",
     "SIMS_EXTRA",
+    "SIM_PREFIX",
     "Simulator",
     "Tasks",
     "default_config",
+    "check_adapter",
+    "check_sim_name",
     "episode_success",
+    "is_sim",
     "make",
     "make_sim",
     "names",
     "reset_option",
+    "sim_name",
     "sim_names",
 ]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from grasplab.eval.protocol import EvalProtocol
+from grasplab.eval.protocol import EvalProtocol, env_action_size
 from grasplab.world_models import OracleModel, WorldModel
 
 ORACLE = "oracle"
@@ -32,11 +32,11 @@ def load_model(spec: str, protocol: EvalProtocol, device: str | torch.device = "
         from grasplab.world_models import checkpoint  # issue 3: learned models
 
         model = checkpoint.load(path, device=device)
-        env = protocol.make_env()
-        if model.action_dim != protocol.action_block * env.action_dim:
+        env_action_dim = env_action_size(protocol)
+        if model.action_dim != protocol.action_block * env_action_dim:
             raise ValueError(
                 f"world model {spec!r} has action_dim {model.action_dim}; protocol needs "
-                f"{protocol.action_block} x {env.action_dim}"
+                f"{protocol.action_block} x {env_action_dim}"
             )
         return model
     raise ValueError(

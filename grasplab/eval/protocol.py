@@ -1,4 +1,10 @@
-"""The evaluation protocol: a versioned, frozen object that decides tasks and success."""
+"""The evaluation protocol: a versioned, frozen object that decides tasks and success.
+
+``env`` names a torch-native env (``pointmaze``) or a real simulator (``sim:pusht``,
+``sim:pointmaze-umaze``, ``sim:my_pkg.module:factory``; see :func:`grasplab.envs.make_sim`),
+in which plans are executed and judged. ``task_set`` says where the tasks come from (the env's
+seeded samples, or the episodes of a recorded dataset: :mod:`grasplab.eval.tasks`).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from grasplab.envs import Env, Tasks, make
+from grasplab.envs import Env, Simulator, Tasks, check_sim_name, is_sim, make, make_sim, sim_name
+from grasplab.eval.tasks import TaskSet, dataset_tasks, env_tasks
 
 Split = Literal["tune", "test"]
 _SPLIT_OFFSET = {"tune": 1, "test": 2}
@@ -31,9 +38,11 @@ class EvalProtocol:
     """Bumped whenever the meaning of a field or of the runner's scoring changes."""
 
     env: str = "pointmaze"
-    """Torch-native environment name (``grasplab.envs.make``)."""
+    """Torch-native environment name (``grasplab.envs.make``), or ``sim:<simulator>``: a real
+    simulator (``grasplab.envs.make_sim``) that executes and judges the plans."""
     env_overrides: Mapping[str, Any] = field(default_factory=dict)
-    """Environment config overrides, e.g. ``{"layout": "medium"}``."""
+    """Environment config overrides, e.g. ``{"layout": "medium"}``; for a simulator, the
+    keyword arguments of ``make_sim`` (e.g. ``{"workers": 2}``)."""
     horizon: int = 25
     """Plan length in model steps."""
     action_block: int = 1
@@ -59,9 +68,13 @@ class EvalProtocol:
     stop_on_success: bool = True
     """Open loop: a problem the probe sees solved keeps that plan and stops (the paper's
     time-to-success). False: probes only time, the final plan alone is scored."""
+    task_set: Mapping[str, Any] = field(default_factory=dict)
+    """Where the tasks come from (:class:`grasplab.eval.tasks.TaskSet` as a dict; ``{}``: the
+    env samples them). Left out of :meth:`to_dict` when empty, so older fingerprints hold."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env_overrides", dict(self.env_overrides))
+        object.__setattr__(self, "task_set", TaskSet.from_dict(self.task_set).to_dict())
         for name in (
             "horizon",
             "action_block",
@@ -95,7 +108,25 @@ class EvalProtocol:
             raise ValueError(
                 "EvalProtocol.mpc_replans exceeds the shrinking budget ceil(horizon/mpc_execute)"
             )
-        self.make_env()  # unknown env / override names fail here, naming the problem
+        if self.is_sim:  # building a simulator is the driver's job (config validation)
+            check_sim_name(sim_name(self.env))
+            if self.tasks_spec.source == "dataset" and self.tasks_spec.k % self.action_block:
+                raise ValueError(
+                    f"EvalProtocol.task_set: k={self.tasks_spec.k} must be a multiple of "
+                    f"action_block={self.action_block}"
+                )
+        else:
+            self.make_env()  # unknown env / override names fail here, naming the problem
+
+    @property
+    def is_sim(self) -> bool:
+        """Whether plans are executed in a real simulator (``env: sim:...``)."""
+        return is_sim(self.env)
+
+    @property
+    def tasks_spec(self) -> TaskSet:
+        """The task set as a :class:`~grasplab.eval.tasks.TaskSet`."""
+        return TaskSet.from_dict(self.task_set)
 
     def check_splits(self) -> None:
         """Raise ``ValueError`` naming the field unless both splits hold at least one task.
@@ -130,26 +161,66 @@ class EvalProtocol:
         """Plain dict including ``version``."""
         out = dataclasses.asdict(self)
         out["version"] = self.VERSION
+        if not out["task_set"]:
+            del out["task_set"]
         return out
 
     def fingerprint(self) -> str:
-        """Short stable hash of the protocol (version included)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        """Short stable hash of the protocol (version included).
+
+        With a dataset task set it also covers the dataset's identity (its shards' hashes), so
+        the same spec over a changed dataset has another fingerprint.
+        """
+        values = self.to_dict()
+        if self.task_set:
+            values["dataset_identity"] = self.tasks_spec.identity()
+        blob = json.dumps(values, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def make_env(self) -> Env:
-        """The environment this protocol evaluates in."""
+        """The torch environment this protocol evaluates in.
+
+        Raises:
+            ValueError: When the protocol names a real simulator (see :meth:`make_sim`).
+        """
+        if self.is_sim:
+            raise ValueError(
+                f"env {self.env!r} is a real simulator, not a torch env (no differentiable "
+                "dynamics, e.g. no oracle world model); use make_sim()"
+            )
         return make(self.env, **self.env_overrides)
+
+    def make_sim(self) -> Simulator:
+        """A new simulator of ``env: sim:...`` at this protocol's ``action_block`` (close it)."""
+        return make_sim(sim_name(self.env), action_block=self.action_block, **self.env_overrides)
 
     def episodes(self, split: Split) -> int:
         """Number of tasks in ``split``."""
         return self.tune_episodes if split == "tune" else self.test_episodes
 
-    def tasks(self, split: Split) -> Tasks:
-        """The (cached, deterministic) tasks of ``split`` on the CPU."""
+    def tasks(self, split: Split, sim: Simulator | None = None) -> Tasks:
+        """The (cached, deterministic) tasks of ``split`` on the CPU.
+
+        Args:
+            split: ``tune`` or ``test``.
+            sim: For a simulator protocol, a simulator of it to build the tasks with (default:
+                a temporary one). The tasks do not depend on which.
+        """
         if split not in _SPLIT_OFFSET:
             raise ValueError(f"split must be 'tune' or 'test', got {split!r}")
-        return _tasks(self, split)
+        if not self.is_sim:
+            return _tasks(self, split)
+        key = (self.fingerprint(), split)
+        if key not in _SIM_TASKS:
+            if sim is not None:
+                _SIM_TASKS[key] = _build_tasks(self, split, sim)
+            else:
+                temporary = self.make_sim()
+                try:
+                    _SIM_TASKS[key] = _build_tasks(self, split, temporary)
+                finally:
+                    temporary.close()
+        return _SIM_TASKS[key]
 
     @property
     def env_steps(self) -> int:
@@ -157,10 +228,61 @@ class EvalProtocol:
         return self.horizon * self.action_block
 
 
+def env_action_size(protocol: EvalProtocol) -> int:
+    """``A_env`` of the protocol's env (a simulator's is read once per process and cached)."""
+    if not protocol.is_sim:
+        return protocol.make_env().action_dim
+    overrides = {k: v for k, v in protocol.env_overrides.items() if k != "workers"}
+    return _sim_sizes(protocol.env, json.dumps(overrides, sort_keys=True, default=str))[0]
+
+
+@lru_cache(maxsize=16)
+def _sim_sizes(env: str, overrides: str) -> tuple[int, int]:
+    """``(A_env, S)`` of simulator ``env`` built with ``overrides`` (JSON)."""
+    sim = make_sim(sim_name(env), **json.loads(overrides))
+    try:
+        return int(sim.action_dim), int(sim.state_dim)
+    finally:
+        sim.close()
+
+
+_SIM_TASKS: dict[tuple[str, str], Tasks] = {}
+"""Tasks of simulator protocols, by fingerprint and split (the simulator is not hashable)."""
+
+
 @lru_cache(maxsize=64)
 def _tasks(protocol: EvalProtocol, split: Split) -> Tasks:
-    generator = torch.Generator().manual_seed(1000 * protocol.seed + _SPLIT_OFFSET[split])
-    env = protocol.make_env()
-    return env.sample_tasks(
-        generator, protocol.episodes(split), protocol.horizon, protocol.action_block
-    )
+    return _build_tasks(protocol, split, protocol.make_env())
+
+
+def _build_tasks(protocol: EvalProtocol, split: Split, env: Any) -> Tasks:
+    """The tasks of ``split`` in ``env`` (a torch env or a simulator)."""
+    seed = 1000 * protocol.seed + _SPLIT_OFFSET[split]
+    n, spec = protocol.episodes(split), protocol.tasks_spec
+    if spec.source == "dataset":
+        replay = _sim_replay(env) if protocol.is_sim else _env_replay(env, protocol.action_block)
+        return dataset_tasks(
+            spec, replay, protocol.env, split, n, protocol.env_steps, protocol.action_block, seed
+        )
+    if protocol.is_sim:
+        return env_tasks(env, n, 1_000_003 * seed)
+    generator = torch.Generator().manual_seed(seed)
+    return env.sample_tasks(generator, n, protocol.horizon, protocol.action_block)
+
+
+def _sim_replay(sim: Simulator) -> Any:
+    def replay(start: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return sim.execute(start, start, actions).states[:, -1]
+
+    return replay
+
+
+def _env_replay(env: Env, action_block: int) -> Any:
+    def replay(start: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        state = start
+        with torch.no_grad():
+            for a in actions.reshape(start.shape[0], -1, env.action_dim).unbind(1):
+                state = env.step(state, a)
+        return state
+
+    return replay

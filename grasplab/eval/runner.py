@@ -2,6 +2,11 @@
 
 A pure function of (protocol, planner, model, episodes) -> per-episode results: this is what a
 platform worker, a test and a benchmark all run.
+
+The true env is a :class:`TrueEnv`: a torch ``Env`` (:class:`TorchTrueEnv`) or a real simulator
+(:class:`SimTrueEnv`, for ``env: sim:...`` protocols). Both execute plans from given starts,
+judge every env step, and continue from where the last execution stopped (MPC keeps stepping
+the live simulators instead of re-executing from the start).
 """
 
 from __future__ import annotations
@@ -9,12 +14,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from grasplab.envs import Env
+from grasplab.envs import Env, Simulator
 from grasplab.eval.protocol import EvalProtocol, Split
 from grasplab.eval.results import EpisodeResults
 from grasplab.planners import Planner, PlanProblem, PlanResult
@@ -75,6 +81,154 @@ def reached(distances: Tensor, radius: float, rule: str) -> Tensor:
     return distances[:, -1] < radius
 
 
+class Rollout(NamedTuple):
+    """Plans executed in the true env (``T = H * action_block`` env steps).
+
+    Attributes:
+        distances: Goal distance after every env step ``(B, T)``.
+        states: Visited states ``(B, T + 1, S)``, the start first.
+        success: Success judged after every env step ``(B, T)`` bool.
+    """
+
+    distances: Tensor
+    states: Tensor
+    success: Tensor
+
+
+class TrueEnv:
+    """Where plans are executed and judged: a torch env or a real simulator.
+
+    Attributes:
+        action_low: Lower bounds of one env action ``(A_env,)``.
+        action_high: Upper bounds ``(A_env,)``.
+        action_dim: ``A_env``.
+    """
+
+    action_low: Tensor
+    action_high: Tensor
+    action_dim: int
+
+    def bounds(self, action_block: int, like: Tensor) -> tuple[Tensor, Tensor]:
+        """Bounds ``(k * A_env,)`` of one model step's action block, like ``like``."""
+        return (
+            self.action_low.to(like).repeat(action_block),
+            self.action_high.to(like).repeat(action_block),
+        )
+
+    def render(self, states: Tensor) -> Tensor:
+        """RGB images ``(B, H, W, 3)`` uint8 of states ``(B, S)``."""
+        raise NotImplementedError
+
+    def observe(self, model: WorldModel, states: Tensor) -> Tensor:
+        """What ``model.encode`` consumes: states, or rendered images for pixel models."""
+        if getattr(model, "observation", "state") == "pixels":
+            return self.render(states)
+        return states
+
+    def execute(self, start: Tensor, goal: Tensor, actions: Tensor, action_block: int) -> Rollout:
+        """Run ``actions (B, H, k*A_env)`` from ``start (B, S)``, judged against ``goal``."""
+        raise NotImplementedError
+
+    def resume(self, goal: Tensor, actions: Tensor, action_block: int) -> Rollout:
+        """Continue the last :meth:`execute` / :meth:`resume` with ``actions (B, H, k*A_env)``."""
+        raise NotImplementedError
+
+
+class TorchTrueEnv(TrueEnv):
+    """A torch ``Env`` as the true env (success: ``distance < success_radius``)."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.action_low, self.action_high = env.action_low, env.action_high
+        self.action_dim = env.action_dim
+        self.last: Tensor | None = None
+
+    def render(self, states: Tensor) -> Tensor:
+        """The env's images of ``states``."""
+        return self.env.render(states)
+
+    def execute(self, start: Tensor, goal: Tensor, actions: Tensor, action_block: int) -> Rollout:
+        """Step the functional env from ``start``."""
+        distances, states = execute(self.env, start, goal, actions, action_block)
+        self.last = states[:, -1]
+        return Rollout(distances, states, distances < self.env.success_radius)
+
+    def resume(self, goal: Tensor, actions: Tensor, action_block: int) -> Rollout:
+        """Step on from the last visited states."""
+        if self.last is None:
+            raise ValueError("resume: nothing executed yet")
+        return self.execute(self.last, goal, actions, action_block)
+
+
+class SimTrueEnv(TrueEnv):
+    """A real :class:`~grasplab.envs.Simulator` as the true env (its own success rule)."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.action_low = torch.as_tensor(np.asarray(sim.action_low, np.float64))
+        self.action_high = torch.as_tensor(np.asarray(sim.action_high, np.float64))
+        self.action_dim = int(sim.action_dim)
+
+    def render(self, states: Tensor) -> Tensor:
+        """The simulator's images of ``states`` (live simulators untouched)."""
+        return self.sim.render(states)
+
+    def execute(self, start: Tensor, goal: Tensor, actions: Tensor, action_block: int) -> Rollout:
+        """``reset_to(start)`` and run every env step in the live simulators."""
+        self._check_block(action_block)
+        out = self.sim.execute(start, goal, actions.detach())
+        return Rollout(out.distances, out.states, out.success)
+
+    def resume(self, goal: Tensor, actions: Tensor, action_block: int) -> Rollout:
+        """Keep stepping the live simulators (no reset: their momentum carries on)."""
+        self._check_block(action_block)
+        B, H, _ = actions.shape
+        flat = actions.detach().reshape(B, H * action_block, self.action_dim)
+        states = [self.sim.step(a) for a in flat.unbind(1)]
+        visited = torch.stack(states, dim=1)
+        return Rollout(
+            self.sim.distance(visited, goal[:, None]),
+            visited,
+            self.sim.success(visited, goal[:, None]),
+        )
+
+    def _check_block(self, action_block: int) -> None:
+        if action_block != self.sim.action_block:
+            raise ValueError(
+                f"simulator {self.sim.name!r} has action_block={self.sim.action_block}, the "
+                f"protocol {action_block}"
+            )
+
+
+def true_env(protocol: EvalProtocol, sim: Simulator | None = None) -> TrueEnv:
+    """The protocol's true env: its torch env, or ``sim`` (required for ``env: sim:...``)."""
+    if protocol.is_sim:
+        if sim is None:
+            raise ValueError(f"protocol env {protocol.env!r} needs a simulator (make_sim())")
+        return SimTrueEnv(sim)
+    return TorchTrueEnv(protocol.make_env())
+
+
+def reached_steps(success: Tensor, rule: str) -> Tensor:
+    """Success per episode ``(B,)`` from per-step success ``(B, T)`` under the protocol's rule."""
+    return success.any(dim=1) if rule == "ever" else success[:, -1]
+
+
+class _OwnedSim:
+    """The simulator of a protocol: the one given, or a new one closed on exit."""
+
+    def __init__(self, protocol: EvalProtocol, sim: Simulator | None) -> None:
+        self.owned = protocol.is_sim and sim is None
+        self.sim = protocol.make_sim() if self.owned else sim
+
+    def __enter__(self) -> Simulator | None:
+        return self.sim
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owned and self.sim is not None:
+            self.sim.close()
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -101,6 +255,7 @@ def evaluate(
     indices: Sequence[int] | None = None,
     *,
     seed: int | None = None,
+    sim: Simulator | None = None,
 ) -> EpisodeResults:
     """Plan the selected episodes in ONE batched call and score them in the true env.
 
@@ -111,52 +266,55 @@ def evaluate(
         split: ``tune`` or ``test`` task set.
         indices: Task indices within the split (default: all).
         seed: Planner seed (default: derived from the protocol seed and the first index).
+        sim: For ``env: sim:...`` protocols, the simulator to execute in (a platform worker
+            keeps one); default: a new one, closed before returning.
 
     Returns:
         Per-episode results in the order of ``indices``.
     """
-    env = protocol.make_env()
-    all_tasks = protocol.tasks(split)
-    idx = list(range(len(all_tasks))) if indices is None else [int(i) for i in indices]
-    if not idx:
-        raise ValueError("evaluate: no episodes selected")
-    if min(idx) < 0 or max(idx) >= len(all_tasks):
-        raise ValueError(f"evaluate: indices must lie in [0, {len(all_tasks)}) for {split!r}")
-    expected = protocol.action_block * env.action_dim
-    if model.action_dim != expected:
-        raise ValueError(
-            f"model.action_dim={model.action_dim} but the protocol needs action_block x "
-            f"env.action_dim = {expected}"
-        )
-    device = model_device(model)
-    tasks = all_tasks.select(idx).to(device)
-    if seed is None:
-        seed = 7919 * protocol.seed + idx[0] + (0 if split == "tune" else 10**6)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    run = _open_loop if protocol.mode == "open_loop" else _mpc
-    results = run(protocol, env, planner, model, tasks.start, tasks.goal, generator)
+    with _OwnedSim(protocol, sim) as live:
+        env = true_env(protocol, live)
+        all_tasks = protocol.tasks(split, live) if protocol.is_sim else protocol.tasks(split)
+        idx = list(range(len(all_tasks))) if indices is None else [int(i) for i in indices]
+        if not idx:
+            raise ValueError("evaluate: no episodes selected")
+        if min(idx) < 0 or max(idx) >= len(all_tasks):
+            raise ValueError(f"evaluate: indices must lie in [0, {len(all_tasks)}) for {split!r}")
+        expected = protocol.action_block * env.action_dim
+        if model.action_dim != expected:
+            raise ValueError(
+                f"model.action_dim={model.action_dim} but the protocol needs action_block x "
+                f"env.action_dim = {expected}"
+            )
+        device = model_device(model)
+        tasks = all_tasks.select(idx).to(device)
+        if seed is None:
+            seed = 7919 * protocol.seed + idx[0] + (0 if split == "tune" else 10**6)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        run = _open_loop if protocol.mode == "open_loop" else _mpc
+        results = run(protocol, env, planner, model, tasks.start, tasks.goal, generator)
     results.index = np.asarray(idx)
     return results
 
 
 def _problem(
     protocol: EvalProtocol,
-    env: Env,
+    env: TrueEnv,
     model: WorldModel,
     state: Tensor,
     goal: Tensor,
     horizon: int | None = None,
 ) -> PlanProblem:
     with torch.no_grad():
-        z0 = model.encode(observe(model, env, state))
-        g = model.encode(observe(model, env, goal))
-    low, high = action_bounds(env, protocol.action_block, z0)
+        z0 = model.encode(env.observe(model, state))
+        g = model.encode(env.observe(model, goal))
+    low, high = env.bounds(protocol.action_block, z0)
     return PlanProblem(model, z0, g, horizon or protocol.horizon, low, high)
 
 
 def _open_loop(
     protocol: EvalProtocol,
-    env: Env,
+    env: TrueEnv,
     planner: Planner,
     model: WorldModel,
     start: Tensor,
@@ -172,8 +330,8 @@ def _open_loop(
         now = clock.now()
         entered = time.perf_counter()
         with torch.no_grad():
-            distances, _ = execute(env, start, goal, actions, protocol.action_block)
-            hit = reached(distances, env.success_radius, protocol.success_rule).cpu()
+            rollout = env.execute(start, goal, actions, protocol.action_block)
+            hit = reached_steps(rollout.success, protocol.success_rule).cpu()
         first_hit[hit & first_hit.isnan()] = now
         clock.excluded += time.perf_counter() - entered
         return hit if protocol.stop_on_success else torch.zeros_like(hit)
@@ -185,7 +343,7 @@ def _open_loop(
 
 def _score(
     protocol: EvalProtocol,
-    env: Env,
+    env: TrueEnv,
     start: Tensor,
     goal: Tensor,
     result: PlanResult,
@@ -193,11 +351,11 @@ def _score(
     plan_time: float,
 ) -> EpisodeResults:
     with torch.no_grad():
-        distances, _ = execute(env, start, goal, result.actions, protocol.action_block)
-    success = reached(distances, env.success_radius, protocol.success_rule).cpu()
+        rollout = env.execute(start, goal, result.actions, protocol.action_block)
+    success = reached_steps(rollout.success, protocol.success_rule).cpu()
     tts = torch.where(first_hit.isnan(), torch.full_like(first_hit, plan_time), first_hit)
     tts = torch.where(success, tts, torch.full_like(tts, math.nan))
-    return _results(success, tts, distances, result.model_steps, result.cost, plan_time)
+    return _results(success, tts, rollout.distances, result.model_steps, result.cost, plan_time)
 
 
 def _results(
@@ -224,7 +382,7 @@ def _results(
 
 def _mpc(
     protocol: EvalProtocol,
-    env: Env,
+    env: TrueEnv,
     planner: Planner,
     model: WorldModel,
     start: Tensor,
@@ -235,7 +393,7 @@ def _mpc(
     replans = protocol.mpc_replans or math.ceil(protocol.horizon / protocol.mpc_execute)
     state, init, spent, steps = start, None, 0.0, 0
     first_hit = torch.full((B,), math.nan, dtype=torch.float64)
-    all_distances, result = [], None
+    all_distances, all_success, result = [], [], None
     for r in range(replans):
         horizon = protocol.horizon
         if protocol.mpc_shrink:
@@ -246,23 +404,29 @@ def _mpc(
         spent += clock.now()
         steps += result.model_steps
         chunk = result.actions[:, : protocol.mpc_execute]
-        with torch.no_grad():
-            distances, visited = execute(env, state, goal, chunk, k)
-        hit = reached(distances, env.success_radius, "ever").cpu()
+        with torch.no_grad():  # the first chunk starts the episode, the next ones continue it
+            rollout = env.execute(start, goal, chunk, k) if r == 0 else env.resume(goal, chunk, k)
+        hit = reached_steps(rollout.success, "ever").cpu()
         first_hit[hit & first_hit.isnan()] = spent
-        all_distances.append(distances)
+        all_distances.append(rollout.distances)
+        all_success.append(rollout.success)
         next_h = horizon - protocol.mpc_execute if protocol.mpc_shrink else None
-        state = visited[:, -1]
+        state = rollout.states[:, -1]
         init = result.shifted(protocol.mpc_execute, next_h) if next_h != 0 else None
     distances = torch.cat(all_distances, dim=1)
-    success = reached(distances, env.success_radius, protocol.success_rule).cpu()
+    success = reached_steps(torch.cat(all_success, dim=1), protocol.success_rule).cpu()
     tts = torch.where(success, first_hit, torch.full_like(first_hit, math.nan))
     tts = torch.where(success & tts.isnan(), torch.full_like(tts, spent), tts)
     return _results(success, tts, distances, steps, result.cost, spent)
 
 
 def random_floor(
-    protocol: EvalProtocol, split: Split = "test", seed: int = 0, repeats: int = 1
+    protocol: EvalProtocol,
+    split: Split = "test",
+    seed: int = 0,
+    repeats: int = 1,
+    *,
+    sim: Simulator | None = None,
 ) -> EpisodeResults:
     """The random-policy floor on the same tasks: uniform actions in the bounds.
 
@@ -272,21 +436,22 @@ def random_floor(
         seed: Seed of the random actions.
         repeats: Random rollouts per task; each counts as its own episode
             (``n = repeats * tasks``).
+        sim: For ``env: sim:...`` protocols, the simulator (default: a new one, closed after).
     """
-    env = protocol.make_env()
-    tasks = protocol.tasks(split)
-    g = torch.Generator().manual_seed(seed)
-    start = tasks.start.repeat(repeats, 1)
-    goal = tasks.goal.repeat(repeats, 1)
-    N, T = start.shape[0], protocol.env_steps
-    u = torch.rand((N, T, env.action_dim), generator=g)
-    actions = env.action_low + u * (env.action_high - env.action_low)
-    with torch.no_grad():
-        distances, _ = execute(
-            env, start, goal, actions.reshape(N, protocol.horizon, -1), protocol.action_block
-        )
-    success = reached(distances, env.success_radius, protocol.success_rule)
+    with _OwnedSim(protocol, sim) as live:
+        env = true_env(protocol, live)
+        tasks = protocol.tasks(split, live) if protocol.is_sim else protocol.tasks(split)
+        g = torch.Generator().manual_seed(seed)
+        start = tasks.start.repeat(repeats, 1)
+        goal = tasks.goal.repeat(repeats, 1)
+        N, T = start.shape[0], protocol.env_steps
+        u = torch.rand((N, T, env.action_dim), generator=g, dtype=env.action_low.dtype)
+        actions = env.action_low + u * (env.action_high - env.action_low)
+        actions = actions.to(start.dtype).reshape(N, protocol.horizon, -1)
+        with torch.no_grad():
+            rollout = env.execute(start, goal, actions, protocol.action_block)
+    success = reached_steps(rollout.success, protocol.success_rule)
     tts = torch.where(success, 0.0, math.nan).double()
-    results = _results(success, tts, distances, 0, None, 0.0)
+    results = _results(success, tts, rollout.distances, 0, None, 0.0)
     results.index = np.tile(np.arange(len(tasks)), repeats)
     return results

@@ -418,7 +418,11 @@ def build_protocol(cfg: Mapping[str, Any]) -> EvalProtocol:
         **(cfg.get("protocol") or {}),
         "env": env.get("name"),
         "env_overrides": env.get("overrides") or {},
+        "task_set": dict(cfg.get("tasks") or {}),
     }
+    data = values["task_set"].get("data")
+    if isinstance(data, str) and data:  # workers may run elsewhere than the driver's cwd
+        values["task_set"]["data"] = str(Path(data).expanduser().resolve())
     try:
         protocol = EvalProtocol.from_dict(values)
         protocol.check_splits()  # a sweep tunes on one split and reports the other
@@ -442,6 +446,51 @@ def check_world_model(spec: Any, protocol: EvalProtocol) -> str:
     except Exception as error:  # a broken checkpoint is a config error, not a crash
         raise ConfigError(f"world_model.spec {spec!r}: {one_line(error)}") from error
     return spec
+
+
+def check_env_and_tasks(protocol: EvalProtocol, spec: Any) -> None:
+    """Build a ``sim:`` protocol's simulator once and every task of both splits, then close it.
+
+    Refused here, before any run exists: the oracle world model on a real simulator, an
+    adapter with no way to reset to a state (or whose reset does not reach the state), a
+    missing ``sims`` extra, a dataset that is missing, of another env or too short for the
+    declared splits.
+    """
+    if protocol.is_sim and spec == "oracle":
+        raise ConfigError(
+            f"world_model.spec: 'oracle' needs a torch env's dynamics, and {protocol.env!r} is a "
+            "real simulator; train a model on its data (grasplab collect / train) and pass "
+            "world_model=checkpoint world_model.spec=DIR"
+        )
+    sim = None
+    try:
+        if protocol.is_sim:
+            sim = protocol.make_sim()
+        if protocol.is_sim or protocol.task_set:
+            for split in ("tune", "test"):
+                protocol.tasks(split, sim) if sim is not None else protocol.tasks(split)
+    except (ValueError, ImportError, RuntimeError) as error:
+        raise ConfigError(f"env/tasks ({protocol.env}): {one_line(error)}") from error
+    finally:
+        if sim is not None:
+            sim.close()
+
+
+def check_train_overlap(spec: str, protocol: EvalProtocol) -> None:
+    """Refuse dataset tasks from the episodes the checkpoint ``spec`` was trained on.
+
+    Only local checkpoint directories are checked (their ``info`` records the dataset and the
+    training episodes); ``tasks.allow_train_overlap=true`` lifts the refusal.
+    """
+    if not protocol.task_set or not Path(spec).is_dir():
+        return
+    from grasplab.eval.tasks import check_train_overlap as check
+    from grasplab.world_models import checkpoint
+
+    try:
+        check(protocol.tasks_spec, checkpoint.info(spec), spec)
+    except ValueError as error:
+        raise ConfigError(one_line(error)) from error
 
 
 CLUSTER_DEFAULTS: dict[str, Any] = {
@@ -548,12 +597,16 @@ def parse(cfg: Mapping[str, Any]) -> SweepSpec:
         except ValueError as error:
             raise ConfigError(f"sweep.horizons: {one_line(error)}") from error
     recipe = str(cfg.get("recipe") or "sweep")
+    spec = (cfg.get("world_model") or {}).get("spec")
+    check_env_and_tasks(protocol, spec)
+    world_model = check_world_model(spec, protocol)
+    check_train_overlap(world_model, protocol)
     return SweepSpec(
         name=str(cfg.get("name") or recipe),
         recipe=recipe,
         seed=int(cfg.get("seed") or 0),
         protocol=protocol,
-        world_model=check_world_model((cfg.get("world_model") or {}).get("spec"), protocol),
+        world_model=world_model,
         planners=planners,
         sweep=sweep,
         cluster=check_cluster(cfg.get("cluster") or {}),

@@ -31,6 +31,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from grasplab.cli_parsers import train_parser
@@ -161,8 +162,9 @@ class TrainSpec:
 
 
 def env_tag(env: str, overrides: Mapping[str, Any]) -> str:
-    """``<env>`` or ``<env>-<layout>``."""
+    """``<env>`` or ``<env>-<layout>`` (``sim:pusht`` -> ``sim-pusht``: a file and model name)."""
     layout = overrides.get("layout")
+    env = env.replace(":", "-")
     return f"{env}-{layout}" if layout else env
 
 
@@ -265,11 +267,18 @@ def check_env(name: str, overrides: Mapping[str, Any]) -> Any:
     Raises:
         ConfigError: Unknown environment, field or value.
     """
-    from grasplab.envs import make
+    from grasplab.envs import is_sim, make, make_sim, sim_name
 
     try:
-        return make(name, **overrides)
-    except (ValueError, TypeError) as error:
+        if not is_sim(name):
+            return make(name, **overrides)
+        sim = make_sim(sim_name(name), **overrides)  # a real simulator: its sizes, then close
+        try:
+            sizes = ("state_dim", "action_dim", "image_size")
+            return SimpleNamespace(**{k: int(getattr(sim, k)) for k in sizes})
+        finally:
+            sim.close()
+    except (ValueError, TypeError, ImportError) as error:
         raise ConfigError(f"env: {one_line(error)}") from error
 
 

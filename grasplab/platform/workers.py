@@ -32,9 +32,10 @@ import ray
 import torch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from grasplab.eval import EvalProtocol, evaluate, execute, observe
+from grasplab.envs import Simulator
+from grasplab.eval import EvalProtocol, evaluate
 from grasplab.eval.models import load_model
-from grasplab.eval.runner import action_bounds
+from grasplab.eval.runner import true_env
 from grasplab.planners import PlanProblem, make_planner
 from grasplab.platform.config import MODEL_URI_SCHEMES
 from grasplab.world_models import WorldModel
@@ -90,8 +91,24 @@ class WorldModelWorker:
         torch.set_num_threads(max(1, num_threads))
         self.device = worker_device(device, list(ray.get_gpu_ids()))
         self.models: dict[tuple[str, str, str, int], WorldModel] = {}
+        self.sims: dict[tuple[str, str, str, int], Simulator] = {}
         self.loads = 0
         self.chunks = 0
+
+    def sim(self, protocol: EvalProtocol) -> Simulator | None:
+        """The real simulator of a ``sim:`` protocol, built on first use only (else None)."""
+        if not protocol.is_sim:
+            return None
+        key = model_key("sim", protocol)
+        if key not in self.sims:
+            self.sims[key] = protocol.make_sim()
+        return self.sims[key]
+
+    def close(self) -> None:
+        """Close the simulators (their env processes, rendering contexts); idempotent."""
+        sims, self.sims = list(self.sims.values()), {}
+        for sim in sims:
+            sim.close()
 
     def model(self, spec: str, protocol: EvalProtocol) -> WorldModel:
         """The world model of ``spec`` for ``protocol``, loaded on first use only."""
@@ -118,8 +135,9 @@ class WorldModelWorker:
         """
         start = time.perf_counter()
         proto = EvalProtocol.from_dict(protocol)
+        model, sim = self.model(spec, proto), self.sim(proto)
         results = evaluate(
-            proto, make_planner(planner, config), self.model(spec, proto), split, list(indices)
+            proto, make_planner(planner, config), model, split, list(indices), sim=sim
         )
         self.chunks += 1
         return {
@@ -145,24 +163,23 @@ class WorldModelWorker:
             ``success`` (reached by the protocol's radius at some step).
         """
         proto = EvalProtocol.from_dict(protocol)
-        model, env = self.model(spec, proto), proto.make_env()
-        tasks = proto.tasks(split).select([index]).to(self.device)
+        model, sim = self.model(spec, proto), self.sim(proto)
+        env = true_env(proto, sim)
+        tasks = proto.tasks(split, sim) if sim is not None else proto.tasks(split)
+        tasks = tasks.select([index])
+        tasks = tasks.to(self.device)
         with torch.no_grad():
-            z0 = model.encode(observe(model, env, tasks.start))
-            goal = model.encode(observe(model, env, tasks.goal))
-        problem = PlanProblem(
-            model, z0, goal, proto.horizon, *action_bounds(env, proto.action_block, z0)
-        )
+            z0 = model.encode(env.observe(model, tasks.start))
+            goal = model.encode(env.observe(model, tasks.goal))
+        problem = PlanProblem(model, z0, goal, proto.horizon, *env.bounds(proto.action_block, z0))
         generator = torch.Generator(device=self.device).manual_seed(proto.seed + index)
         result = make_planner(planner, config).plan(problem, generator=generator)
         with torch.no_grad():
-            distances, states = execute(
-                env, tasks.start, tasks.goal, result.actions, proto.action_block
-            )
-        frames = env.render(states[0].cpu()).numpy()
-        goal_frame = env.render(tasks.goal[0].cpu()).numpy()
+            rollout = env.execute(tasks.start, tasks.goal, result.actions, proto.action_block)
+        frames = np.asarray(env.render(rollout.states[0].cpu()))
+        goal_frame = np.asarray(env.render(tasks.goal[:1].cpu()))[0]
         side = np.broadcast_to(goal_frame, frames.shape)
-        success = bool((distances < env.success_radius).any())
+        success = bool(rollout.success.any())
         return {"frames": np.concatenate([frames, side], axis=2), "success": success}
 
     def stats(self) -> dict[str, Any]:
@@ -429,6 +446,10 @@ class Pool:
         try:
             actors += self.live_workers()
         except Exception:  # noqa: BLE001 - dispatcher gone: kill what we know
+            pass
+        try:  # simulators hold env processes: close them before the actors go
+            ray.get([actor.close.remote() for actor in actors], timeout=30)
+        except Exception:  # noqa: BLE001 - a dead or stuck worker is killed anyway
             pass
         for actor in [self.dispatcher, *actors]:
             _kill(actor)

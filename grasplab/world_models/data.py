@@ -13,6 +13,14 @@ uninterrupted run. Shards are written to a hidden temp name and atomically renam
 lists a shard (with its SHA-256) only after that rename, and readers only read listed shards whose
 hash matches: a half-written shard is never read as valid.
 
+In a real simulator (``env="sim:pusht"``, see :func:`grasplab.envs.make_sim`) the same format
+holds the simulator's states; starts come from its own seeded resets (``random_states``) and the
+policy is the Ornstein-Uhlenbeck part alone (correlated random actions about the middle of the
+action box), with no goal reaching.
+
+A dataset's identity (:func:`dataset_identity`) is a hash of its shards' SHA-256: checkpoints
+record it, and evaluation protocols whose tasks come from the dataset include it.
+
 Behaviour policy (per episode, batched): with probability ``goal_fraction``, noisy goal reaching
 (``waypoint_policy`` toward random goals, a fresh goal whenever one is reached) plus correlated
 noise; otherwise Ornstein-Uhlenbeck (temporally correlated) random actions. Starts are uniform over
@@ -22,6 +30,7 @@ the free space (``env.reset``), so the two together cover the whole layout.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -34,6 +43,7 @@ import torch
 from safetensors import safe_open
 from torch import Tensor
 
+from grasplab.envs import is_sim
 from grasplab.world_models.checkpoint import save_tensors_atomic, sha256_file, write_json_atomic
 
 FORMAT = "grasplab-episodes"
@@ -135,6 +145,39 @@ def render_episodes(env: Any, states: Tensor, chunk: int = 2048) -> Tensor:
     return torch.cat(parts).reshape(*states.shape[:2], *parts[0].shape[1:])
 
 
+def rollout_sim(
+    sim: Any, n: int, steps: int, generator: torch.Generator, policy: Policy, seed: int
+) -> tuple[Tensor, Tensor]:
+    """Roll OU-noise actions for ``n`` episodes of ``steps`` env steps in a real simulator.
+
+    Starts are the simulator's resets with seeds ``seed, seed + 1, ...``; each action is the
+    middle of the action box plus half its width times the OU noise (clipped to the box).
+
+    Returns:
+        States ``(n, steps+1, S)`` and actions ``(n, steps, A_env)`` float64.
+    """
+    low = torch.as_tensor(sim.action_low, dtype=torch.float64)
+    high = torch.as_tensor(sim.action_high, dtype=torch.float64)
+    mid, half = (low + high) / 2, (high - low) / 2
+    sigma = _uniform(generator, n, policy.ou_sigma).double()
+    noise = sigma * torch.randn((n, sim.action_dim), generator=generator, dtype=torch.float64)
+    theta, actions = policy.ou_theta, []
+    for _ in range(steps):
+        kick = torch.randn((n, sim.action_dim), generator=generator, dtype=torch.float64)
+        noise = (1 - theta) * noise + sigma * math.sqrt(2 * theta - theta**2) * kick
+        actions.append(torch.maximum(torch.minimum(mid + half * noise, high), low))
+    start = torch.as_tensor(sim.random_states(n, seed=seed), dtype=torch.float64)
+    flat = torch.stack(actions, dim=1)
+    states = sim.execute(start, start, flat.reshape(n, steps // sim.action_block, -1)).states
+    return states, flat
+
+
+def dataset_identity(manifest: dict[str, Any]) -> str:
+    """A dataset's identity: 16 hex digits of the hash of its shards' SHA-256, in order."""
+    digests = [str(s["sha256"]) for s in manifest.get("shards", [])]
+    return hashlib.sha256(json.dumps(digests).encode()).hexdigest()[:16]
+
+
 # --------------------------------------------------------------------------------------------
 # Collection
 # --------------------------------------------------------------------------------------------
@@ -168,7 +211,7 @@ def _spec(
         "format_version": FORMAT_VERSION,
         "env": env_name,
         "env_overrides": json.loads(json.dumps(env_overrides)),
-        "env_config": json.loads(json.dumps(dataclasses.asdict(env.config))),
+        "env_config": json.loads(json.dumps(_env_config(env))),
         "episodes": episodes,
         "steps": steps,
         "seed": seed,
@@ -179,6 +222,14 @@ def _spec(
         "action_dim": int(env.action_dim),
         "image_size": int(env.image_size),
     }
+
+
+def _env_config(env: Any) -> dict[str, Any]:
+    """A torch env's config, or a simulator's name (it has no config dataclass)."""
+    config = getattr(env, "config", None)
+    if dataclasses.is_dataclass(config):
+        return dataclasses.asdict(config)
+    return {"simulator": str(getattr(env, "name", type(env).__name__))}
 
 
 def _validate_args(episodes: int, steps: int, action_block: int, shard_episodes: int) -> None:
@@ -231,7 +282,11 @@ def _write_shard(
 ) -> dict[str, Any]:
     """Generate and atomically write shard ``index``; returns its manifest record."""
     generator = torch.Generator().manual_seed(spec["seed"] * 1_000_003 + index)
-    states, actions = rollout_policy(env, n, spec["steps"], generator, policy)
+    if is_sim(spec["env"]):
+        first = spec["seed"] * 1_000_003 + index * spec["shard_episodes"]
+        states, actions = rollout_sim(env, n, spec["steps"], generator, policy, first)
+    else:
+        states, actions = rollout_policy(env, n, spec["steps"], generator, policy)
     images = render_episodes(env, states)
     file = out / shard_name(index)
     save_tensors_atomic(
@@ -261,7 +316,8 @@ def collect(
     """Collect (or resume collecting) ``episodes`` behaviour-policy episodes into ``out_dir``.
 
     Args:
-        env_name: Torch-native environment (``grasplab.envs.make``).
+        env_name: Torch-native environment (``grasplab.envs.make``) or ``sim:<simulator>``
+            (``grasplab.envs.make_sim``; ``env_overrides`` are then its keyword arguments).
         episodes: Number of episodes ``N``.
         steps: Env steps per episode ``T`` (a multiple of ``action_block``).
         seed: Collection seed; shard ``i`` uses its own stream derived from ``(seed, i)``.
@@ -275,10 +331,52 @@ def collect(
     Returns:
         The manifest (also written to ``out_dir/manifest.json``).
     """
-    from grasplab.envs import make
-
     _validate_args(episodes, steps, action_block, shard_episodes)
-    env, policy = make(env_name, **env_overrides), Policy()
+    env, policy = _make_env(env_name, action_block, env_overrides), Policy()
+    try:
+        return _collect(
+            env_name,
+            episodes,
+            steps,
+            seed,
+            out_dir,
+            action_block,
+            shard_episodes,
+            max_shards,
+            progress,
+            env,
+            policy,
+            env_overrides,
+        )
+    finally:
+        if is_sim(env_name):
+            env.close()
+
+
+def _make_env(env_name: str, action_block: int, overrides: dict[str, Any]) -> Any:
+    """A torch env, or for ``sim:<name>`` a real simulator with ``action_block``."""
+    from grasplab.envs import make, make_sim, sim_name
+
+    if is_sim(env_name):
+        return make_sim(sim_name(env_name), action_block=action_block, **overrides)
+    return make(env_name, **overrides)
+
+
+def _collect(
+    env_name: str,
+    episodes: int,
+    steps: int,
+    seed: int,
+    out_dir: str | Path,
+    action_block: int,
+    shard_episodes: int,
+    max_shards: int | None,
+    progress: bool,
+    env: Any,
+    policy: Policy,
+    env_overrides: dict[str, Any],
+) -> dict[str, Any]:
+    """:func:`collect` once the env is built."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = _spec(
@@ -460,7 +558,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"missing {', '.join(missing)}")
         from grasplab.envs import default_config
 
-        fields = {f.name for f in dataclasses.fields(default_config(args["env"]))}
+        if is_sim(str(args["env"])):
+            fields = {"workers", "image_size"}
+        else:
+            fields = {f.name for f in dataclasses.fields(default_config(args["env"]))}
         unknown = sorted(set(args) - COLLECT_KEYS - fields)
         if unknown:
             raise ValueError(
@@ -480,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
             args.get("progress", True),
             **overrides,
         )
-    except ValueError as err:
+    except (ValueError, ImportError) as err:
         print(f"grasplab collect: {err}", file=sys.stderr)
         return 2
     print(summary_line(manifest, args["out"]))

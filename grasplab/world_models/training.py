@@ -3,7 +3,10 @@
 ``train(kind, data_dir, out_dir, ...)`` fits an :class:`~grasplab.world_models.mlp.MLPModel`
 (``kind="mlp"``) or a :class:`~grasplab.world_models.pixel.PixelModel` (``kind="pixel"``) on a
 dataset written by :func:`grasplab.world_models.data.collect` and writes the best model (lowest
-validation loss on held-out episodes) as a checkpoint directory ``out_dir``. The resumable state
+validation loss on held-out episodes) as a checkpoint directory ``out_dir``. Its ``info``
+records the dataset (``data.dir``, ``data.identity``: :func:`~grasplab.world_models.data.
+dataset_identity`) and the episode ranges ``train_episodes`` / ``val_episodes`` (``[first,
+stop)``), so that evaluation can refuse tasks from the training episodes. The resumable state
 (latest weights, optimiser, sampler RNG, history) lives in ``out_dir/train_state``; rerunning
 the same command continues from it. Metrics go to an optional ``log(metrics, step)`` callback.
 
@@ -33,7 +36,13 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from grasplab.world_models import checkpoint
-from grasplab.world_models.data import Episodes, load_episodes, parse_overrides, read_manifest
+from grasplab.world_models.data import (
+    Episodes,
+    dataset_identity,
+    load_episodes,
+    parse_overrides,
+    read_manifest,
+)
 from grasplab.world_models.mlp import MLPConfig, MLPModel
 from grasplab.world_models.pixel import PixelConfig, PixelModel
 
@@ -591,7 +600,9 @@ def _finish(
             "steps": manifest["steps"],
             "seed": manifest["seed"],
             "shards_sha256": [s["sha256"] for s in manifest["shards"]],
+            "identity": dataset_identity(manifest),
         },
+        "train_episodes": [run.train_eps.start, run.train_eps.stop],
         "val_episodes": [run.train_eps.stop, len(run.data)],
         "latent_spread": [round(float(x), 6) for x in spread],
         "train": dataclasses.asdict(run.cfg),
