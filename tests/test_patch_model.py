@@ -100,3 +100,28 @@ def test_checkpoint_roundtrip(tmp_path):
         torch.testing.assert_close(loaded.encode(images), z)
         torch.testing.assert_close(loaded.step(z, a), model.step(z, a))
     assert loaded.latent_spread.shape == (1024,)
+
+
+def test_two_stage_training_runs_and_records_what_it_trained_on(tmp_path):
+    from grasplab.world_models import checkpoint
+    from grasplab.world_models.data import collect
+    from grasplab.world_models.patch_training import PatchTrainConfig, train_patch
+
+    data = tmp_path / "data"
+    collect("wall", episodes=20, steps=8, seed=0, out_dir=data, action_block=2, progress=False)
+    logs = []
+    config = PatchTrainConfig(
+        encoder_steps=40, predictor_steps=40, batch=8, window=2, model={"hidden": 16}
+    )
+    summary = train_patch(data, tmp_path / "ck", config, log=logs.append, log_every=20)
+    assert [(x["stage"], x["step"]) for x in logs] == [(1, 20), (1, 40), (2, 20), (2, 40)]
+    assert logs[1]["recon"] < logs[0]["recon"]  # the autoencoder learns
+    model = checkpoint.load(tmp_path / "ck")
+    info = checkpoint.info(tmp_path / "ck")
+    assert isinstance(model, PatchModel) and model.action_dim == 4
+    assert info["val_episodes"] == [18, 20] and info["env"] == "wall"
+    assert len(info["latent_spread"]) == 1024 and model.latent_spread.shape == (1024,)
+    assert not any(p.requires_grad for p in model.parameters())
+    images = torch.zeros((1, 64, 64, 3), dtype=torch.uint8)
+    assert model.encode(images).shape == (1, 1024)
+    assert summary["k1"] < 2.0 and summary["copy_k1"] > 0  # finite, scored vs the copy baseline
