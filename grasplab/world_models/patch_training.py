@@ -113,7 +113,8 @@ def predictor_loss(model: PatchModel, z: Tensor, actions: Tensor) -> tuple[Tenso
         errors.append((pred - z[:, t + 1]).square().mean())
     one = (model.step(z[:, :-1], actions) - z[:, 1:]).square().mean()
     loss = torch.stack(errors).mean() + one
-    return loss, {"open": float(torch.stack(errors).mean()), "one_step": float(one)}
+    parts = {"open": float(torch.stack(errors).mean().detach()), "one_step": float(one.detach())}
+    return loss, parts
 
 
 def train_patch(
