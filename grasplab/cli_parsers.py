@@ -228,7 +228,8 @@ def collect_parser() -> argparse.ArgumentParser:
     parser.usage = (
         "grasplab collect env=<pointmaze|wall|ballnav|sim:SIMULATOR> episodes=N steps=T seed=S "
         "out=DIR\n"
-        "       [action_block=k shard_episodes=n max_shards=m <env config field>=value ...]"
+        "       [action_block=k shard_episodes=n max_shards=m behaviour=<default|pusher>\n"
+        "        <env config field>=value ...]   (behaviour=pusher: scripted pusher, sim:pusht)"
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="collection settings")
     return parser

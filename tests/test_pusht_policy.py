@@ -75,3 +75,24 @@ def test_the_pusher_moves_the_block_in_most_short_episodes(pusht_mod):
     turn = np.abs((states[:, -1, 4] - states[:, 0, 4] + np.pi) % (2 * np.pi) - np.pi)
     assert ((shift > 10) | (turn > 0.1)).sum() >= 6, (shift, turn)
     assert moved(states).mean() > 0.1  # a tenth of all steps push the block already
+
+
+def test_collect_with_the_pusher_records_it_and_moves_the_block(pusht_mod, tmp_path):
+    import json
+
+    from grasplab.world_models.data import collect, load_episodes
+
+    out = tmp_path / "pusht"
+    collect(
+        "sim:pusht", episodes=4, steps=40, seed=3, out_dir=out, progress=False, behaviour="pusher"
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["behaviour"] == "pusher"
+    data = load_episodes(out)
+    assert data.states.shape == (4, 41, 5) and data.actions.shape == (4, 40, 2)
+    assert moved(data.states.double().numpy()).any(axis=1).sum() >= 3
+    # resuming with another behaviour is a different collection: refused, not mixed
+    with pytest.raises(ValueError):
+        collect("sim:pusht", episodes=4, steps=40, seed=3, out_dir=out, progress=False)
+    with pytest.raises(ValueError, match="Push-T only"):
+        collect("wall", episodes=2, steps=4, seed=0, out_dir=tmp_path / "w", behaviour="pusher")

@@ -172,6 +172,35 @@ def rollout_sim(
     return states, flat
 
 
+def rollout_pusher(sim: Any, n: int, steps: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Roll the scripted Push-T pusher (:mod:`grasplab.envs.pusht_policy`) closed loop.
+
+    Starts are the simulator's resets with seeds ``seed, seed + 1, ...``; the pusher's own
+    random stream is seeded with ``seed``.
+
+    Returns:
+        States ``(n, steps+1, 5)`` and actions ``(n, steps, 2)`` float64.
+    """
+    import numpy as np
+
+    from grasplab.envs.pusht_policy import ScriptedPusher
+
+    state = np.asarray(sim.random_states(n, seed=seed), dtype=np.float64)
+    sim.reset_to(state)
+    pusher = ScriptedPusher(n, np.random.default_rng(seed))
+    states, actions = [state], []
+    for _ in range(steps):
+        action = pusher.act(states[-1])
+        actions.append(action)
+        states.append(np.asarray(sim.step(action), dtype=np.float64))
+    return torch.from_numpy(np.stack(states, 1)), torch.from_numpy(np.stack(actions, 1))
+
+
+BEHAVIOURS = ("default", "pusher")
+"""Behaviour policies of :func:`collect`: ``default`` (the env's noisy goal reaching + OU noise;
+OU noise alone in a simulator) or ``pusher`` (the scripted Push-T pusher, ``sim:pusht`` only)."""
+
+
 def dataset_identity(manifest: dict[str, Any]) -> str:
     """A dataset's identity: 16 hex digits of the hash of its shards' SHA-256, in order."""
     digests = [str(s["sha256"]) for s in manifest.get("shards", [])]
@@ -204,9 +233,12 @@ def _spec(
     env: Any,
     policy: Policy,
     env_overrides: dict[str, Any],
+    behaviour: str = "default",
 ) -> dict[str, Any]:
     """The manifest fields that identify a collection (must match to resume)."""
+    extra = {} if behaviour == "default" else {"behaviour": behaviour}
     return {
+        **extra,
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "env": env_name,
@@ -258,7 +290,8 @@ def _resume_shards(out: Path, spec: dict[str, Any]) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     old = json.loads(path.read_text())
-    diff = sorted(k for k in spec if old.get(k) != spec[k])
+    keys = set(spec) | {"behaviour"}  # recorded only when not the default
+    diff = sorted(k for k in keys if old.get(k) != spec.get(k))
     if diff:
         raise DatasetError(
             f"collect: {out} holds a different collection (differs in {diff}); "
@@ -282,7 +315,10 @@ def _write_shard(
 ) -> dict[str, Any]:
     """Generate and atomically write shard ``index``; returns its manifest record."""
     generator = torch.Generator().manual_seed(spec["seed"] * 1_000_003 + index)
-    if is_sim(spec["env"]):
+    if spec.get("behaviour") == "pusher":
+        first = spec["seed"] * 1_000_003 + index * spec["shard_episodes"]
+        states, actions = rollout_pusher(env, n, spec["steps"], first)
+    elif is_sim(spec["env"]):
         first = spec["seed"] * 1_000_003 + index * spec["shard_episodes"]
         states, actions = rollout_sim(env, n, spec["steps"], generator, policy, first)
     else:
@@ -311,6 +347,8 @@ def collect(
     shard_episodes: int = 100,
     max_shards: int | None = None,
     progress: bool = True,
+    *,
+    behaviour: str = "default",
     **env_overrides: Any,
 ) -> dict[str, Any]:
     """Collect (or resume collecting) ``episodes`` behaviour-policy episodes into ``out_dir``.
@@ -326,12 +364,18 @@ def collect(
         shard_episodes: Episodes per shard.
         max_shards: Stop after writing this many new shards (to split a long collection).
         progress: Show a progress bar.
+        behaviour: ``default`` or ``pusher`` (the scripted Push-T pusher; ``sim:pusht`` only),
+            see :data:`BEHAVIOURS`; recorded in the manifest when not the default.
         **env_overrides: Environment config overrides (e.g. ``layout="medium"``).
 
     Returns:
         The manifest (also written to ``out_dir/manifest.json``).
     """
     _validate_args(episodes, steps, action_block, shard_episodes)
+    if behaviour not in BEHAVIOURS:
+        raise ValueError(f"behaviour must be one of {BEHAVIOURS}, got {behaviour!r}")
+    if behaviour == "pusher" and env_name != "sim:pusht":
+        raise ValueError(f"behaviour=pusher drives Push-T only (env=sim:pusht), not {env_name!r}")
     env, policy = _make_env(env_name, action_block, env_overrides), Policy()
     try:
         return _collect(
@@ -347,6 +391,7 @@ def collect(
             env,
             policy,
             env_overrides,
+            behaviour,
         )
     finally:
         if is_sim(env_name):
@@ -375,12 +420,22 @@ def _collect(
     env: Any,
     policy: Policy,
     env_overrides: dict[str, Any],
+    behaviour: str = "default",
 ) -> dict[str, Any]:
     """:func:`collect` once the env is built."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = _spec(
-        env_name, episodes, steps, seed, action_block, shard_episodes, env, policy, env_overrides
+        env_name,
+        episodes,
+        steps,
+        seed,
+        action_block,
+        shard_episodes,
+        env,
+        policy,
+        env_overrides,
+        behaviour,
     )
     for stale in out.glob(".shard-*.tmp"):
         stale.unlink()
@@ -540,6 +595,7 @@ COLLECT_KEYS = {
     "shard_episodes",
     "max_shards",
     "progress",
+    "behaviour",
 }
 
 
@@ -579,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
             args.get("shard_episodes", 100),
             args.get("max_shards"),
             args.get("progress", True),
+            behaviour=args.get("behaviour", "default"),
             **overrides,
         )
     except (ValueError, ImportError) as err:
