@@ -34,7 +34,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from grasplab.eval import EvalProtocol, evaluate, execute, observe
 from grasplab.eval.models import load_model
-from grasplab.eval.runner import action_bounds
+from grasplab.eval.runner import action_bounds, reached
 from grasplab.planners import PlanProblem, make_planner
 from grasplab.platform.config import MODEL_URI_SCHEMES
 from grasplab.world_models import WorldModel
@@ -141,8 +141,10 @@ class WorldModelWorker:
         """Plan one episode and render its execution in the TRUE environment.
 
         Returns:
-            ``frames`` uint8 ``(T+1, S, 2S, 3)``: the executed states beside the goal, and
-            ``success`` (reached by the protocol's radius at some step).
+            ``frames`` uint8 ``(T+1, S, S, 3)``: the start and every executed env state;
+            ``goal`` uint8 ``(S, S, 3)``: the goal state; ``reached`` ``T+1`` bools: goal
+            within the success radius at or before each frame; ``success`` (reached at some
+            step).
         """
         proto = EvalProtocol.from_dict(protocol)
         model, env = self.model(spec, proto), proto.make_env()
@@ -161,9 +163,15 @@ class WorldModelWorker:
             )
         frames = env.render(states[0].cpu()).numpy()
         goal_frame = env.render(tasks.goal[0].cpu()).numpy()
-        side = np.broadcast_to(goal_frame, frames.shape)
-        success = bool((distances < env.success_radius).any())
-        return {"frames": np.concatenate([frames, side], axis=2), "success": success}
+        within = (distances[0] < env.success_radius).cpu().numpy()
+        if proto.success_rule == "ever":
+            within = np.maximum.accumulate(within)
+        return {
+            "frames": frames,
+            "goal": goal_frame,
+            "reached": [False, *(bool(r) for r in within)],
+            "success": bool(reached(distances, env.success_radius, proto.success_rule)[0]),
+        }
 
     def stats(self) -> dict[str, Any]:
         """Counters: models loaded, chunks evaluated, process id, device."""
