@@ -128,9 +128,72 @@ def test_sweep_two_planners_two_workers_nested_runs_and_test_goals(tmp_path, loc
     artifacts = {
         a.path for a in MlflowClient(result.tracking_uri).list_artifacts(result.parent_run_id)
     }
-    assert {"comparison.md", "comparison.json", "pareto.png", "test"} <= artifacts
-    assert any(a.endswith(".gif") for a in artifacts)
+    assert {"comparison.md", "comparison.json", "pareto.png", "test", "gifs"} <= artifacts
     assert "random floor" in result.table
+
+
+EARLY_STOPPING = [
+    "protocol=tiny",
+    "~planners.grasp",
+    "~planners.gd",
+    "sweep.chunk_size=2",
+    "sweep.num_samples=4",
+    "sweep.trials_per_worker=1",  # one trial at a time: ASHA sees them in a fixed order
+    # var_scale=0.001 barely moves the agent: it scores 0 on the first chunk and, once a
+    # var_scale=0.5 trial has scored above 0 there, ASHA stops it after 2 of 4 episodes
+    "planners.cem.search_space.var_scale.type=choice",
+    "~planners.cem.search_space.var_scale.low",
+    "~planners.cem.search_space.var_scale.high",
+    "+planners.cem.search_space.var_scale.values=[0.001,0.5]",
+    "+planners.cem.fixed.n_samples=64",
+    "+planners.cem.fixed.n_elites=8",
+    "+planners.cem.fixed.n_iterations=4",
+]
+
+
+def test_sweep_tags_early_stopped_trials_prints_progress_and_logs_gifs(tmp_path, local_ray, capsys):
+    import re
+
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+    from PIL import Image
+
+    spec, state = sweep.prepare(EARLY_STOPPING, tmp_path)
+    result = sweep.run_sweep(spec, state, progress=True, num_workers=1)
+    out = capsys.readouterr().out
+    # progress: a line per phase, status lines per stage (not one per trial)
+    for phase in ("starting Ray", "worker pool", "stage H6: tuning", "held-out test goals"):
+        assert phase in out, phase
+    assert re.search(
+        r"\[H6\] 4/4 trials done \(1 early-stopped, 0 running\) \| best so far: "
+        r"cem \d+% \(n=4\) \| \S+ elapsed, ETA 0s",
+        out,
+    ), out
+    assert re.search(r"report: .*\n(.*\n)*.*done in ", out)
+    # early-stopped trials are tagged, with the episodes they were scored on
+    children, _ = trials_and_parents(result.tracking_uri)
+    assert len(children) == 4 and {r.info.status for r in children} == {"FINISHED"}
+    for run in children:
+        n = run.data.metrics["n"]
+        assert run.data.tags["episodes_scored"] == str(int(n))
+        assert run.data.metrics["episodes_scored"] == n
+        assert run.data.tags["early_stopped"] == ("true" if n < 4 else "false")
+    stopped = [r for r in children if r.data.tags["early_stopped"] == "true"]
+    assert [r.data.params["var_scale"] for r in stopped] == ["0.001"]
+    assert sorted(result.outcomes[0].trial_complete) == [False, True, True, True]
+    # a success and a failure GIF, executed in the true env, annotated
+    client = MlflowClient(result.tracking_uri)
+    gifs = {a.path for a in client.list_artifacts(result.parent_run_id, "gifs")}
+    assert gifs == {"gifs/cem_success.gif", "gifs/cem_failure.gif"}
+    for kind in ("success", "failure"):
+        path = client.download_artifacts(result.parent_run_id, f"gifs/cem_{kind}.gif", tmp_path)
+        gif = Image.open(path)
+        assert gif.n_frames == spec.protocol.env_steps + 1 and min(gif.size) >= 320
+        gif.seek(gif.n_frames - 1)
+        last = np.asarray(gif.convert("RGB"))
+        green, red = (np.abs(last[:44] - c).sum(-1) < 60 for c in ((0, 190, 60), (220, 30, 30)))
+        assert (green.sum() > 20) == (kind == "success") and (red.sum() > 20) == (kind == "failure")
+        assert (last[:44].min(-1) > 200).sum() > 100  # white header text: planner, step counter
 
 
 def test_workers_load_their_model_once_across_trials(local_ray):

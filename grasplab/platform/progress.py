@@ -58,6 +58,19 @@ class Best:
         return "-" if self.success < 0 else f"{100 * self.success:.0f}% (n={self.n})"
 
 
+def best_of(points: Iterable[tuple[int, float]]) -> Best:
+    """Best success among the trials scored on the most episodes so far (``(n, success)``).
+
+    A trial early in its episodes (or stopped early) does not outrank one scored on more.
+    """
+    points = [(n, s) for n, s in points if math.isfinite(s)]
+    best = Best()
+    if points:
+        most = max(n for n, _ in points)
+        best.offer(max(s for n, s in points if n == most), most)
+    return best
+
+
 @dataclass
 class StageStatus:
     """Counters of the stage being tuned."""
@@ -139,11 +152,14 @@ class SweepProgress:
         stage.running = sum(t.status == "RUNNING" for t in trials)
         ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
         stage.done = max(stage.done, ended)  # a restored stage's trials ended before
+        scored: dict[str, list[tuple[int, float]]] = {k: [] for k in stage.labels}
         for t in trials:
             result = t.last_result or {}
             label = (t.config or {}).get(LABEL)
-            if label in stage.best and "success_rate" in result:
-                stage.best[label].offer(float(result["success_rate"]), int(result.get("n", 0) or 0))
+            if label in scored and "success_rate" in result:
+                scored[label].append((int(result.get("n", 0) or 0), float(result["success_rate"])))
+        for label, points in scored.items():
+            stage.best[label] = best_of(points)
         if self.now() - self._last_line >= (1.0 if self.tty else self.every):
             self.status()
 

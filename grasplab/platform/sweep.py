@@ -772,7 +772,8 @@ def log_gifs(
     Each GIF is the best config planning a held-out test episode, executed in the TRUE env
     (:meth:`~grasplab.platform.workers.WorldModelWorker.plan_frames`), annotated by
     :func:`~grasplab.platform.report.episode_gif` and logged at :func:`gif_artifact`. The replay
-    plans the episode alone, so its outcome can differ from the batched test run: up to
+    plans the episode's test chunk again with the same seed; should its outcome still differ
+    from the recorded one (an MPC protocol, a non-deterministic device), up to
     :data:`GIF_TRIES` episodes are tried. A variant with no success (or no failure) on the
     test goals gets none, with a note.
 
@@ -788,7 +789,7 @@ def log_gifs(
         report.episode_gif(frames, goal, out["reached"], title, path)
         tracker.log_artifact(tracker.parent_id, str(path), "gifs")
     notes += [
-        f"{key}: no {kind} GIF (test episodes {tried} replayed alone gave the other outcome)"
+        f"{key}: no {kind} GIF (replaying test episodes {tried} gave the other outcome)"
         for (key, kind), (_, tried) in wanted.items()
         if (key, kind) not in shown
     ]
@@ -820,6 +821,9 @@ def replay_episodes(
 ) -> dict[tuple[str, str], tuple[StageOutcome, int, dict[str, Any]]]:
     """Replay candidates (all GIFs of a round at once, over the pool) until each has its outcome."""
     stages = {s.protocol.horizon: s for s in spec.stages()}
+    chunks = {
+        h: chunk_indices(s.protocol.test_episodes, spec.sweep.chunk_size) for h, s in stages.items()
+    }
     shown = {}
     for attempt in range(GIF_TRIES):
         todo = {
@@ -836,6 +840,7 @@ def replay_episodes(
                 config=o.best_config,
                 split="test",
                 index=index,
+                batch=next(c for c in chunks[o.horizon] if index in c),
             )
             for o, index in todo.values()
         ]

@@ -137,40 +137,59 @@ class WorldModelWorker:
         config: dict[str, Any],
         split: str,
         index: int,
+        batch: Sequence[int] | None = None,
     ) -> dict[str, Any]:
         """Plan one episode and render its execution in the TRUE environment.
+
+        Open loop, the episode is planned in the same batch (``batch``: the chunk of episodes it
+        was evaluated in), with the same seed and success probe as
+        :func:`grasplab.eval.evaluate`, so the replay reproduces the evaluated plan. An MPC
+        protocol's episode is planned once, open loop, alone.
 
         Returns:
             ``frames`` uint8 ``(T+1, S, S, 3)``: the start and every executed env state;
             ``goal`` uint8 ``(S, S, 3)``: the goal state; ``reached`` ``T+1`` bools: goal
-            within the success radius at or before each frame; ``success`` (reached at some
-            step).
+            within the success radius at each frame (at or before it under the ``ever``
+            rule); ``success`` (under the protocol's rule).
         """
         proto = EvalProtocol.from_dict(protocol)
+        idx = [int(i) for i in batch] if batch and proto.mode == "open_loop" else [int(index)]
+        if int(index) not in idx:
+            raise ValueError(f"plan_frames: episode {index} is not in its batch {idx}")
         model, env = self.model(spec, proto), proto.make_env()
-        tasks = proto.tasks(split).select([index]).to(self.device)
+        tasks = proto.tasks(split).select(idx).to(self.device)
         with torch.no_grad():
             z0 = model.encode(observe(model, env, tasks.start))
             goal = model.encode(observe(model, env, tasks.goal))
         problem = PlanProblem(
             model, z0, goal, proto.horizon, *action_bounds(env, proto.action_block, z0)
         )
-        generator = torch.Generator(device=self.device).manual_seed(proto.seed + index)
-        result = make_planner(planner, config).plan(problem, generator=generator)
+        seed = 7919 * proto.seed + idx[0] + (0 if split == "tune" else 10**6)  # as evaluate()
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+
+        def probe(iteration: int, actions: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                distances, _ = execute(env, tasks.start, tasks.goal, actions, proto.action_block)
+                hit = reached(distances, env.success_radius, proto.success_rule).cpu()
+            return hit if proto.stop_on_success else torch.zeros_like(hit)
+
+        result = make_planner(planner, config).plan(problem, generator=generator, probe=probe)
+        row = idx.index(int(index))
         with torch.no_grad():
             distances, states = execute(
                 env, tasks.start, tasks.goal, result.actions, proto.action_block
             )
-        frames = env.render(states[0].cpu()).numpy()
-        goal_frame = env.render(tasks.goal[0].cpu()).numpy()
-        within = (distances[0] < env.success_radius).cpu().numpy()
+        frames = env.render(states[row].cpu()).numpy()
+        goal_frame = env.render(tasks.goal[row].cpu()).numpy()
+        within = (distances[row] < env.success_radius).cpu().numpy()
         if proto.success_rule == "ever":
             within = np.maximum.accumulate(within)
+        success = reached(distances[row : row + 1], env.success_radius, proto.success_rule)
         return {
             "frames": frames,
             "goal": goal_frame,
             "reached": [False, *(bool(r) for r in within)],
-            "success": bool(reached(distances, env.success_radius, proto.success_rule)[0]),
+            "success": bool(success[0]),
         }
 
     def stats(self) -> dict[str, Any]:
