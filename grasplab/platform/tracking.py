@@ -290,6 +290,8 @@ class TrialLogger(tune.Callback):
     ``episodes_scored`` (episodes its success rate is based on), also logged as a metric.
     """
 
+    n_chunks: int | None = None  # a callback pickled before this field existed has none
+
     def __init__(
         self,
         sweep_id: str,
