@@ -351,3 +351,39 @@ def test_resume_without_a_sweep_is_a_config_error(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     assert sweep.main(["name=never_ran", "--resume"]) == 2
     assert "no unfinished sweep named 'never_ran'" in capsys.readouterr().err
+
+
+def test_progress_status_lines_are_periodic_in_logs_and_in_place_on_a_tty():
+    from io import StringIO
+    from types import SimpleNamespace
+
+    from grasplab.platform.progress import SweepProgress
+
+    def trial(status: str, label: str, n: int, success: float) -> SimpleNamespace:
+        result = {"n": n, "success_rate": success}
+        return SimpleNamespace(status=status, config={LABEL: label}, last_result=result)
+
+    trials = [
+        trial("RUNNING", "grasp", 2, 1.0),  # partial: must not outrank a complete 50%
+        trial("TERMINATED", "grasp", 4, 0.5),
+        trial("TERMINATED", "cem", 2, 0.0),
+    ]
+    for tty in (False, True):
+        now, out = [0.0], StringIO()
+        lines = SweepProgress(out=out, tty=tty, every=15.0, now=lambda clock=now: clock[0])
+        lines.start_stage("H6", ["grasp", "cem"], 4, "stage H6: tuning")
+        for second in range(40):
+            now[0] = float(second)
+            lines.trials(trials)
+        lines.end_stage()
+        text = out.getvalue()
+        shown = text.replace("\r\x1b[K", "\n")  # a TTY's in-place updates, one per line
+        status = [s for s in shown.splitlines() if "trials done" in s]
+        assert status[-1].strip() == (
+            "[H6] 2/4 trials done (1 running) | best so far: grasp 50% (n=4), cem 0% (n=2) | "
+            "39s elapsed, ETA 39s"
+        )
+        if tty:  # one line updated in place every second, ended by a newline
+            assert text.count("\r") == 40 and text.count("\n") == 2
+        else:  # a plain line every 15 s and at the end: no carriage returns in logs
+            assert "\r" not in text and len(status) == 3

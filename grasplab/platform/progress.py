@@ -130,6 +130,12 @@ class SweepProgress:
             self.out.write(line + "\n")
         self.out.flush()
 
+    def _write_raw(self, text: str) -> None:
+        if self.enabled:
+            self.out.write(text)
+            self.out.flush()
+            self._open_line = False
+
     def phase(self, text: str) -> None:
         """One line: ``[sweep 1m05s] text``."""
         self._write(f"[sweep {clock(self.now() - self.started)}] {text}")
@@ -196,8 +202,11 @@ class SweepProgress:
     def end_stage(self) -> None:
         """The stage's final status line (a plain line, also on a TTY)."""
         if self.stage is not None:
-            self._write(self.line())
-            self._open_line = False
+            if self.tty and self._open_line:  # overwrite the in-place line, then end it
+                self._write(self.line(), status=True)
+                self._write_raw("\n")
+            else:
+                self._write(self.line())
         self.stage = None
 
     # --- timings -----------------------------------------------------------------------------
