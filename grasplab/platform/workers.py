@@ -150,8 +150,9 @@ class WorldModelWorker:
             ``frames`` uint8 ``(T+1, S, S, 3)``: the start and every executed env state;
             ``goal`` uint8 ``(S, S, 3)``: the goal state; ``reached`` ``T+1`` bools: goal
             within the success radius at each frame (at or before it under the ``ever``
-            rule); ``success`` (under the protocol's rule).
+            rule); ``success`` (under the protocol's rule); ``compute_s`` (seconds of this call).
         """
+        start = time.perf_counter()
         proto = EvalProtocol.from_dict(protocol)
         idx = [int(i) for i in batch] if batch and proto.mode == "open_loop" else [int(index)]
         if int(index) not in idx:
@@ -190,6 +191,7 @@ class WorldModelWorker:
             "goal": goal_frame,
             "reached": [False, *(bool(r) for r in within)],
             "success": bool(success[0]),
+            "compute_s": time.perf_counter() - start,
         }
 
     def stats(self) -> dict[str, Any]:
