@@ -777,11 +777,14 @@ def log_gifs(
     :data:`GIF_TRIES` episodes are tried. A variant with no success (or no failure) on the
     test goals gets none, with a note.
 
+    The replays' worker seconds are added to ``result.trial_compute``.
+
     Returns:
         The notes (also printed and logged as ``gifs/notes.txt``).
     """
     wanted, notes = gif_candidates(result.outcomes)
-    shown = replay_episodes(pool, spec, wanted)
+    shown, compute = replay_episodes(pool, spec, wanted)
+    result.trial_compute += compute
     for (key, kind), (o, index, out) in shown.items():
         title = f"{o.label} [{o.planner}] H{o.horizon}, test episode {index}"
         path = folder / gif_artifact(key, kind)
@@ -818,13 +821,17 @@ def gif_candidates(
 
 def replay_episodes(
     pool: Pool, spec: SweepSpec, wanted: dict[tuple[str, str], tuple[StageOutcome, list[int]]]
-) -> dict[tuple[str, str], tuple[StageOutcome, int, dict[str, Any]]]:
-    """Replay candidates (all GIFs of a round at once, over the pool) until each has its outcome."""
+) -> tuple[dict[tuple[str, str], tuple[StageOutcome, int, dict[str, Any]]], float]:
+    """Replay candidates (a round's GIFs at once, over the pool) until each has its outcome.
+
+    Returns:
+        The replays with the wanted outcome, and the worker seconds all replays took.
+    """
     stages = {s.protocol.horizon: s for s in spec.stages()}
     chunks = {
         h: chunk_indices(s.protocol.test_episodes, spec.sweep.chunk_size) for h, s in stages.items()
     }
-    shown = {}
+    shown, compute = {}, 0.0
     for attempt in range(GIF_TRIES):
         todo = {
             k: (o, int(c[attempt]))
@@ -845,6 +852,7 @@ def replay_episodes(
             for o, index in todo.values()
         ]
         for ((key, kind), (o, index)), out in zip(todo.items(), ray.get(refs), strict=True):
+            compute += out["compute_s"]
             if out["success"] == (kind == "success"):
                 shown[(key, kind)] = (o, index, out)
-    return shown
+    return shown, compute
