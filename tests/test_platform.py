@@ -128,9 +128,72 @@ def test_sweep_two_planners_two_workers_nested_runs_and_test_goals(tmp_path, loc
     artifacts = {
         a.path for a in MlflowClient(result.tracking_uri).list_artifacts(result.parent_run_id)
     }
-    assert {"comparison.md", "comparison.json", "pareto.png", "test"} <= artifacts
-    assert any(a.endswith(".gif") for a in artifacts)
+    assert {"comparison.md", "comparison.json", "pareto.png", "test", "gifs"} <= artifacts
     assert "random floor" in result.table
+
+
+EARLY_STOPPING = [
+    "protocol=tiny",
+    "~planners.grasp",
+    "~planners.gd",
+    "sweep.chunk_size=2",
+    "sweep.num_samples=4",
+    "sweep.trials_per_worker=1",  # one trial at a time: ASHA sees them in a fixed order
+    # var_scale=0.001 barely moves the agent: it scores 0 on the first chunk and, once a
+    # var_scale=0.5 trial has scored above 0 there, ASHA stops it after 2 of 4 episodes
+    "planners.cem.search_space.var_scale.type=choice",
+    "~planners.cem.search_space.var_scale.low",
+    "~planners.cem.search_space.var_scale.high",
+    "+planners.cem.search_space.var_scale.values=[0.001,0.5]",
+    "+planners.cem.fixed.n_samples=64",
+    "+planners.cem.fixed.n_elites=8",
+    "+planners.cem.fixed.n_iterations=4",
+]
+
+
+def test_sweep_tags_early_stopped_trials_prints_progress_and_logs_gifs(tmp_path, local_ray, capsys):
+    import re
+
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+    from PIL import Image
+
+    spec, state = sweep.prepare(EARLY_STOPPING, tmp_path)
+    result = sweep.run_sweep(spec, state, progress=True, num_workers=1)
+    out = capsys.readouterr().out
+    # progress: a line per phase, status lines per stage (not one per trial)
+    for phase in ("starting Ray", "worker pool", "stage H6: tuning", "held-out test goals"):
+        assert phase in out, phase
+    assert re.search(
+        r"\[H6\] 4/4 trials done \(1 early-stopped, 0 running\) \| best so far: "
+        r"cem \d+% \(n=4\) \| \S+ elapsed, ETA 0s",
+        out,
+    ), out
+    assert re.search(r"report: .*\n(.*\n)*.*done in ", out)
+    # early-stopped trials are tagged, with the episodes they were scored on
+    children, _ = trials_and_parents(result.tracking_uri)
+    assert len(children) == 4 and {r.info.status for r in children} == {"FINISHED"}
+    for run in children:
+        n = run.data.metrics["n"]
+        assert run.data.tags["episodes_scored"] == str(int(n))
+        assert run.data.metrics["episodes_scored"] == n
+        assert run.data.tags["early_stopped"] == ("true" if n < 4 else "false")
+    stopped = [r for r in children if r.data.tags["early_stopped"] == "true"]
+    assert [r.data.params["var_scale"] for r in stopped] == ["0.001"]
+    assert sorted(result.outcomes[0].trial_complete) == [False, True, True, True]
+    # a success and a failure GIF, executed in the true env, annotated
+    client = MlflowClient(result.tracking_uri)
+    gifs = {a.path for a in client.list_artifacts(result.parent_run_id, "gifs")}
+    assert gifs == {"gifs/cem_success.gif", "gifs/cem_failure.gif"}
+    for kind in ("success", "failure"):
+        path = client.download_artifacts(result.parent_run_id, f"gifs/cem_{kind}.gif", tmp_path)
+        gif = Image.open(path)
+        assert gif.n_frames == spec.protocol.env_steps + 1 and min(gif.size) >= 320
+        gif.seek(gif.n_frames - 1)
+        last = np.asarray(gif.convert("RGB"))
+        green, red = (np.abs(last[:44] - c).sum(-1) < 60 for c in ((0, 190, 60), (220, 30, 30)))
+        assert (green.sum() > 20) == (kind == "success") and (red.sum() > 20) == (kind == "failure")
+        assert (last[:44].min(-1) > 200).sum() > 100  # white header text: planner, step counter
 
 
 def test_workers_load_their_model_once_across_trials(local_ray):
@@ -288,3 +351,39 @@ def test_resume_without_a_sweep_is_a_config_error(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     assert sweep.main(["name=never_ran", "--resume"]) == 2
     assert "no unfinished sweep named 'never_ran'" in capsys.readouterr().err
+
+
+def test_progress_status_lines_are_periodic_in_logs_and_in_place_on_a_tty():
+    from io import StringIO
+    from types import SimpleNamespace
+
+    from grasplab.platform.progress import SweepProgress
+
+    def trial(status: str, label: str, n: int, success: float) -> SimpleNamespace:
+        result = {"n": n, "success_rate": success}
+        return SimpleNamespace(status=status, config={LABEL: label}, last_result=result)
+
+    trials = [
+        trial("RUNNING", "grasp", 2, 1.0),  # partial: must not outrank a complete 50%
+        trial("TERMINATED", "grasp", 4, 0.5),
+        trial("TERMINATED", "cem", 2, 0.0),
+    ]
+    for tty in (False, True):
+        now, out = [0.0], StringIO()
+        lines = SweepProgress(out=out, tty=tty, every=15.0, now=lambda clock=now: clock[0])
+        lines.start_stage("H6", ["grasp", "cem"], 4, "stage H6: tuning")
+        for second in range(40):
+            now[0] = float(second)
+            lines.trials(trials)
+        lines.end_stage()
+        text = out.getvalue()
+        shown = text.replace("\r\x1b[K", "\n")  # a TTY's in-place updates, one per line
+        status = [s for s in shown.splitlines() if "trials done" in s]
+        assert status[-1].strip() == (
+            "[H6] 2/4 trials done (1 running) | best so far: grasp 50% (n=4), cem 0% (n=2) | "
+            "39s elapsed, ETA 39s"
+        )
+        if tty:  # one line updated in place every second, ended by a newline
+            assert text.count("\r") == 40 and text.count("\n") == 2
+        else:  # a plain line every 15 s and at the end: no carriage returns in logs
+            assert "\r" not in text and len(status) == 3

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
@@ -31,6 +32,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from grasplab.eval import EpisodeResults, random_floor
 from grasplab.eval.significance import pairwise
+from grasplab.platform import progress as live
 from grasplab.platform import report, runtime
 from grasplab.platform.config import (
     ConfigError,
@@ -206,18 +208,29 @@ def run_sweep(
     """
     started = time.perf_counter()
     runtime.quiet_environment()
+    lines = live.SweepProgress(enabled=progress)
+    live.register(state.sweep_id, lines)
+    lines.phase(f"sweep {state.sweep_id}: starting Ray ({describe_cluster(spec.cluster)})")
     owned = runtime.connect(spec.cluster)
     tracker, pool, status, monitor = None, None, "FAILED", None
     try:
+        lines.phase(f"Ray up; opening MLflow tracking at {state.tracking_uri}")
         tracker = open_tracking(spec, state)
+        lines.phase("placing the world-model worker pool")
         pool = open_pool(spec, state, num_workers, owned, progress)
+        lines.phase(
+            f"{pool.placement.num_workers} workers placed ({pool.placement.describe()}); "
+            "each loads the world model on its first chunk"
+        )
         monitor = PoolMonitor(pool, progress)
         tuned_at = time.perf_counter()
         result = run_stages(spec, state, tracker, pool, progress)
         reported_at = time.perf_counter()
+        lines.phase("report: comparison table, plots and GIFs on the parent run")
         finish_report(spec, state, tracker, pool, result)
         result.extras["phases"]["report_s"] = time.perf_counter() - reported_at
         result.tune_time = time.perf_counter() - tuned_at
+        result.extras["driver_callback_s"] = list(lines.callback_s)
         status = "FINISHED"
         state.status = "finished"
     except KeyboardInterrupt:
@@ -229,12 +242,21 @@ def run_sweep(
     finally:
         if monitor is not None:
             monitor.stop()
+        lines.phase(f"closing: MLflow writes, worker pool, Ray (status {status})")
         try:
             close(tracker, pool, status, owned, state)
         finally:
             state.save()
+            live.unregister(state.sweep_id)
     result.wall_time = time.perf_counter() - started
+    lines.phase(f"done in {live.clock(result.wall_time)}")
     return result
+
+
+def describe_cluster(cluster: dict[str, Any]) -> str:
+    """``embedded local Ray`` or ``cluster at <address>`` (for the start-up line)."""
+    address = cluster.get("address")
+    return f"cluster at {address}" if address else "embedded local Ray"
 
 
 def open_tracking(spec: SweepSpec, state: runtime.SweepState) -> QueuedTracker:
@@ -422,16 +444,23 @@ def run_stages(
     for index, stage in enumerate(spec.stages()):
         keys = [stage.outcome_key(p.label) for p in stage.planners]
         if not all(k in state.stages for k in keys):
-            if progress:
-                print(
-                    f"[{stage.key}] tuning {[p.label for p in stage.planners]}, "
-                    f"{spec.sweep.num_samples} trials each, on "
-                    f"{stage.protocol.tune_episodes} tuning episodes",
-                    flush=True,
-                )
+            lines = live.of(state.sweep_id)
+            labels = [p.label for p in stage.planners]
+            lines.start_stage(
+                stage.key,
+                labels,
+                stage_trials(spec, stage),
+                f"stage {stage.key}: tuning {labels}, {spec.sweep.num_samples} trials each, on "
+                f"{stage.protocol.tune_episodes} tuning episodes",
+            )
             started = time.perf_counter()
             grid = tune_stage(spec, stage, state, pool, index, progress)
+            lines.end_stage()
             tuned = time.perf_counter()
+            lines.phase(
+                f"stage {stage.key}: evaluating the best config of {labels} on "
+                f"{stage.protocol.test_episodes} held-out test goals"
+            )
             compute += finish_stage(spec, stage, state, grid, tracker, pool)
             phases["tuning_s"] += tuned - started
             phases["testing_s"] += time.perf_counter() - tuned
@@ -483,6 +512,11 @@ def summarize_result(spec: SweepSpec, result: SweepResult, url: str) -> None:
     result.summary = report.summary_text(
         result.extras["header"], result.verdict, result.table, url, result.ui
     )
+
+
+def stage_trials(spec: SweepSpec, stage: Stage) -> int:
+    """Trials the stage's search runs (variants without a search space run once)."""
+    return sum(spec.sweep.num_samples if p.tune_space() else 1 for p in stage.planners)
 
 
 def stage_context(spec: SweepSpec, stage: Stage, state: runtime.SweepState) -> dict[str, Any]:
@@ -586,7 +620,10 @@ def new_tuner(
             name=stage.key,
             storage_path=state.folder,
             verbose=0,
-            callbacks=[TrialLogger(state.sweep_id, stage, params, progress), JsonLoggerCallback()],
+            callbacks=[
+                TrialLogger(state.sweep_id, stage, params, progress, n_chunks),
+                JsonLoggerCallback(),
+            ],
             failure_config=tune.FailureConfig(max_failures=spec.sweep.max_failures),
             # Keep every checkpoint (a few KB of JSON each): with num_to_keep=1 a driver killed
             # between a trial's newer checkpoint and Tune's next experiment snapshot left the
@@ -688,7 +725,10 @@ def finish_stage(
             best_trial=best.metrics.get("trial_id", ""),
             best_config=config,
             tuned=tuned,
-            tune_metrics={k: best.metrics.get(k, math.nan) for k in (METRIC, "ci_low", "ci_high")},
+            tune_metrics={
+                k: best.metrics.get(k, math.nan)
+                for k in (METRIC, "ci_low", "ci_high", "median_time_to_success", "n")
+            },
             test=test_results.summary(wall_time=plan_time),
             trials=[
                 (r.metrics.get(METRIC, math.nan), r.metrics.get("median_time_to_success", math.nan))
@@ -696,6 +736,7 @@ def finish_stage(
                 if r.metrics
             ],
             test_records=test_results.to_records(),
+            trial_complete=[r.metrics.get("chunks", 0) >= n_chunks for r in mine if r.metrics],
         )
         log_outcome(tracker, stage, outcome)
         state.stages[outcome.key] = outcome.to_dict()
@@ -722,7 +763,7 @@ def finish_report(
     pool: Pool,
     result: SweepResult,
 ) -> None:
-    """Log the comparison table, plots and a GIF on the parent run."""
+    """Log the comparison table, plots and GIFs (a success and a failure per variant)."""
     parent = tracker.parent_id
     tracker.log_text(parent, result.table + "\n", "comparison.md")
     tracker.log_table(parent, records_table(result.extras["rows"]), "comparison.json")
@@ -742,7 +783,7 @@ def finish_report(
     if spec.report.get("plots", True):
         log_plots(tracker, result, folder)
     if spec.report.get("gif", True) and result.outcomes:
-        log_gif(tracker, pool, spec, result, folder)
+        log_gifs(tracker, pool, spec, result, folder)
 
 
 def log_plots(tracker: Tracker, result: SweepResult, folder: Path) -> None:
@@ -753,29 +794,109 @@ def log_plots(tracker: Tracker, result: SweepResult, folder: Path) -> None:
     if len(result.floors) > 1:
         figures["success_vs_horizon.png"] = report.horizon_plot(result.outcomes, result.floors)
     for name, fig in figures.items():
-        fig.savefig(folder / name)
+        fig.savefig(folder / name, bbox_inches="tight")
         plt.close(fig)
         tracker.log_artifact(tracker.parent_id, str(folder / name))
 
 
-def log_gif(
+GIF_TRIES = 3
+"""Test episodes replayed at most per GIF until the replay has the wanted outcome."""
+
+
+def gif_artifact(key: str, kind: str) -> str:
+    """Artifact path of an outcome's GIF: ``gifs/<key, / as _>_<success|failure>.gif``."""
+    return f"gifs/{key.replace('/', '_')}_{kind}.gif"
+
+
+def log_gifs(
     tracker: Tracker, pool: Pool, spec: SweepSpec, result: SweepResult, folder: Path
-) -> None:
-    """The overall best config planning a test episode it solved, executed in the true env."""
-    best = report.best_outcome(result.outcomes)
-    solved = [r["index"] for r in best.test_records if r["success"]]
-    stage = next(s for s in spec.stages() if s.protocol.horizon == best.horizon)
-    out = ray.get(
-        pool.call(
-            "plan_frames",
-            spec=spec.world_model,
-            protocol=stage.protocol.to_dict(),
-            planner=best.planner,
-            config=best.best_config,
-            split="test",
-            index=int(solved[0] if solved else 0),
-        )
-    )
-    path = report.save_gif(out["frames"], folder / f"best_plan_{best.key}.gif")
-    tracker.log_artifact(tracker.parent_id, str(path))
-    tracker.set_tags(tracker.parent_id, {"gif_stage": best.key, "gif_success": out["success"]})
+) -> list[str]:
+    """Per planner variant and horizon, a solved and a failed test episode as GIFs.
+
+    Each GIF is the best config planning a held-out test episode, executed in the TRUE env
+    (:meth:`~grasplab.platform.workers.WorldModelWorker.plan_frames`), annotated by
+    :func:`~grasplab.platform.report.episode_gif` and logged at :func:`gif_artifact`. The replay
+    plans the episode's test chunk again with the same seed; should its outcome still differ
+    from the recorded one (an MPC protocol, a non-deterministic device), up to
+    :data:`GIF_TRIES` episodes are tried. A variant with no success (or no failure) on the
+    test goals gets none, with a note.
+
+    The replays' worker seconds are added to ``result.trial_compute``.
+
+    Returns:
+        The notes (also printed and logged as ``gifs/notes.txt``).
+    """
+    wanted, notes = gif_candidates(result.outcomes)
+    shown, compute = replay_episodes(pool, spec, wanted)
+    result.trial_compute += compute
+    for (key, kind), (o, index, out) in shown.items():
+        title = f"{o.label} [{o.planner}] H{o.horizon}, test episode {index}"
+        path = folder / gif_artifact(key, kind)
+        frames, goal = np.asarray(out["frames"]), np.asarray(out["goal"])
+        report.episode_gif(frames, goal, out["reached"], title, path)
+        tracker.log_artifact(tracker.parent_id, str(path), "gifs")
+    notes += [
+        f"{key}: no {kind} GIF (replaying test episodes {tried} gave the other outcome)"
+        for (key, kind), (_, tried) in wanted.items()
+        if (key, kind) not in shown
+    ]
+    if notes:
+        live.of(tracker.sweep_id).phase("GIFs: " + "; ".join(notes))
+        tracker.log_text(tracker.parent_id, "\n".join(notes) + "\n", "gifs/notes.txt")
+    return notes
+
+
+def gif_candidates(
+    outcomes: Sequence[StageOutcome],
+) -> tuple[dict[tuple[str, str], tuple[StageOutcome, list[int]]], list[str]]:
+    """``(key, "success"|"failure") -> (outcome, test episodes to try)``, and notes."""
+    wanted, notes = {}, []
+    for o in outcomes:
+        for kind in ("success", "failure"):
+            found = [
+                r["index"] for r in o.test_records if bool(r["success"]) == (kind == "success")
+            ]
+            if found:
+                wanted[(o.key, kind)] = (o, found[:GIF_TRIES])
+            else:
+                notes.append(f"{o.key}: no {kind} GIF (no test episode was a {kind})")
+    return wanted, notes
+
+
+def replay_episodes(
+    pool: Pool, spec: SweepSpec, wanted: dict[tuple[str, str], tuple[StageOutcome, list[int]]]
+) -> tuple[dict[tuple[str, str], tuple[StageOutcome, int, dict[str, Any]]], float]:
+    """Replay candidates (a round's GIFs at once, over the pool) until each has its outcome.
+
+    Returns:
+        The replays with the wanted outcome, and the worker seconds all replays took.
+    """
+    stages = {s.protocol.horizon: s for s in spec.stages()}
+    chunks = {
+        h: chunk_indices(s.protocol.test_episodes, spec.sweep.chunk_size) for h, s in stages.items()
+    }
+    shown, compute = {}, 0.0
+    for attempt in range(GIF_TRIES):
+        todo = {
+            k: (o, int(c[attempt]))
+            for k, (o, c) in wanted.items()
+            if k not in shown and attempt < len(c)
+        }
+        refs = [
+            pool.call(
+                "plan_frames",
+                spec=spec.world_model,
+                protocol=stages[o.horizon].protocol.to_dict(),
+                planner=o.planner,
+                config=o.best_config,
+                split="test",
+                index=index,
+                batch=next(c for c in chunks[o.horizon] if index in c),
+            )
+            for o, index in todo.values()
+        ]
+        for ((key, kind), (o, index)), out in zip(todo.items(), ray.get(refs), strict=True):
+            compute += out["compute_s"]
+            if out["success"] == (kind == "success"):
+                shown[(key, kind)] = (o, index, out)
+    return shown, compute

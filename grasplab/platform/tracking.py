@@ -15,6 +15,7 @@ import json
 import math
 import os
 import subprocess
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from grasplab.eval import EvalProtocol
+from grasplab.platform import progress as live
 from grasplab.platform.search import LABEL
 
 TRIAL_KEY = "grasplab.trial_key"
@@ -235,9 +237,9 @@ class Tracker:
         """A text artifact."""
         self.client.log_text(run_id, text, artifact_file)
 
-    def log_artifact(self, run_id: str, local_path: str) -> None:
-        """Upload a local file as an artifact."""
-        self.client.log_artifact(run_id, local_path)
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+        """Upload a local file as an artifact (into the folder ``artifact_path`` if given)."""
+        self.client.log_artifact(run_id, local_path, artifact_path)
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         """End a run with ``status`` (FINISHED, FAILED or KILLED)."""
@@ -296,8 +298,15 @@ class TrialLogger(tune.Callback):
         stage: The stage (its key names the runs; its planners give the full configs).
         params: Variant label -> params shared by its trials (planner, protocol, world model,
             git SHA).
-        progress: Print one line per finished trial.
+        progress: Feed the sweep's live progress (:mod:`grasplab.platform.progress`).
+        n_chunks: Reports a complete trial makes (chunks of the tuning split); a trial that ends
+            with fewer was stopped early by the scheduler. ``None``: never tagged early-stopped.
+
+    When a trial's run ends it is tagged ``early_stopped`` (``"true"``/``"false"``) and
+    ``episodes_scored`` (episodes its success rate is based on), also logged as a metric.
     """
+
+    n_chunks: int | None = None  # a callback pickled before this field existed has none
 
     def __init__(
         self,
@@ -305,11 +314,13 @@ class TrialLogger(tune.Callback):
         stage: Any,
         params: Mapping[str, Mapping[str, Any]],
         progress: bool = True,
+        n_chunks: int | None = None,
     ) -> None:
         self.sweep_id = sweep_id
         self.stage = stage
         self.params = {k: dict(v) for k, v in params.items()}
         self.progress = progress
+        self.n_chunks = n_chunks
         self.runs: dict[str, str] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -348,32 +359,53 @@ class TrialLogger(tune.Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        """Log the report's metrics at its step (training iteration)."""
+        """Log the report's metrics at its step (training iteration); time the driver's share."""
+        started = time.perf_counter()
         metrics = {k: result.get(k) for k in TRIAL_METRICS}
         self.tracker.log_metrics(
             self.run_of(trial), metrics, step=int(result["training_iteration"])
         )
+        live.of(self.sweep_id).timed(time.perf_counter() - started)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """Refresh the live status line (printed every few seconds, not per event)."""
+        if self.progress:
+            live.of(self.sweep_id).trials(trials)
+
+    def end_tags(self, result: Mapping[str, Any]) -> dict[str, str]:
+        """``early_stopped`` and ``episodes_scored`` of a trial whose last report is ``result``."""
+        chunks = int(result.get("chunks", 0) or 0)
+        early = self.n_chunks is not None and 0 < chunks < self.n_chunks
+        return {
+            "early_stopped": "true" if early else "false",
+            "episodes_scored": str(int(result.get("n", 0) or 0)),
+            "chunks": str(chunks),
+        }
+
+    def _ended(self, run_id: str, trial: Any, status: str) -> None:
+        result = trial.last_result or {}
+        tags = self.end_tags(result)
+        self.tracker.set_tags(run_id, tags)
+        self.tracker.log_metrics(
+            run_id,
+            {"episodes_scored": int(tags["episodes_scored"])},
+            step=int(result.get("training_iteration", 0) or 0),
+        )
+        self.tracker.end(run_id, status)
+        if self.progress:
+            live.of(self.sweep_id).trial_ended(tags["early_stopped"] == "true", status == "FAILED")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Log the per-episode table and end the run FINISHED."""
+        """Log the per-episode table, tag early-stopping, end the run FINISHED."""
         run_id = self.run_of(trial)
-        result = trial.last_result or {}
-        records = json.loads(result.get("records_json") or "[]")
+        records = json.loads((trial.last_result or {}).get("records_json") or "[]")
         if records:
             self.tracker.log_table(run_id, records_table(records), "episodes.json")
-        self.tracker.set_tags(run_id, {"chunks": result.get("chunks", 0)})
-        self.tracker.end(run_id, "FINISHED")
-        if self.progress:
-            print(
-                f"  [{self.stage.outcome_key(trial.config[LABEL])}] trial {trial.trial_id}: "
-                f"success {100 * result.get('success_rate', math.nan):.0f}% on "
-                f"{result.get('n', 0):.0f} tuning episodes",
-                flush=True,
-            )
+        self._ended(run_id, trial, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """End the run FAILED (Tune has given up on the trial)."""
-        self.tracker.end(self.run_of(trial), "FAILED")
+        """Tag, then end the run FAILED (Tune has given up on the trial)."""
+        self._ended(self.run_of(trial), trial, "FAILED")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial failed and will be retried: keep its run, count the retry."""

@@ -35,7 +35,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from grasplab.envs import Simulator
 from grasplab.eval import EvalProtocol, evaluate
 from grasplab.eval.models import load_model
-from grasplab.eval.runner import true_env
+from grasplab.eval.runner import reached_steps, true_env
 from grasplab.planners import PlanProblem, make_planner
 from grasplab.platform.config import MODEL_URI_SCHEMES
 from grasplab.world_models import WorldModel
@@ -155,32 +155,60 @@ class WorldModelWorker:
         config: dict[str, Any],
         split: str,
         index: int,
+        batch: Sequence[int] | None = None,
     ) -> dict[str, Any]:
         """Plan one episode and render its execution in the TRUE environment.
 
+        Open loop, the episode is planned in the same batch (``batch``: the chunk of episodes it
+        was evaluated in), with the same seed and success probe as
+        :func:`grasplab.eval.evaluate`, so the replay reproduces the evaluated plan. An MPC
+        protocol's episode is planned once, open loop, alone.
+
         Returns:
-            ``frames`` uint8 ``(T+1, S, 2S, 3)``: the executed states beside the goal, and
-            ``success`` (reached by the protocol's radius at some step).
+            ``frames`` uint8 ``(T+1, S, S, 3)``: the start and every executed env state;
+            ``goal`` uint8 ``(S, S, 3)``: the goal state; ``reached`` ``T+1`` bools: goal
+            within the success radius at each frame (at or before it under the ``ever``
+            rule); ``success`` (under the protocol's rule); ``compute_s`` (seconds of this call).
         """
+        start = time.perf_counter()
         proto = EvalProtocol.from_dict(protocol)
+        idx = [int(i) for i in batch] if batch and proto.mode == "open_loop" else [int(index)]
+        if int(index) not in idx:
+            raise ValueError(f"plan_frames: episode {index} is not in its batch {idx}")
         model, sim = self.model(spec, proto), self.sim(proto)
         env = true_env(proto, sim)
         tasks = proto.tasks(split, sim) if sim is not None else proto.tasks(split)
-        tasks = tasks.select([index])
-        tasks = tasks.to(self.device)
+        tasks = tasks.select(idx).to(self.device)
         with torch.no_grad():
             z0 = model.encode(env.observe(model, tasks.start))
             goal = model.encode(env.observe(model, tasks.goal))
         problem = PlanProblem(model, z0, goal, proto.horizon, *env.bounds(proto.action_block, z0))
-        generator = torch.Generator(device=self.device).manual_seed(proto.seed + index)
-        result = make_planner(planner, config).plan(problem, generator=generator)
+        seed = 7919 * proto.seed + idx[0] + (0 if split == "tune" else 10**6)  # as evaluate()
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+
+        def probe(iteration: int, actions: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                rollout = env.execute(tasks.start, tasks.goal, actions, proto.action_block)
+                hit = reached_steps(rollout.success, proto.success_rule).cpu()
+            return hit if proto.stop_on_success else torch.zeros_like(hit)
+
+        result = make_planner(planner, config).plan(problem, generator=generator, probe=probe)
+        row = idx.index(int(index))
         with torch.no_grad():
             rollout = env.execute(tasks.start, tasks.goal, result.actions, proto.action_block)
-        frames = np.asarray(env.render(rollout.states[0].cpu()))
-        goal_frame = np.asarray(env.render(tasks.goal[:1].cpu()))[0]
-        side = np.broadcast_to(goal_frame, frames.shape)
-        success = bool(rollout.success.any())
-        return {"frames": np.concatenate([frames, side], axis=2), "success": success}
+        frames = np.asarray(env.render(rollout.states[row].cpu()))
+        goal_frame = np.asarray(env.render(tasks.goal[row : row + 1].cpu()))[0]
+        within = rollout.success[row].cpu().numpy().astype(bool)
+        if proto.success_rule == "ever":
+            within = np.maximum.accumulate(within)
+        success = reached_steps(rollout.success[row : row + 1], proto.success_rule)
+        return {
+            "frames": frames,
+            "goal": goal_frame,
+            "reached": [False, *(bool(r) for r in within)],
+            "success": bool(success[0]),
+            "compute_s": time.perf_counter() - start,
+        }
 
     def stats(self) -> dict[str, Any]:
         """Counters: models loaded, chunks evaluated, process id, device."""

@@ -241,9 +241,10 @@ class QueuedTracker(Tracker):
         kwargs = {"text": text, "artifact_file": artifact_file}
         self.submit("call", method="log_text", run=run_id, kwargs=kwargs)
 
-    def log_artifact(self, run_id: str, local_path: str) -> None:
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
         """Queue the upload of a local file (it must still exist when the write is applied)."""
-        self.submit("call", method="log_artifact", run=run_id, kwargs={"local_path": local_path})
+        kwargs = {"local_path": local_path, "artifact_path": artifact_path}
+        self.submit("call", method="log_artifact", run=run_id, kwargs=kwargs)
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         """Queue the end of a run."""
