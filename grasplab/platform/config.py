@@ -285,6 +285,10 @@ class PlannerSpec:
         config_cls = planner_classes(self.name)[1]
         return config_to_dict(config_from_dict(config_cls, {**self.config, **sampled}))
 
+    def tune_space(self) -> dict[str, Any]:
+        """``ray.tune`` search space keyed by the config fields' names."""
+        return {key: dist.to_tune() for key, dist in self.search_space.items()}
+
 
 TARGET = "target"
 """``name: target`` in a planner entry: the planner class is ``target: pkg.module:Class``."""
@@ -310,10 +314,6 @@ def planner_name(label: str, spec: Mapping[str, Any]) -> str:
     if name not in PLANNERS:
         raise ConfigError(f"planners.{label}: unknown planner {name!r}; known: {sorted(PLANNERS)}")
     return str(name)
-
-    def tune_space(self) -> dict[str, Any]:
-        """``ray.tune`` search space keyed by the config fields' names."""
-        return {key: dist.to_tune() for key, dist in self.search_space.items()}
 
 
 @dataclass(frozen=True)
