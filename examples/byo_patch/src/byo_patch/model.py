@@ -59,7 +59,7 @@ class PatchTokenModel:
         return (self.oracle.step(s, a) @ self.embed.to(z)).unflatten(-1, self.state_shape)
 
     def cost(self, z: Tensor, goal: Tensor) -> Tensor:
-        """MSE over patches: ``(..., P, C), (..., P, C) -> (...)``, broadcasting, lower is better."""
+        """MSE over patches ``(..., P, C), (..., P, C) -> (...)``; broadcasts; lower is better."""
         return (z - goal).pow(2).mean(dim=-1).mean(dim=-1)
 
 
