@@ -27,7 +27,11 @@ LONG_HORIZONS = "10,20,30,40,50,60,70,80"
 SWEEP_OVERRIDES = (
     ("experiment=NAME", "the recipe: planners and their search spaces (listed above)"),
     ("env={env}", "environment; pointmaze: env.overrides.layout=umaze|medium|large"),
-    ("world_model={world_model}", "checkpoint: world_model.spec=DIR|models:/NAME/VERSION"),
+    (
+        "world_model={world_model}",
+        "checkpoint: world_model.spec=DIR|models:/NAME/VERSION; your own: "
+        "world_model.target=pkg.module:factory world_model.kwargs={...}",
+    ),
     (
         "protocol={protocol}",
         "evaluation protocol; or one field: protocol.horizon=N, protocol.tune_episodes=N, "
