@@ -35,7 +35,7 @@ OVERRIDES = [
 
 def test_example_sweep_via_ray_job_submit_with_py_modules(tmp_path):
     runtime_env = {
-        "py_modules": [str(EXAMPLE / "src/byo_patch")],
+        "py_modules": ["src/byo_patch"],  # relative to the submitting cwd, as in the README
         "excludes": ["__pycache__", "*.egg-info"],
     }
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -45,13 +45,15 @@ def test_example_sweep_via_ray_job_submit_with_py_modules(tmp_path):
         command = [
             str(BIN / "ray"),
             *("job", "submit", "--address", head["dashboard"]),
-            *("--working-dir", str(EXAMPLE), "--runtime-env-json", json.dumps(runtime_env)),
+            *("--working-dir", ".", "--runtime-env-json", json.dumps(runtime_env)),
             *("--", str(BIN / "python"), "-m", "grasplab.platform.jobs", "sweep"),
             *OVERRIDES,
             f"mlflow.tracking_uri={uri}",
             f"cluster.storage_path={tmp_path / 'ray_results'}",
         ]
-        done = subprocess.run(command, env=head["env"], capture_output=True, text=True, timeout=480)
+        done = subprocess.run(
+            command, cwd=EXAMPLE, env=head["env"], capture_output=True, text=True, timeout=480
+        )
     (tmp_path / "job.log").write_text(done.stdout + done.stderr)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "random floor" in done.stdout  # the job printed the comparison table
