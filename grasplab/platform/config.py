@@ -479,9 +479,6 @@ def world_model_spec(section: Mapping[str, Any], protocol: EvalProtocol) -> str:
         ConfigError: Naming the problem.
     """
     if "target" not in section:
-        unknown = sorted(set(section) - {"spec"})
-        if unknown:
-            raise ConfigError(f"world_model: unknown key(s) {unknown}; use spec, or target+kwargs")
         return check_world_model(section.get("spec"), protocol)
     unknown = sorted(set(section) - {"target", "kwargs"})
     if unknown:
