@@ -31,7 +31,11 @@ SWEEP_OVERRIDES = (
         "environment; pointmaze: env.overrides.layout=umaze|medium|large; pusht, "
         "pointmaze_sim: real simulators (the sims extra, a trained model)",
     ),
-    ("world_model={world_model}", "checkpoint: world_model.spec=DIR|models:/NAME/VERSION"),
+    (
+        "world_model={world_model}",
+        "checkpoint: world_model.spec=DIR|models:/NAME/VERSION; your own: "
+        "world_model.target=pkg.module:factory world_model.kwargs={...}",
+    ),
     (
         "tasks={tasks}",
         "dataset: tasks.data=DIR tasks.k=N tasks.splits.tune=[a,b] tasks.splits.test=[c,d]",

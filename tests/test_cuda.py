@@ -95,3 +95,19 @@ def test_oracle_model_plans_through_the_runner_on_the_device():
     grasp = make_planner("grasp", {"n_steps": 40, "sync_interval": 20})
     results = evaluate(protocol, grasp, model, "test")
     assert results.summary()["n"] == 6 and results.model_steps[0] > 0
+
+
+def test_a_patch_token_model_by_import_path_plans_on_the_device(monkeypatch):
+    from pathlib import Path
+
+    from grasplab.eval.models import load_model, target_spec
+
+    example = Path(__file__).resolve().parents[1] / "examples/byo_patch/src"
+    monkeypatch.syspath_prepend(str(example))
+    protocol = EvalProtocol(env="ballnav", horizon=5, tune_episodes=0, test_episodes=3)
+    model = load_model(target_spec("byo_patch.model:make_model"), protocol, DEVICE)
+    assert model.state_shape == (4, 8) and _same_device(model.embed)  # built on the device
+    for name in [*sorted(PLANNERS), "byo_patch.planner:ShootingPlanner"]:
+        planner = make_planner(name, FAST.get(name, {"n_rounds": 2}))
+        summary = evaluate(protocol, planner, model, "test").summary()
+        assert summary["n"] == 3 and 0 <= summary["success_rate"] <= 1, name

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from grasplab.planners import PlanProblem, make_planner
+from grasplab.targets import import_target
 from grasplab.world_models import WorldModel
-from grasplab.world_models.patch import PatchConfig, PatchModel, freeze_encoder, import_target
+from grasplab.world_models.patch import PatchConfig, PatchModel, freeze_encoder
 
 
 @pytest.mark.parametrize("device", ["cpu", "meta"])
@@ -16,7 +17,7 @@ def test_shapes(device):
     with torch.device(device):
         model = PatchModel(config)
     assert isinstance(model, WorldModel)
-    assert model.state_shape == (64, 16) and model.state_dim == 1024 and model.action_dim == 10
+    assert model.token_shape == (64, 16) and model.state_dim == 1024 and model.action_dim == 10
     images = torch.zeros(3, 4, 64, 64, 3, dtype=torch.uint8, device=device)
     z = model.encode(images)
     assert z.shape == (3, 4, 1024) and z.device.type == device
@@ -38,14 +39,14 @@ def test_predictor_starts_as_identity_and_encoder_freezes():
 
 def test_bad_encoders_are_named():
     with pytest.raises(ValueError, match="pkg.module:name"):
-        import_target("no_colon")
+        import_target("no colon", "PatchConfig.encoder")
     with pytest.raises(ValueError, match="cannot import"):
         PatchModel(PatchConfig(env_action_dim=2, encoder="not_a_module_xyz:Enc"))
     with pytest.raises(ValueError, match="no attribute"):
         PatchModel(PatchConfig(env_action_dim=2, encoder="grasplab.world_models.patch:Nope"))
     wrong = PatchConfig(env_action_dim=2, grid=4)  # the conv encoder then yields 4x4 = 16 tokens
     model = PatchModel(wrong)
-    model.state_shape = (64, 16)  # claim more tokens than the encoder gives
+    model.token_shape = (64, 16)  # claim more tokens than the encoder gives
     with pytest.raises(ValueError, match=r"expected \(P, C\)"):
         model.features(torch.zeros(1, 64, 64, 3))
 
@@ -69,7 +70,7 @@ def test_a_dinov2_small_shaped_vit_encoder_plugs_in_and_plans():
     images = torch.randint(0, 256, (4, 224, 224, 3), dtype=torch.uint8)
     with torch.no_grad():
         z = model.encode(images)
-    assert z.shape == (4, 256 * 384) and model.state_shape == (256, 384)
+    assert z.shape == (4, 256 * 384) and model.token_shape == (256, 384)
     z0, goal = z[:2], z[2:]
     bounds = torch.ones(2)
     problem = PlanProblem(model, z0, goal, 3, -bounds, bounds)

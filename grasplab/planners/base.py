@@ -2,7 +2,9 @@
 
 Shapes: ``B`` problems solved in one call, ``H`` horizon (model steps), ``D`` latent size, ``A``
 action size, ``S`` samples. Costs are lower-is-better; the planning cost of a plan is the
-terminal shooting cost ``mean_D (F^H(z0, a) - goal)^2`` under the model.
+terminal shooting cost ``cost(F^H(z0, a), goal)`` under the model: the model's own ``cost(z, goal)``
+when it has one (e.g. MSE over patches, a cosine distance), else ``mean_D (z - goal)^2``
+(:func:`goal_cost`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ class PlanProblem:
                 raise ValueError(f"PlanProblem.{name} must be (A={A},), got {tuple(bound.shape)}")
         if self.z0.device.type != "meta" and bool((self.action_low >= self.action_high).any()):
             raise ValueError("PlanProblem.action_low must be < action_high elementwise")
+
+    def cost(self, z: Tensor, goal: Tensor) -> Tensor:
+        """Goal cost ``(..., D), (..., D) -> (...)`` (broadcasting): :func:`model_cost`."""
+        return model_cost(self.model, z, goal)
 
     @property
     def batch(self) -> int:
@@ -192,22 +198,51 @@ class PlannerConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Self:
         """Build from a plain dict; unknown keys raise ``ValueError`` naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(names)}")
-        hints = typing.get_type_hints(cls)
-        coerced = {
-            k: float(v)
-            if hints[k] is float and isinstance(v, int) and not isinstance(v, bool)
-            else v
-            for k, v in values.items()
-        }
-        return cls(**coerced)
+        return config_from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (what MLflow params and search spaces use)."""
         return dataclasses.asdict(self)
+
+
+def config_from_dict(cls: type, values: Mapping[str, Any]) -> Any:
+    """Build any frozen config dataclass (a :class:`PlannerConfig` or a user's own) from a dict.
+
+    Ints given for ``float`` fields become floats (YAML writes ``1`` for ``1.0``).
+
+    Raises:
+        ValueError: Unknown or missing fields (named), or the config's own validation.
+    """
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(names)}")
+    hints = typing.get_type_hints(cls)
+    coerced = {
+        k: float(v)
+        if hints.get(k) is float and isinstance(v, int) and not isinstance(v, bool)
+        else v
+        for k, v in values.items()
+    }
+    try:
+        return cls(**coerced)
+    except TypeError as error:  # e.g. a required field without a value
+        raise ValueError(f"{cls.__name__}: {error}") from error
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain dict of a config dataclass's fields (MLflow params, search-space names)."""
+    return dataclasses.asdict(config)
+
+
+def check_config_class(config_cls: Any, owner: str) -> None:
+    """Raise ``ValueError`` unless ``config_cls`` is a frozen dataclass (``owner`` names it)."""
+    params = getattr(config_cls, "__dataclass_params__", None)
+    if not isinstance(config_cls, type) or params is None or not params.frozen:
+        raise ValueError(
+            f"{owner}: its config class {config_cls!r} must be a frozen dataclass "
+            "(@dataclass(frozen=True))"
+        )
 
 
 def positive(x: float) -> bool:
@@ -228,6 +263,22 @@ def unit_interval(x: float) -> bool:
 def goal_cost(z: Tensor, goal: Tensor) -> Tensor:
     """Squared latent distance averaged over ``D``: ``(..., D), (..., D) -> (...)``."""
     return (z - goal).pow(2).mean(dim=-1)
+
+
+def model_cost(model: WorldModel, z: Tensor, goal: Tensor) -> Tensor:
+    """The model's ``cost(z, goal)`` if it defines one, else :func:`goal_cost`.
+
+    Args:
+        model: The world model; an optional ``cost`` method maps latents ``(..., D)`` and goals
+            broadcastable to them to costs ``(...)``, lower is better, differentiable.
+        z: Latents ``(..., D)``.
+        goal: Goals ``(..., D)``, broadcastable against ``z``.
+
+    Returns:
+        Costs ``(...)``.
+    """
+    cost = getattr(model, "cost", None)
+    return cost(z, goal) if callable(cost) else goal_cost(z, goal)
 
 
 def terminal_state(model: WorldModel, z0: Tensor, actions: Tensor) -> Tensor:
@@ -316,7 +367,7 @@ def finish(
     with torch.no_grad():
         actions = actions.detach()
         states = rollout(problem.model, problem.z0.detach(), actions)
-        cost = goal_cost(states[:, -1], problem.goal.detach())
+        cost = problem.cost(states[:, -1], problem.goal.detach())
     stacked = {k: torch.stack(v) for k, v in trace.items() if v}
     return PlanResult(
         actions=actions,

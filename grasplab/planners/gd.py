@@ -14,7 +14,6 @@ from grasplab.planners.base import (
     Probe,
     ProbeSchedule,
     finish,
-    goal_cost,
     initial_actions,
     non_negative,
     positive,
@@ -75,7 +74,7 @@ class GDPlanner:
         trace: dict[str, list[torch.Tensor]] = {"iteration": [], "cost": []}
         iteration = 0
         for iteration in range(cfg.n_steps):
-            cost = goal_cost(terminal_state(p.model, z0, actions), goal)
+            cost = p.cost(terminal_state(p.model, z0, actions), goal)
             optimizer.zero_grad(set_to_none=True)
             cost.sum().backward()
             optimizer.step()

@@ -191,7 +191,7 @@ class _Sync:
             self.optimizer = torch.optim.Adam([actions], lr=cfg.sync_lr)
         low, high = p.bounds()
         for _ in range(cfg.sync_steps):
-            cost = goal_cost(terminal_state(p.model, p.z0, actions), p.goal)
+            cost = p.cost(terminal_state(p.model, p.z0, actions), p.goal)
             self.optimizer.zero_grad(set_to_none=True)
             reduce(cost, cfg.batch_reduction).backward()
             self.optimizer.step()
@@ -213,14 +213,14 @@ class _Sync:
         drift = goal_cost(roll, targets).sqrt()  # (B, H) RMS drift per step
         std = (cfg.sync_std_scale * drift).clamp(0.01, 1.0).unsqueeze(-1) * (high - low) / 2
         mean = actions.detach().clone()
-        best, best_cost = mean.clone(), goal_cost(roll[:, -1], p.goal)
+        best, best_cost = mean.clone(), p.cost(roll[:, -1], p.goal)
         z0 = p.z0.unsqueeze(1).expand(B, N, -1)
         goal = p.goal.unsqueeze(1)
         for _ in range(cfg.sync_steps):
             noise = randn((B, N, H, A), mean, generator)
             samples = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(low, high)
             samples[:, 0] = mean  # keep the current plan among the candidates
-            cost = goal_cost(terminal_state(p.model, z0, samples), goal)  # (B, N)
+            cost = p.cost(terminal_state(p.model, z0, samples), goal)  # (B, N)
             elite_cost, idx = cost.topk(cfg.sync_elites, dim=1, largest=False)
             elites = samples.gather(1, idx.view(B, -1, 1, 1).expand(-1, -1, H, A))
             mean, std = elites.mean(dim=1), elites.std(dim=1).clamp_min(1e-3)

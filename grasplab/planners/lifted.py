@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from grasplab.planners.base import PlanProblem, PlanResult, goal_cost, randn
+from grasplab.planners.base import PlanProblem, PlanResult, goal_cost, model_cost, randn
 from grasplab.world_models.base import WorldModel
 
 
@@ -25,8 +25,10 @@ def lifted_losses(
     """Per-problem dynamics and goal losses ``(B,), (B,)`` from one batched model call.
 
     ``L_dyn = sum_t mean_D (F(s_t, a_t) - s_{t+1})^2`` and
-    ``L_goal = sum_t mean_D (F(s_t, a_t) - goal)^2``, with ``s_t`` detached in ``F``'s input when
-    ``detach_states`` (GRASP's stop-gradient), so states get gradient only as targets.
+    ``L_goal = sum_t cost(F(s_t, a_t), goal)``, with ``s_t`` detached in ``F``'s input when
+    ``detach_states`` (GRASP's stop-gradient), so states get gradient only as targets. ``cost`` is
+    the model's own goal cost when it has one (:func:`model_cost`), else ``mean_D (. - goal)^2``;
+    the dynamics residual stays a squared latent error whatever the model's goal cost.
 
     Args:
         model: World model.
@@ -42,7 +44,7 @@ def lifted_losses(
     pred = model.step(inputs, actions)  # (B, H, D): one call over all (problem, t) pairs
     targets = torch.cat([states, goal.unsqueeze(1)], dim=1)  # s_1..s_H with s_H := goal
     loss_dyn = goal_cost(pred, targets).sum(dim=1)
-    loss_goal = goal_cost(pred, goal.unsqueeze(1)).sum(dim=1)
+    loss_goal = model_cost(model, pred, goal.unsqueeze(1)).sum(dim=1)
     return loss_dyn, loss_goal
 
 

@@ -21,7 +21,6 @@ from grasplab.planners.base import (
     Probe,
     ProbeSchedule,
     finish,
-    goal_cost,
     initial_actions,
     non_negative,
     positive,
@@ -206,7 +205,7 @@ def sample_loop(
             samples = randn((H, B, S, A), mean, generator)
             samples.mul_(std.transpose(0, 1).unsqueeze(2)).add_(mean.transpose(0, 1).unsqueeze(2))
             samples.clamp_(low, high)
-            cost = goal_cost(terminal_state_time_major(p.model, z0s, samples), goals)  # (B, S)
+            cost = p.cost(terminal_state_time_major(p.model, z0s, samples), goals)  # (B, S)
             elite_cost, idx = cost.topk(K, dim=1, largest=False, sorted=True)
             elites = samples[:, rows, idx].movedim(0, 2)  # (B, K, H, A)
             mean, std = refit(elites, elite_cost, half)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from grasplab.eval import EvalProtocol
-from grasplab.planners import PLANNERS
+from grasplab.planners import PLANNERS, config_from_dict, config_to_dict, planner_classes
 
 CONFIG_DIR_ENV = "GRASPLAB_CONFIG_DIR"
 MODEL_URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
@@ -238,7 +238,8 @@ class PlannerSpec:
 
     Attributes:
         label: The variant's name in the experiment (``grasp_no_sync``).
-        name: Registry name (``grasp``).
+        name: Registry name (``grasp``), or the import path of a user's planner class
+            (``name: target`` with ``target: pkg.module:MyPlanner`` in YAML).
         config: Fixed fields (the base config with ``fixed`` applied).
         search_space: Tuned fields; never overlaps ``fixed``.
         fixed: Fields pinned by the variant.
@@ -253,14 +254,10 @@ class PlannerSpec:
     @classmethod
     def from_dict(cls, label: str, spec: Mapping[str, Any]) -> PlannerSpec:
         """Parse, then validate against the planner's config dataclass."""
-        unknown = sorted(set(spec) - {"name", "config", "search_space", "fixed"})
+        unknown = sorted(set(spec) - {"name", "target", "config", "search_space", "fixed"})
         if unknown:
             raise ConfigError(f"planners.{label}: unknown key(s) {unknown}")
-        name = spec.get("name")
-        if name not in PLANNERS:
-            raise ConfigError(
-                f"planners.{label}: unknown planner {name!r}; known: {sorted(PLANNERS)}"
-            )
+        name = planner_name(label, spec)
         fixed = dict(spec.get("fixed") or {})
         config = {**(spec.get("config") or {}), **fixed}
         space = {
@@ -274,23 +271,49 @@ class PlannerSpec:
 
     def check(self) -> None:
         """Every fixed value and every search-space edge must build a valid planner config."""
-        config_cls = PLANNERS[self.name][1]
         try:
-            config_cls.from_dict(self.config)
+            config_cls = planner_classes(self.name)[1]
+            config_from_dict(config_cls, self.config)
             for key, dist in self.search_space.items():
                 for value in dist.extremes():
-                    config_cls.from_dict({**self.config, key: value})
+                    config_from_dict(config_cls, {**self.config, key: value})
         except ValueError as error:
             raise ConfigError(f"planners.{self.label}: {one_line(error)}") from error
 
     def trial_config(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
         """The full planner config of a trial: every field, fixed and sampled."""
-        config_cls = PLANNERS[self.name][1]
-        return config_cls.from_dict({**self.config, **sampled}).to_dict()
+        config_cls = planner_classes(self.name)[1]
+        return config_to_dict(config_from_dict(config_cls, {**self.config, **sampled}))
 
     def tune_space(self) -> dict[str, Any]:
         """``ray.tune`` search space keyed by the config fields' names."""
         return {key: dist.to_tune() for key, dist in self.search_space.items()}
+
+
+TARGET = "target"
+"""``name: target`` in a planner entry: the planner class is ``target: pkg.module:Class``."""
+
+
+def planner_name(label: str, spec: Mapping[str, Any]) -> str:
+    """The registry name or, for ``name: target``, the import path of a planner entry.
+
+    Raises:
+        ConfigError: Unknown name, a target without ``name: target`` or an unimportable one.
+    """
+    name, target = spec.get("name"), spec.get("target")
+    if name == TARGET:
+        if not isinstance(target, str) or not target:
+            raise ConfigError(f"planners.{label}.target: set it to 'pkg.module:PlannerClass'")
+        try:
+            planner_classes(target)
+        except ValueError as error:
+            raise ConfigError(f"planners.{label}: {one_line(error)}") from error
+        return target
+    if target is not None:
+        raise ConfigError(f"planners.{label}.target needs name: {TARGET}, got name {name!r}")
+    if name not in PLANNERS:
+        raise ConfigError(f"planners.{label}: unknown planner {name!r}; known: {sorted(PLANNERS)}")
+    return str(name)
 
 
 @dataclass(frozen=True)
@@ -369,7 +392,8 @@ class SweepSpec:
         recipe: The experiment recipe's name.
         seed: Seed of the searchers.
         protocol: The evaluation protocol (at the base horizon).
-        world_model: ``oracle``, a checkpoint directory or an MLflow model URI.
+        world_model: ``oracle``, a checkpoint directory, an MLflow model URI, or a target's
+            canonical JSON (:func:`grasplab.eval.models.target_spec`).
         planners: The planner variants, in the experiment's order.
         sweep: Budgets and scheduler settings.
         cluster: The ``cluster:`` section.
@@ -493,6 +517,32 @@ def check_train_overlap(spec: str, protocol: EvalProtocol) -> None:
         raise ConfigError(one_line(error)) from error
 
 
+def world_model_spec(section: Mapping[str, Any], protocol: EvalProtocol) -> str:
+    """The world-model spec of the ``world_model:`` section: ``spec``, or ``target`` + ``kwargs``.
+
+    A target is imported, built on the CPU and probed once here, on the driver (one observation
+    encoded, one step, the cost if any: shapes and finite values), so that a bad one fails with
+    one line before any trial or MLflow run exists.
+
+    Raises:
+        ConfigError: Naming the problem.
+    """
+    if "target" not in section:
+        return check_world_model(section.get("spec"), protocol)
+    unknown = sorted(set(section) - {"target", "kwargs"})
+    if unknown:
+        raise ConfigError(f"world_model: {unknown} do not go with target (target, kwargs)")
+    from grasplab.eval.models import build_target, probe_model, target_spec
+
+    target = section.get("target")
+    try:
+        spec = target_spec(target, section.get("kwargs") or {})
+        probe_model(build_target(target, section.get("kwargs") or {}, protocol), protocol, target)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(one_line(error)) from error
+    return spec
+
+
 CLUSTER_DEFAULTS: dict[str, Any] = {
     "address": None,
     "num_cpus": None,
@@ -597,9 +647,9 @@ def parse(cfg: Mapping[str, Any]) -> SweepSpec:
         except ValueError as error:
             raise ConfigError(f"sweep.horizons: {one_line(error)}") from error
     recipe = str(cfg.get("recipe") or "sweep")
-    spec = (cfg.get("world_model") or {}).get("spec")
-    check_env_and_tasks(protocol, spec)
-    world_model = check_world_model(spec, protocol)
+    section = cfg.get("world_model") or {}
+    check_env_and_tasks(protocol, section.get("spec"))
+    world_model = world_model_spec(section, protocol)
     check_train_overlap(world_model, protocol)
     return SweepSpec(
         name=str(cfg.get("name") or recipe),

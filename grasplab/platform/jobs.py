@@ -1,5 +1,6 @@
 """Entry points of ``ray job submit --working-dir . -- python jobs/<job>.py [overrides]``.
 
+From another working dir (your own project): ``python -m grasplab.platform.jobs <job> [overrides]``.
 A job's driver runs on the cluster's head node: it connects to the running cluster (its
 ``RAY_ADDRESS``), logs to the head's MLflow server and keeps Tune's state outside Ray's temporary
 copy of the working directory — the ``cluster=remote`` config, prepended so that the job's own
@@ -34,3 +35,20 @@ def run_job(job: str, argv: Sequence[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     return sweep.main(job_overrides(job, args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m grasplab.platform.jobs <job> [overrides]``: a job from any working dir.
+
+    For ``ray job submit --working-dir <your project>``, where ``jobs/*.py`` is not uploaded
+    (grasplab itself is installed, or travels in ``py_modules``).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in JOBS:
+        print(f"usage: python -m grasplab.platform.jobs {{{','.join(JOBS)}}} [overrides...]")
+        return 2
+    return run_job(args[0], args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

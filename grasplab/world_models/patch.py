@@ -5,8 +5,10 @@ trains a predictor over that grid, conditioned on the action. ``PatchModel`` has
 structure at a size that trains and plans on a CPU:
 
 - **Latent**: a ``g x g`` grid of ``C``-channel patch features, ``P = g * g`` tokens, presented
-  to planners as flat vectors of ``D = P * C`` (``state_shape = (P, C)`` declares the grid; the
-  flattening is token-major: ``z.view(..., P, C)``). The default is 8 x 8 patches x 16 channels:
+  to planners as flat vectors of ``D = P * C`` (``token_shape = (P, C)`` declares the grid; the
+  flattening is token-major: ``z.view(..., P, C)``). The model is flat-native: it does not
+  declare ``state_shape``, which would mean that its ``encode`` / ``step`` take the grid itself
+  (:func:`grasplab.world_models.as_flat`). The default is 8 x 8 patches x 16 channels:
   ``D = 1024``.
 - **Encoder**: chosen by import path (``encoder = "pkg.module:factory"``, built with
   ``encoder_kwargs``), so a user with DINOv2 weights plugs them in. The factory returns an
@@ -25,34 +27,16 @@ data), so planners see unit-scale features; ``latent_spread`` (per dimension) is
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from grasplab.targets import import_target
 from grasplab.world_models.base import check_step_inputs
 
 DEFAULT_ENCODER = "grasplab.world_models.patch:ConvPatchEncoder"
-
-
-def import_target(target: str) -> Callable[..., Any]:
-    """The object named by ``"pkg.module:attr"`` (``ValueError`` naming what is missing)."""
-    if not isinstance(target, str) or ":" not in target:
-        raise ValueError(f"import target must look like 'pkg.module:name', got {target!r}")
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"cannot import {module_name!r} for {target!r}: {err}") from err
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"{module_name!r} has no attribute {attr!r} (target {target!r})")
-        obj = getattr(obj, part)
-    return obj
 
 
 @dataclass(frozen=True)
@@ -216,7 +200,7 @@ class PatchModel(nn.Module):
 
     Shapes: ``encode`` ``(..., H, W, 3)`` uint8 (0..255) or float (``[0, 1]``) -> ``(..., D)``
     with ``D = P * C``; ``step`` ``(..., D), (..., k * A_env) -> (..., D)``;
-    ``state_shape = (P, C)``: ``z.view(..., P, C)`` is the token grid.
+    ``token_shape = (P, C)``: ``z.view(..., P, C)`` is the token grid.
 
     Args:
         config: A :class:`PatchConfig`.
@@ -229,11 +213,11 @@ class PatchModel(nn.Module):
         super().__init__()
         self.config = config
         P, C = config.tokens, config.channels
-        self.state_shape = (P, C)
+        self.token_shape = (P, C)
         self.state_dim = P * C
         self.action_block = config.action_block
         self.action_dim = config.env_action_dim * config.action_block
-        factory = import_target(config.encoder)
+        factory = import_target(config.encoder, "PatchConfig.encoder")
         self.encoder = factory(
             image_size=config.image_size,
             grid=config.grid,
@@ -274,7 +258,7 @@ class PatchModel(nn.Module):
         lead = obs.shape[:-3]
         x = self.images_to_input(obs.reshape(-1, *obs.shape[-3:]))
         f = self.encoder(x)
-        P, C = self.state_shape
+        P, C = self.token_shape
         if f.shape[1:] != (P, C):
             raise ValueError(
                 f"encoder {self.config.encoder!r} returned {tuple(f.shape[1:])} per image, "
@@ -293,7 +277,7 @@ class PatchModel(nn.Module):
         """One model step ``(..., D), (..., k * A_env) -> (..., D)``, differentiable."""
         check_step_inputs(self, z, a)
         lead = z.shape[:-1]
-        P, C = self.state_shape
+        P, C = self.token_shape
         tokens = z.reshape(-1, P, C)
         out = self.predictor(tokens, a.reshape(-1, self.action_dim).to(z))
         return out.reshape(*lead, P * C)
@@ -301,7 +285,7 @@ class PatchModel(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         """Normalised latents ``(..., D)`` -> reconstructed images ``(..., H, W, 3)`` in [0, 1]."""
         lead = z.shape[:-1]
-        P, C = self.state_shape
+        P, C = self.token_shape
         raw = z.reshape(-1, P, C) * self.latent_scale + self.latent_loc
         x = torch.sigmoid(self.decoder(raw)).permute(0, 2, 3, 1)
         return x.reshape(*lead, *x.shape[1:])
