@@ -365,7 +365,9 @@ def test_tiny_pusht_sweep_executes_plans_in_the_simulator(
         assert all(np.isfinite(r["final_distance"]) for r in outcome.test_records)
     client = MlflowClient(result.tracking_uri)
     artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
-    assert "test" in artifacts and any(a.endswith(".gif") for a in artifacts)
+    assert {"test", "gifs"} <= artifacts
+    gifs = {a.path for a in client.list_artifacts(result.parent_run_id, "gifs")}
+    assert any(g.endswith(".gif") for g in gifs), gifs  # plans replayed in Push-T
     records = {a.path for a in client.list_artifacts(result.parent_run_id, "test")}
     assert {"test/grasp.json", "test/cem.json"} <= records
 
