@@ -105,7 +105,9 @@ def ray_head(num_cpus: int = 2) -> Iterator[dict[str, Any]]:
     """
     port, dashboard = free_port(), free_port()
     temp = tempfile.mkdtemp(prefix="rayt", dir="/tmp")
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    # Ray's local-only switch (runtime.loopback_only): without it `ray start` rewrites
+    # --node-ip-address=127.0.0.1 to the host's IP, and the head listens on that interface
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     env.pop("RAY_ADDRESS", None)
     command = [
         str(BIN / "ray"),
