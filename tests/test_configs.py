@@ -131,7 +131,15 @@ TINY = [
     "report.plots=false",
     "report.gif=false",
 ]
-EXTRA = {"long_horizon": ["sweep.horizons=[4,6]"]}
+# GRASP's 200 iterations are the tiny runs' main cost (the ablation has five GRASP variants);
+# 50 still run a sync (sync_interval 50) and a probe, which is what a smoke run needs.
+GRASP_50 = "planners.{}.config.n_steps=50"
+ABLATION = ("grasp", "grasp_no_stopgrad", "grasp_no_sync", "grasp_no_noise", "grasp_cem_sync")
+EXTRA = {
+    "long_horizon": ["sweep.horizons=[4,6]", GRASP_50.format("grasp")],
+    "grasp_vs_baselines": [GRASP_50.format("grasp")],
+    "ablation": [GRASP_50.format(label) for label in ABLATION],
+}
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
