@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from grasplab.targets import import_target
 from grasplab.world_models.base import check_step_inputs
+from grasplab.world_models.pixel import PixelModel
 
 DEFAULT_ENCODER = "grasplab.world_models.patch:ConvPatchEncoder"
 
@@ -244,14 +245,9 @@ class PatchModel(nn.Module):
 
     # -- raw computations (used by training) ---------------------------------------------------
 
-    def images_to_input(self, obs: Tensor) -> Tensor:
-        """``(N, H, W, 3)`` uint8 or float -> ``(N, 3, H, W)`` floats in ``[0, 1]``."""
-        size = self.config.image_size
-        if obs.shape[-3:] != (size, size, 3):
-            raise ValueError(f"images must be (..., {size}, {size}, 3), got {tuple(obs.shape)}")
-        dtype = self.latent_loc.dtype
-        x = obs.to(dtype) / 255.0 if obs.dtype == torch.uint8 else obs.to(dtype)
-        return x.permute(0, 3, 1, 2)
+    images_to_input = PixelModel.images_to_input
+    """``(N, H, W, 3)`` uint8 or float -> ``(N, 3, H, W)`` floats in ``[0, 1]`` (the pixel
+    model's conversion: same ``config.image_size`` and ``latent_loc`` dtype contract)."""
 
     def features(self, obs: Tensor) -> Tensor:
         """Raw patch features ``(..., P, C)`` of images ``(..., H, W, 3)``."""
