@@ -17,6 +17,10 @@ from grasplab import cli_parsers
 
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sweep",): ("grasplab.platform.sweep", "Tune + Optuna sweep tracked in MLflow (main job)"),
+    ("ablate",): (
+        "grasplab.platform.study",
+        "ablation study: GRASP variants + LatCo over cells x horizons x seeds, one MLflow run",
+    ),
     ("report",): (
         "grasplab.platform.reporting",
         "HTML + Markdown report of sweep(s) from MLflow, with significance tests",

@@ -197,6 +197,25 @@ def sweep_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def ablate_parser() -> argparse.ArgumentParser:
+    """``grasplab ablate [overrides...] [--resume] [--quiet]``."""
+    parser = new_parser(
+        "grasplab ablate",
+        module_doc("grasplab.platform.study"),
+        "study overrides: study=oracle|learned (tune_configs/study/), study.seeds=[0,1,2], "
+        "study.cells={wall:{env:wall}};\nthe other overrides are those of `grasplab sweep` "
+        "(see grasplab sweep --help), applied to every cell.",
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. study=learned")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the latest unfinished study of this name (finished sweeps are kept)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the final report")
+    return parser
+
+
 def report_parser() -> argparse.ArgumentParser:
     """``grasplab report <sweep name | parent run id> [more ...] [--out DIR] [--tracking-uri]``."""
     parser = new_parser("grasplab report", module_doc("grasplab.platform.reporting"))
@@ -340,6 +359,7 @@ def wall_crossing_parser() -> argparse.ArgumentParser:
 
 PARSERS: dict[tuple[str, ...], Callable[[], argparse.ArgumentParser]] = {
     ("sweep",): sweep_parser,
+    ("ablate",): ablate_parser,
     ("report",): report_parser,
     ("train",): train_parser,
     ("collect",): collect_parser,

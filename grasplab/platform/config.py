@@ -585,11 +585,21 @@ def host_ip() -> str:
     return "127.0.0.1"
 
 
+def shipped_checkpoint(name: str) -> str:
+    """Absolute path of a checkpoint shipped in ``grasplab/world_models/checkpoints/``.
+
+    Config interpolation ``${grasplab_checkpoint:wall-pixel-b1}`` (``tune_configs/study/``).
+    """
+    return str(Path(__file__).resolve().parents[1] / "world_models" / "checkpoints" / name)
+
+
 def _register_resolvers() -> None:
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("grasplab_host_ip"):
         OmegaConf.register_new_resolver("grasplab_host_ip", host_ip)
+    if not OmegaConf.has_resolver("grasplab_checkpoint"):
+        OmegaConf.register_new_resolver("grasplab_checkpoint", shipped_checkpoint)
 
 
 _register_resolvers()

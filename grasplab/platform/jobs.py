@@ -29,11 +29,19 @@ def job_overrides(job: str, argv: Sequence[str]) -> list[str]:
     return [*JOBS[job], *extra, *argv]
 
 
+STUDIES = ("ablation",)
+"""Jobs that run a study (``grasplab ablate``: the study's cells x seeds) rather than one sweep."""
+
+
 def run_job(job: str, argv: Sequence[str] | None = None) -> int:
-    """Run ``grasplab sweep`` with the job's overrides; returns the exit code."""
+    """Run ``grasplab sweep`` (``grasplab ablate`` for a study job); returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if job in STUDIES:
+        from grasplab.platform import study
+
+        return study.main(job_overrides(job, args))
     from grasplab.platform import sweep
 
-    args = list(sys.argv[1:] if argv is None else argv)
     return sweep.main(job_overrides(job, args))
 
 

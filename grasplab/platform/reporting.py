@@ -101,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     uri = args.tracking_uri or default_tracking(Path.cwd())[0]
     try:
         client = open_store(uri)
+        if len(args.sweeps) == 1 and (found := study_run(client, args.sweeps[0])) is not None:
+            return report_study(client, uri, found, args.out)
         runs = [resolve(client, ref) for ref in args.sweeps]
         check_compatible(runs)
         sweeps = [load_sweep(client, run) for run in runs]
@@ -110,6 +112,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"grasplab report: error: {error}", file=sys.stderr)
         return 2
     for path in paths:
+        print(path)
+    return 0
+
+
+def study_run(client: MlflowClient, ref: str) -> Any | None:
+    """The ablation study's run named by ``ref`` (``grasplab ablate``), or None."""
+    from grasplab.platform.study import resolve_study
+
+    return resolve_study(client, ref)
+
+
+def report_study(client: MlflowClient, uri: str, run: Any, out: str | None) -> int:
+    """Rebuild a study's ablation report from MLflow, log it back, print the paths."""
+    from grasplab.platform.study import STUDY_ID, build_report, log_report
+
+    try:
+        rep = build_report(client, run, uri)
+    except ValueError as error:
+        raise ReportError(str(error)) from error
+    folder = Path(out or Path("reports") / run.data.tags.get(STUDY_ID, run.info.run_id))
+    for path in log_report(client, run.info.run_id, rep, folder.resolve()):
         print(path)
     return 0
 

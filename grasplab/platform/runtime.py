@@ -180,6 +180,8 @@ class SweepState:
         parent_run_id: The MLflow parent run.
         status: ``running``, ``finished``, ``failed`` or ``interrupted``.
         stages: Finished stages' outcomes (:class:`StageOutcome` dicts) by stage key.
+        parent_tags: Extra tags of the parent run (a study's cell: ``mlflow.parentRunId`` of the
+            study's run, the study id, the cell and seed).
     """
 
     sweep_id: str
@@ -191,6 +193,7 @@ class SweepState:
     parent_run_id: str | None = None
     status: str = "running"
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parent_tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:

@@ -288,7 +288,7 @@ def open_tracking(spec: SweepSpec, state: runtime.SweepState) -> QueuedTracker:
         if replayed:
             print(f"[mlflow] applied {replayed} writes the stopped sweep had queued", flush=True)
     state.parent_run_id = tracker.start_parent(
-        state.sweep_id, state.sweep_id, params, state.parent_run_id
+        state.sweep_id, state.sweep_id, params, state.parent_run_id, state.parent_tags
     )
     register(tracker)
     state.save()

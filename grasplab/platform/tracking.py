@@ -152,12 +152,17 @@ class Tracker:
         self._keys: dict[str, str] = {}
 
     def start_parent(
-        self, sweep_id: str, name: str, params: Mapping[str, Any], run_id: str | None = None
+        self,
+        sweep_id: str,
+        name: str,
+        params: Mapping[str, Any],
+        run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> str:
-        """Create the sweep's parent run, or reopen ``run_id`` (resume)."""
+        """Create the sweep's parent run (with extra ``tags``), or reopen ``run_id`` (resume)."""
         self.sweep_id = sweep_id
         if run_id is None:
-            tags = {SWEEP_ID: sweep_id, ROLE: "sweep"}
+            tags = {**(tags or {}), SWEEP_ID: sweep_id, ROLE: "sweep"}
             run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
             run_id = run.info.run_id
             self.log_params(run_id, params)
