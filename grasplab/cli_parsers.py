@@ -202,9 +202,14 @@ def ablate_parser() -> argparse.ArgumentParser:
     parser = new_parser(
         "grasplab ablate",
         module_doc("grasplab.platform.study"),
-        "study overrides: study=oracle|learned (tune_configs/study/), study.seeds=[0,1,2], "
-        "study.cells={wall:{env:wall}};\nthe other overrides are those of `grasplab sweep` "
-        "(see grasplab sweep --help), applied to every cell.",
+        "study overrides:\n"
+        "  study=oracle|learned        the cells (env + world model) and seeds "
+        "(tune_configs/study/)\n"
+        "  study.seeds=[0,1,2]         replicates (seed= and protocol.seed= of each sweep)\n"
+        "  study.only=[wall]           run some of the cells\n"
+        "  +study.cells.x={env:wall}   add a cell (~study.cells '+study.cells={...}' replaces)\n"
+        "the other overrides are those of `grasplab sweep` (grasplab sweep --help), applied "
+        "to every cell; sweep.horizons=[30,50] spans horizons.",
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. study=learned")
     parser.add_argument(

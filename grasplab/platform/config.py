@@ -89,6 +89,8 @@ def unknown_key_line(line: str, text: str, key: str, overrides: Sequence[str]) -
     """``Could not override 'k': no such key; did you mean 'k2'?`` (or how to add ``k``)."""
     others = [o for o in overrides if override_key(o) != key]
     keys = [k for k in config_keys(others) if not f"{key}.".startswith(f"{k}.")]
+    if not key.startswith("study."):  # a study's cells hold override keys, not config keys
+        keys = [k for k in keys if not k.startswith("study.")]
     near = nearest_key(key, keys)  # neither the key itself nor a node above it
     line = line.rstrip(".")
     if "does not exist" not in line:

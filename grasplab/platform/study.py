@@ -18,6 +18,7 @@ Examples::
 from __future__ import annotations
 
 import base64
+import difflib
 import html
 import io
 import math
@@ -138,6 +139,18 @@ def load_study(overrides: Sequence[str], cwd: Path) -> Study:
         or len(set(seeds)) != len(seeds)
     ):
         raise ConfigError(f"study.seeds must be distinct whole numbers >= 0, got {seeds!r}")
+    only = section.get("only")
+    if only is not None:
+        if not isinstance(only, list) or not only:
+            raise ConfigError(f"study.only must be a non-empty list of cells or null, got {only!r}")
+        for label in only:
+            if label not in cells_cfg:
+                near = difflib.get_close_matches(str(label), [str(k) for k in cells_cfg], n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ConfigError(
+                    f"study.only: no cell {label!r}{hint} (cells: {', '.join(map(str, cells_cfg))})"
+                )
+        cells_cfg = {k: v for k, v in cells_cfg.items() if k in only}
     name = str(raw.get("name") or raw.get("recipe") or "study")
     cells = []
     for label, values in cells_cfg.items():
