@@ -263,6 +263,21 @@ def collect_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def bench_sims_parser() -> argparse.ArgumentParser:
+    """``grasplab bench sims [options]`` (built without importing the simulators)."""
+    parser = new_parser("grasplab bench sims", module_doc("grasplab.bench.sims"))
+    parser.add_argument(
+        "--sims", default="", help="comma-separated simulator names (default: every registered)"
+    )
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--episodes", type=int, default=64, help="episodes per execute call")
+    parser.add_argument("--steps", type=int, default=100, help="env steps per episode")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls (the best counts)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default="", help="also write the rows to this file")
+    return parser
+
+
 def bench_platform_parser() -> argparse.ArgumentParser:
     """``grasplab bench platform [overrides...] [options]``."""
     parser = new_parser(
@@ -372,5 +387,6 @@ PARSERS: dict[tuple[str, ...], Callable[[], argparse.ArgumentParser]] = {
     ("bench", "long-horizon"): long_horizon_parser,
     ("bench", "wall-crossing"): wall_crossing_parser,
     ("bench", "platform"): bench_platform_parser,
+    ("bench", "sims"): bench_sims_parser,
 }
 """The parser of each command (keys: the words of :data:`grasplab.cli.COMMANDS`)."""

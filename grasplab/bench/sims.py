@@ -23,23 +23,17 @@ from grasplab.envs import make_sim, sim_names
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command-line parser of ``grasplab bench sims``."""
-    p = argparse.ArgumentParser(prog="grasplab bench sims", description=__doc__)
-    p.add_argument("--sims", default=",".join(sim_names()), help="comma-separated names")
-    p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    p.add_argument("--episodes", type=int, default=64, help="episodes per execute call")
-    p.add_argument("--steps", type=int, default=100, help="env steps per episode")
-    p.add_argument("--repeats", type=int, default=3, help="timed calls (the best counts)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default="", help="also write the rows to this file")
-    return p
+    """The command-line parser of ``grasplab bench sims`` (:mod:`grasplab.cli_parsers`)."""
+    from grasplab.cli_parsers import bench_sims_parser
+
+    return bench_sims_parser()
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """Command-line options, validated (``SystemExit(2)`` with one line on bad input)."""
     p = parser()
     args = p.parse_args(argv)
-    args.sims = args.sims.split(",")
+    args.sims = args.sims.split(",") if args.sims else sim_names()
     unknown = sorted(set(args.sims) - set(sim_names()))
     if unknown:
         p.error(f"unknown simulators {unknown}; known: {', '.join(sim_names())}")
