@@ -314,9 +314,9 @@ def run_study(
     experiment_id = _experiment_id(client, study)
     study_id, run_id = open_study_run(client, experiment_id, study, resume)
     done = finished_cells(client, experiment_id, run_id) if resume else set()
-    lines = live.SweepProgress(enabled=progress)
+    lines = live.SweepProgress(enabled=progress, kind="study")
     lines.phase(
-        f"study {study_id}: {len(study.cells)} sweeps ({len(study.labels)} cells x "
+        f"{study_id}: {len(study.cells)} sweeps ({len(study.labels)} cells x "
         f"{len(study.seeds)} seeds), {len(study.cells[0].spec.planners)} variants each"
         + (f"; {len(done)} finished before, skipped" if done else "")
     )
@@ -329,7 +329,7 @@ def run_study(
             if times:
                 eta = f", ETA {live.clock((len(todo) - number + 1) * sum(times) / len(times))}"
             lines.phase(
-                f"study {study_id}: sweep {number}/{len(todo)}: cell {cell.label}, seed "
+                f"sweep {number}/{len(todo)} of study {study_id}: cell {cell.label}, seed "
                 f"{cell.seed} (elapsed {live.clock(time.perf_counter() - started)}{eta})"
             )
             state = cell_state(study, cell, study_id, run_id, cwd, resume)
@@ -337,7 +337,7 @@ def run_study(
             result = sweep.run_sweep(cell.spec, state, progress=progress)
             times.append(time.perf_counter() - t0)
             sweeps[cell.key] = result.parent_run_id
-        lines.phase(f"study {study_id}: ablation table, bars and report on the study run")
+        lines.phase(f"{study_id}: ablation table, bars and report on the study run")
         rep = build_report(client, client.get_run(run_id), study.tracking_uri)
         log_report(client, run_id, rep, Path(cwd) / "reports" / study_id)
         status = "FINISHED"
@@ -353,7 +353,7 @@ def run_study(
     result = StudyResult(study_id, run_id, study.tracking_uri, rep, sweeps)
     result.wall_time = time.perf_counter() - started
     result.summary = rep.markdown
-    lines.phase(f"study done in {live.clock(result.wall_time)}")
+    lines.phase(f"{study_id} done in {live.clock(result.wall_time)}")
     return result
 
 
