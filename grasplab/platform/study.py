@@ -33,7 +33,7 @@ from typing import Any
 from grasplab.platform import progress as live
 from grasplab.platform import runtime
 from grasplab.platform.config import ConfigError, SweepSpec, compose, parse
-from grasplab.platform.tracking import PARENT, ROLE, git_sha, run_url
+from grasplab.platform.tracking import PARENT, ROLE, git_sha, run_url, ui_command
 
 STUDY_ID = "grasplab.study_id"
 CELL = "grasplab.cell"
@@ -352,7 +352,10 @@ def run_study(
             ray.shutdown()
     result = StudyResult(study_id, run_id, study.tracking_uri, rep, sweeps)
     result.wall_time = time.perf_counter() - started
-    result.summary = rep.markdown
+    result.summary = (
+        f"{rep.markdown}\nwall time {live.clock(result.wall_time)}; open the UI with: "
+        f"{ui_command(study.tracking_uri, study.artifact_root)}"
+    )
     lines.phase(f"{study_id} done in {live.clock(result.wall_time)}")
     return result
 
