@@ -337,7 +337,12 @@ def long_horizon_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizons", default=None, help=f"model steps (default {LONG_HORIZONS})")
     p.add_argument("--episodes", type=int, default=None, help="test episodes per cell (100)")
     p.add_argument("--model", default="pixel", choices=["pixel", "mlp", "oracle"])
-    p.add_argument("--planners", default=PLANNER_ORDER)
+    p.add_argument(
+        "--planners",
+        default=f"{PLANNER_ORDER},grasp_reference",
+        help="columns; grasp_reference = GRASP with GRASPConfig.reference() (the authors' "
+        "solver step for step, actions clamped)",
+    )
     p.add_argument(
         "--budget", type=float, default=1.0, help="scale of every planner's iteration count"
     )

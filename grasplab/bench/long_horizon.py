@@ -56,7 +56,7 @@ from grasplab.world_models.quality import (
     predicted_positions,
 )
 
-ORDER = ["cem", "gd", "mppi", "latco", "grasp"]
+ORDER = ["cem", "gd", "mppi", "latco", "grasp", "grasp_reference"]
 LAYOUTS: dict[str, dict[str, Any]] = {"pointmaze": {"layout": "medium"}, "wall": {}}
 HORIZONS = "10,20,30,40,50,60,70,80"
 QUICK_HORIZONS, QUICK_EPISODES = "10,50", 16
@@ -68,6 +68,26 @@ ITERATION_FIELD = {
     "latco": "n_steps",
 }
 """The config field ``--budget`` scales, per planner."""
+
+
+def _reference_fields() -> dict[str, Any]:
+    from grasplab.planners.grasp import GRASPConfig
+
+    default, reference = GRASPConfig().to_dict(), GRASPConfig.reference().to_dict()
+    return {k: v for k, v in reference.items() if default[k] != v}
+
+
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "grasp_reference": ("grasp", _reference_fields()),
+}
+"""Columns that are a registered planner with a preset: label -> (planner, config fields)."""
+
+
+def registry_name(name: str) -> str:
+    """The registered planner behind column ``name`` (itself, or a variant's planner)."""
+    return VARIANTS[name][0] if name in VARIANTS else name
+
+
 TARGET_HORIZON, TARGET_MARGIN, TARGET_TIME_RATIO = 50, 0.10, 0.3
 NON_GREEDY_DETOUR = 1.1
 """A task counts as non-greedy when its geodesic exceeds the straight line by this factor."""
@@ -102,14 +122,15 @@ def checked_overrides(
         ValueError: An unknown planner, a ``--set`` for a planner not run, or an invalid config.
     """
     for name in names:
-        if name not in PLANNERS:
-            raise ValueError(f"unknown planner {name!r}; known: {sorted(PLANNERS)}")
+        if registry_name(name) not in PLANNERS:
+            known = sorted([*PLANNERS, *VARIANTS])
+            raise ValueError(f"unknown planner {name!r}; known: {known}")
     overrides = parse_sets(sets)
     unused = set(overrides) - set(names)
     if unused:
         raise ValueError(f"--set names planners not run: {sorted(unused)}")
     for name in names:
-        make_planner(name, planner_config(name, budget, overrides))
+        make_planner(registry_name(name), planner_config(name, budget, overrides))
     return overrides
 
 
@@ -153,10 +174,10 @@ def planner_config(
         budget: Scale of the iteration count (1: the default).
         overrides: ``{planner: {field: value}}`` from ``--set`` (win over the budget).
     """
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = dict(VARIANTS[name][1]) if name in VARIANTS else {}
     if budget != 1.0:
-        field = ITERATION_FIELD[name]
-        default = getattr(PLANNERS[name][1](), field)
+        field = ITERATION_FIELD[registry_name(name)]
+        default = getattr(PLANNERS[registry_name(name)][1](), field)
         config[field] = max(1, round(default * budget))
     config.update((overrides or {}).get(name, {}))
     return config
@@ -347,7 +368,7 @@ def run_cell(
 
     All test episodes are planned in one batched call.
     """
-    recorder = Recorder(make_planner(name, config))
+    recorder = Recorder(make_planner(registry_name(name), config))
     start = time.perf_counter()
     results = evaluate(protocol, recorder, model, "test")
     seconds = time.perf_counter() - start
@@ -424,7 +445,7 @@ def target_check(row: dict[str, Any]) -> dict[str, Any] | None:
         GRASP has successes.
     """
     cells = row.get("cells", {})
-    baselines = {n: c["summary"] for n, c in cells.items() if n != "grasp"}
+    baselines = {n: c["summary"] for n, c in cells.items() if registry_name(n) != "grasp"}
     if row["horizon"] < TARGET_HORIZON or "grasp" not in cells or not baselines:
         return None
     best = max(baselines, key=lambda n: baselines[n]["success_rate"])
