@@ -44,7 +44,7 @@ import torch
 
 from grasplab.bench.planners import machine
 from grasplab.cli_parsers import long_horizon_parser
-from grasplab.envs import Env, make
+from grasplab.envs import Env, Simulator, make, make_sim
 from grasplab.eval import EvalProtocol, evaluate, execute, format_cell, random_floor
 from grasplab.planners import PLANNERS, Planner, PlanProblem, PlanResult, Probe, make_planner
 from grasplab.world_models import OracleModel, WorldModel, checkpoint
@@ -58,6 +58,13 @@ from grasplab.world_models.quality import (
 
 ORDER = ["cem", "gd", "mppi", "latco", "grasp", "grasp_reference"]
 LAYOUTS: dict[str, dict[str, Any]] = {"pointmaze": {"layout": "medium"}, "wall": {}}
+SIMS: dict[str, str] = {"pusht": "sim:pusht"}
+"""Envs judged in a real simulator, by bench name -> protocol env (tasks from recorded data)."""
+SIM_DATA = {"pusht": "data/pusht-pusher"}
+"""Default ``--data`` per simulator env: the scripted-pusher dataset (RECIPE.md)."""
+SIM_SPLITS = "900:950,950:1000"
+"""Default ``--splits``: tuning and test episode ranges of the Push-T dataset (the first 900
+episodes are the world models' training data)."""
 HORIZONS = "10,20,30,40,50,60,70,80"
 QUICK_HORIZONS, QUICK_EPISODES = "10,50", 16
 ITERATION_FIELD = {
@@ -102,8 +109,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.episodes is None:
         args.episodes = QUICK_EPISODES if args.quick else 100
     for env in args.envs.split(","):
-        if env not in LAYOUTS:
-            p.error(f"unknown env {env!r}; known: {sorted(LAYOUTS)}")
+        if env not in LAYOUTS and env not in SIMS:
+            p.error(f"unknown env {env!r}; known: {sorted([*LAYOUTS, *SIMS])}")
+        if env in SIMS and args.model == "oracle":
+            p.error(f"{env} is a real simulator: no oracle model (use --model mlp|pixel|patch)")
+        name = checkpoint_name(env, args.model)
+        if args.model != "oracle" and not (CHECKPOINTS / name).is_dir():
+            p.error(f"no shipped checkpoint {name} in {CHECKPOINTS} (RECIPE.md makes them)")
+        data = Path(args.data or SIM_DATA.get(env, ""))
+        if env in SIMS and not (data / "manifest.json").is_file():
+            p.error(
+                f"{env}: no dataset at {data} (--data); collect it with: grasplab collect "
+                f"env={SIMS[env]} behaviour=pusher episodes=1000 steps=100 seed=0 out={data}"
+            )
+    try:
+        args.split_ranges = parse_splits(args.splits)
+    except ValueError as err:
+        p.error(str(err))
     if args.budget <= 0 or args.episodes < 1:
         p.error("--budget must be > 0 and --episodes >= 1")
     try:
@@ -111,6 +133,22 @@ def parse(argv: list[str]) -> argparse.Namespace:
     except ValueError as err:
         p.error(str(err))
     return args
+
+
+def parse_splits(text: str) -> dict[str, tuple[int, int]]:
+    """``"900:950,950:1000"`` -> ``{"tune": (900, 950), "test": (950, 1000)}``.
+
+    Raises:
+        ValueError: Not two ``first:stop`` ranges.
+    """
+    parts = text.split(",")
+    try:
+        bounds = [tuple(int(x) for x in part.split(":")) for part in parts]
+    except ValueError:
+        bounds = []
+    if len(bounds) != 2 or any(len(b) != 2 for b in bounds):
+        raise ValueError(f"--splits must be TUNE_FIRST:STOP,TEST_FIRST:STOP, got {text!r}")
+    return {"tune": bounds[0], "test": bounds[1]}  # type: ignore[dict-item]
 
 
 def checked_overrides(
@@ -155,8 +193,14 @@ def load_world_model(env: str, kind: str, device: str) -> tuple[WorldModel, str]
         model.device = device
         return model, "oracle"
     name = checkpoint_name(env, kind)
+    if not (CHECKPOINTS / name).is_dir():
+        raise ValueError(f"no shipped checkpoint {name} in {CHECKPOINTS}")
     model = checkpoint.load(CHECKPOINTS / name, device=device)
     info = checkpoint.info(CHECKPOINTS / name)
+    if env in SIMS:
+        if info.get("env") != SIMS[env]:
+            raise ValueError(f"checkpoint {name} was trained on {info.get('env')}, not {SIMS[env]}")
+        return model, name
     if info.get("env") != env or dict(info.get("env_overrides", {})) != LAYOUTS[env]:
         raise ValueError(
             f"checkpoint {name} was trained on {info.get('env')} {info.get('env_overrides')}"
@@ -342,6 +386,25 @@ def half_range(env: Env, action_block: int) -> torch.Tensor:
     return ((env.action_high - env.action_low) / 2).repeat(action_block)
 
 
+def sim_half_range(sim: Simulator, protocol: EvalProtocol) -> torch.Tensor:
+    """:func:`half_range` of a real simulator's action bounds."""
+    low = torch.as_tensor(np.asarray(sim.action_low, np.float64))
+    high = torch.as_tensor(np.asarray(sim.action_high, np.float64))
+    return ((high - low) / 2).repeat(protocol.action_block)
+
+
+def sim_task_stats(protocol: EvalProtocol, sim: Simulator) -> dict[str, Any]:
+    """How far the test tasks move the block (Push-T state: agent xy, block xy, angle)."""
+    tasks = protocol.tasks("test", sim)
+    shift = (tasks.goal[:, 2:4] - tasks.start[:, 2:4]).norm(dim=-1)
+    turn = torch.remainder(tasks.goal[:, 4] - tasks.start[:, 4] + math.pi, 2 * math.pi) - math.pi
+    return {
+        "median_block_shift": float(shift.double().median()),
+        "median_block_turn": float(turn.abs().double().median()),
+        "moved": float((shift > 1.0).double().mean()),
+    }
+
+
 def task_stats(protocol: EvalProtocol) -> dict[str, Any]:
     """How long and how non-greedy the test tasks are (geodesic / straight line), per task too."""
     tasks = protocol.tasks("test")
@@ -363,16 +426,31 @@ def run_cell(
     config: dict[str, Any],
     model: WorldModel,
     probe: PositionProbe | None,
+    sim: Simulator | None = None,
 ) -> dict[str, Any]:
     """Evaluate planner ``name`` with config overrides ``config``; score and diagnose.
 
-    All test episodes are planned in one batched call.
+    All test episodes are planned in one batched call. In a real simulator (``sim``) the
+    model-vs-true gap and the plan error are not measured (no position read-out there).
     """
     recorder = Recorder(make_planner(registry_name(name), config))
     start = time.perf_counter()
-    results = evaluate(protocol, recorder, model, "test")
+    results = evaluate(protocol, recorder, model, "test", sim=sim)
     seconds = time.perf_counter() - start
     assert recorder.result is not None
+    if sim is not None:
+        return {
+            "config": recorder.config.to_dict(),
+            "summary": results.summary(),
+            "gap": None,
+            "diagnostics": diagnostics(recorder.result, sim_half_range(sim, protocol)),
+            "seconds": seconds,
+            "episodes": {
+                "success": results.success.astype(bool).tolist(),
+                "time_to_success": results.time_to_success.tolist(),
+                "min_distance": results.min_distance.tolist(),
+            },
+        }
     goal = protocol.tasks("test").goal
     env = protocol.make_env()
     in_model, predicted = model_judgement(model, probe, env, recorder.result.states, goal)
@@ -394,41 +472,58 @@ def run_cell(
     }
 
 
+def row_protocol(args: argparse.Namespace, env: str, horizon: int, block: int) -> EvalProtocol:
+    """The protocol of one row: a layout's sampled tasks, or (simulators) dataset tasks.
+
+    Dataset tasks follow DINO-WM: the goal lies ``horizon x block`` env steps ahead in a
+    held-out recorded episode (the ``--splits`` test range of ``--data``).
+    """
+    common = {
+        "horizon": horizon,
+        "action_block": block,
+        "seed": args.seed,
+        "tune_episodes": 0,
+        "test_episodes": args.episodes,
+        "stop_on_success": not args.final_plan,
+    }
+    if env not in SIMS:
+        return EvalProtocol(env=env, env_overrides=LAYOUTS[env], **common)
+    task_set = {
+        "source": "dataset",
+        "data": str(Path(args.data or SIM_DATA[env]).resolve()),
+        "k": horizon * block,
+        "splits": {k: list(v) for k, v in args.split_ranges.items()},
+    }
+    return EvalProtocol(env=SIMS[env], task_set=task_set, **common)
+
+
 def run_row(
     args: argparse.Namespace,
     env: str,
     horizon: int,
     model: WorldModel,
     probe: PositionProbe | None,
+    sim: Simulator | None = None,
 ) -> dict[str, Any]:
     """One table row: the random floor and every planner at ``(env, horizon)``."""
-    protocol = EvalProtocol(
-        env=env,
-        env_overrides=LAYOUTS[env],
-        horizon=horizon,
-        action_block=model.action_block,
-        seed=args.seed,
-        tune_episodes=0,
-        test_episodes=args.episodes,
-        stop_on_success=not args.final_plan,
-    )
     try:
-        protocol.tasks("test")
+        protocol = row_protocol(args, env, horizon, model.action_block)
+        protocol.tasks("test", sim) if sim is not None else protocol.tasks("test")
     except ValueError as err:
         print(f"{env} H={horizon}: skipped ({err})", flush=True)
         return {"env": env, "horizon": horizon, "skipped": str(err)}
-    floor = random_floor(protocol, "test", seed=args.seed, repeats=args.floor_repeats)
+    floor = random_floor(protocol, "test", seed=args.seed, repeats=args.floor_repeats, sim=sim)
     row: dict[str, Any] = {
         "env": env,
         "horizon": horizon,
         "protocol": protocol.to_dict(),
-        "tasks": task_stats(protocol),
+        "tasks": task_stats(protocol) if sim is None else sim_task_stats(protocol, sim),
         "random": floor.summary(),
         "cells": {},
     }
     for name in args.planners.split(","):
         config = planner_config(name, args.budget, args.overrides)
-        cell = run_cell(protocol, name, config, model, probe)
+        cell = run_cell(protocol, name, config, model, probe, sim)
         row["cells"][name] = cell
         print(f"{env} H={horizon} {name}: {cell_text(cell)} | {gap_text(cell)}", flush=True)
     row["target"] = target_check(row)
@@ -471,8 +566,9 @@ def target_check(row: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def cell_text(cell: dict[str, Any]) -> str:
-    """``success [CI] / time-to-success``."""
-    return format_cell(cell["summary"])
+    """``success [CI] / time-to-success / model steps`` (mean model steps per episode)."""
+    steps = cell["summary"].get("model_steps", math.nan)
+    return format_cell(cell["summary"]) + ("" if math.isnan(steps) else f" / {steps:.0f}")
 
 
 def gap_text(cell: dict[str, Any]) -> str:
@@ -481,6 +577,8 @@ def gap_text(cell: dict[str, Any]) -> str:
     ``err``: median distance between predicted and true positions along the plan (env units).
     """
     g = cell["gap"]
+    if g is None:
+        return "n/a (simulator)"
     text = (
         f"model {100 * g['model_success']:.0f}% / true {100 * g['true_success']:.0f}% / "
         f"false {100 * g['false_success']:.0f}%"
@@ -500,21 +598,31 @@ def print_tables(rows: list[dict[str, Any]], names: list[str]) -> None:
             continue
         print_success_table(env, done, names)
         if skipped:
-            print(f"(H = {skipped} skipped: the layout supplies no tasks that long)")
-        print_gap_table(env, done, names)
-        print_split_table(env, done, names)
+            print(f"(H = {skipped} skipped: the layout or data supplies no tasks that long)")
+        if env in SIMS:
+            print(f"({env}: judged in the real simulator; no model-vs-true gap is measured)")
+        else:
+            print_gap_table(env, done, names)
+            print_split_table(env, done, names)
         print_targets(env, done)
 
 
 def print_success_table(env: str, rows: list[dict[str, Any]], names: list[str]) -> None:
     """Rows H, columns: task lengths, the random floor, one per planner."""
     n = rows[0]["cells"][names[0]]["summary"]["n"]
-    print(f"\n### {env}: success % [95% Wilson CI] / median time-to-success (n={n} per cell)")
-    print("| H | tasks: min steps / non-greedy | random | " + " | ".join(names) + " |")
+    print(
+        f"\n### {env}: success % [95% Wilson CI] / median time-to-success / model steps per "
+        f"episode (n={n} per cell)"
+    )
+    kind = "block shift px / turn rad" if env in SIMS else "min steps / non-greedy"
+    print(f"| H | tasks: {kind} | random | " + " | ".join(names) + " |")
     print("|---|---|---|" + "---|" * len(names))
     for r in rows:
         t, rnd = r["tasks"], r["random"]
-        tasks = f"{t['median_min_steps']:.0f} / {100 * t['non_greedy']:.0f}%"
+        if env in SIMS:
+            tasks = f"{t['median_block_shift']:.0f} / {t['median_block_turn']:.2f}"
+        else:
+            tasks = f"{t['median_min_steps']:.0f} / {100 * t['non_greedy']:.0f}%"
         floor = f"{100 * rnd['success_rate']:.0f}% (n={rnd['n']})"
         cells = " | ".join(cell_text(r["cells"][name]) for name in names)
         print(f"| {r['horizon']} | {tasks} | {floor} | {cells} |")
@@ -611,6 +719,16 @@ def run_env(args: argparse.Namespace, env: str, figures: dict[str, Any]) -> None
     """All rows of ``env``; the figures are written after every row."""
     model, name = load_world_model(env, args.model, args.device)
     probe = None
+    if env in SIMS:
+        figures["models"][env] = model_record(name, model, None)
+        sim = make_sim(SIMS[env].removeprefix("sim:"))
+        try:
+            for horizon in (int(h) for h in args.horizons.split(",")):
+                figures["rows"].append(run_row(args, env, horizon, model, None, sim))
+                write_json(args.json, figures)
+        finally:
+            sim.close()
+        return
     if getattr(model, "observation", "state") == "pixels":
         probe = fit_position_probe(model, make(env, **LAYOUTS[env]), seed=args.seed)
         radius = make(env, **LAYOUTS[env]).success_radius
