@@ -343,6 +343,11 @@ def long_horizon_parser() -> argparse.ArgumentParser:
         help="shipped checkpoint <env>-<model>-b1 (patch: the 1024-d patch-latent model)",
     )
     p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a world-model checkpoint directory instead of the shipped <env>-<model>-b1 (one env)",
+    )
+    p.add_argument(
         "--data",
         default=None,
         help="pusht: the recorded dataset the tasks come from (default data/pusht-pusher)",

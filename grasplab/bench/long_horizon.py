@@ -114,7 +114,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
         if env in SIMS and args.model == "oracle":
             p.error(f"{env} is a real simulator: no oracle model (use --model mlp|pixel|patch)")
         name = checkpoint_name(env, args.model)
-        if args.model != "oracle" and not (CHECKPOINTS / name).is_dir():
+        if args.checkpoint:
+            if not Path(args.checkpoint).is_dir() or "," in args.envs:
+                p.error("--checkpoint must be a checkpoint directory, with one env in --envs")
+        elif args.model != "oracle" and not (CHECKPOINTS / name).is_dir():
             p.error(f"no shipped checkpoint {name} in {CHECKPOINTS} (RECIPE.md makes them)")
         data = Path(args.data or SIM_DATA.get(env, ""))
         if env in SIMS and not (data / "manifest.json").is_file():
@@ -182,21 +185,26 @@ def checkpoint_name(env: str, kind: str) -> str:
     return f"{env}-{kind}-b1"
 
 
-def load_world_model(env: str, kind: str, device: str) -> tuple[WorldModel, str]:
-    """The world model of ``kind`` (``pixel``, ``mlp`` or ``oracle``) for ``env``, and its name.
+def load_world_model(
+    env: str, kind: str, device: str, path: str | None = None
+) -> tuple[WorldModel, str]:
+    """The shipped model of ``kind`` for ``env`` (or the checkpoint at ``path``), and its name.
+
+    ``kind``: ``pixel``, ``mlp``, ``patch`` or ``oracle``.
 
     Raises:
-        ValueError: A shipped checkpoint trained on another env or layout.
+        ValueError: A checkpoint trained on another env or layout.
     """
-    if kind == "oracle":
+    if kind == "oracle" and path is None:
         model = OracleModel(make(env, **LAYOUTS[env]), 1)
         model.device = device
         return model, "oracle"
-    name = checkpoint_name(env, kind)
-    if not (CHECKPOINTS / name).is_dir():
-        raise ValueError(f"no shipped checkpoint {name} in {CHECKPOINTS}")
-    model = checkpoint.load(CHECKPOINTS / name, device=device)
-    info = checkpoint.info(CHECKPOINTS / name)
+    folder = Path(path) if path else CHECKPOINTS / checkpoint_name(env, kind)
+    name = str(folder) if path else folder.name
+    if not folder.is_dir():
+        raise ValueError(f"no checkpoint directory {folder}")
+    model = checkpoint.load(folder, device=device)
+    info = checkpoint.info(folder)
     if env in SIMS:
         if info.get("env") != SIMS[env]:
             raise ValueError(f"checkpoint {name} was trained on {info.get('env')}, not {SIMS[env]}")
@@ -685,7 +693,8 @@ def print_header(args: argparse.Namespace, names: list[str]) -> None:
         else "the first plan the probe saw succeed (frozen), else the final plan"
     )
     print(
-        f"long-horizon benchmark: model={args.model} (action block 1), envs={args.envs}, "
+        f"long-horizon benchmark: model={args.checkpoint or args.model} (action block 1), "
+        f"envs={args.envs}, "
         f"H={args.horizons}, {args.episodes} held-out test episodes per cell, open loop, success "
         f"'ever' in the TRUE env, scoring {scored}; planner budgets: {budgets} {configs}"
     )
@@ -715,12 +724,27 @@ def write_json(path: str | None, figures: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def refuse_training_episodes(
+    args: argparse.Namespace, env: str, model: WorldModel, folder: Any
+) -> None:
+    """Refuse test tasks from the episodes the checkpoint was trained on (its ``info``).
+
+    Raises:
+        ValueError: The ``--splits`` overlap the training episodes.
+    """
+    from grasplab.eval.tasks import check_train_overlap
+
+    protocol = row_protocol(args, env, 1, model.action_block)
+    check_train_overlap(protocol.tasks_spec, checkpoint.info(folder), str(folder))
+
+
 def run_env(args: argparse.Namespace, env: str, figures: dict[str, Any]) -> None:
     """All rows of ``env``; the figures are written after every row."""
-    model, name = load_world_model(env, args.model, args.device)
+    model, name = load_world_model(env, args.model, args.device, args.checkpoint)
     probe = None
     if env in SIMS:
         figures["models"][env] = model_record(name, model, None)
+        refuse_training_episodes(args, env, model, folder=args.checkpoint or CHECKPOINTS / name)
         sim = make_sim(SIMS[env].removeprefix("sim:"))
         try:
             for horizon in (int(h) for h in args.horizons.split(",")):
