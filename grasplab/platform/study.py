@@ -320,9 +320,9 @@ def run_study(
         f"{len(study.seeds)} seeds), {len(study.cells[0].spec.planners)} variants each"
         + (f"; {len(done)} finished before, skipped" if done else "")
     )
-    owned = runtime.connect(study.cells[0].spec.cluster)
-    status, sweeps, times = "FAILED", {}, []
+    status, sweeps, times, owned = "FAILED", {}, [], False
     try:
+        owned = runtime.connect(study.cells[0].spec.cluster)
         todo = [c for c in study.cells if c.key not in done]
         for number, cell in enumerate(todo, 1):
             eta = ""
