@@ -625,8 +625,8 @@ def bars_png(bars: Sequence[Bar], floors: Mapping[tuple[str, int], Mapping[str, 
             m = mine[label].metrics
             xs.append(i)
             ys.append(100 * m["success_rate"])
-            low.append(100 * (m["success_rate"] - m["ci_low"]))
-            high.append(100 * (m["ci_high"] - m["success_rate"]))
+            low.append(max(0.0, 100 * (m["success_rate"] - m["ci_low"])))  # Wilson: 0 - 1e-17
+            high.append(max(0.0, 100 * (m["ci_high"] - m["success_rate"])))
             colours.append("#2a7" if label == REFERENCE else "#68a")
         ax.bar(xs, ys, yerr=[low, high], color=colours, capsize=3)
         floor = floors.get((cell, horizon))
