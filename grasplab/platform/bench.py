@@ -185,8 +185,42 @@ def print_scaling(spec: Any, counts: list[int], chunks: int) -> None:
         print(
             f"scaling: {k} worker(s): {run['episodes']} episodes in {run['seconds']:.1f} s = "
             f"{run['episodes_per_s']:.2f} episodes/s; ratio to {k} x 1 worker: {ratio:.2f} "
-            "(target >= 0.95)"
+            f"(target >= 0.95); CPU of the {os.cpu_count()} cores: workers "
+            f"{100 * run['worker_cpu_share']:.1f}%, everything else (driver, Ray's processes, "
+            f"other jobs) {100 * run['other_cpu_share']:.1f}%"
         )
+
+
+def cpu_seconds() -> dict[int, tuple[bool, float]]:
+    """Per process on this machine: (is a world-model worker, user + system CPU seconds)."""
+    import psutil
+
+    out = {}
+    for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        times = proc.info.get("cpu_times")
+        if times is None:
+            continue
+        title = " ".join(proc.info.get("cmdline") or []) or (proc.info.get("name") or "")
+        out[proc.pid] = ("WorldModelWorker" in title, float(times.user + times.system))
+    return out
+
+
+def cpu_split(before: dict[int, tuple[bool, float]], elapsed: float) -> dict[str, float]:
+    """Where the machine's CPU went since ``before``: the workers' share and everyone else's.
+
+    Shares are of all cores over ``elapsed`` seconds; "other" is the driver, Ray's own processes
+    (raylet, GCS, idle workers) and anything else running on the machine.
+    """
+    after = cpu_seconds()
+    worker = other = 0.0
+    for pid, (is_worker, seconds) in after.items():
+        spent = seconds - before.get(pid, (is_worker, 0.0))[1]
+        if is_worker:
+            worker += spent
+        else:
+            other += spent
+    capacity = (os.cpu_count() or 1) * elapsed
+    return {"worker_cpu_share": worker / capacity, "other_cpu_share": other / capacity}
 
 
 def pool_throughput(spec: Any, placement: Placement, chunks: int, prefix: str) -> dict[str, Any]:
@@ -207,9 +241,11 @@ def pool_throughput(spec: Any, placement: Placement, chunks: int, prefix: str) -
         warm = indices[: placement.num_workers]
         ray.get(evaluate_chunks(pool.dispatcher, context, config, "tune", warm))
         work = [indices[i % len(indices)] for i in range(chunks)]
+        before = cpu_seconds()
         start = time.perf_counter()
         outputs = ray.get(evaluate_chunks(pool.dispatcher, context, config, "tune", work))
         elapsed = time.perf_counter() - start
+        cpu = cpu_split(before, elapsed)
         nodes = {s["node"] for s in pool.stats()}
     finally:
         pool.shutdown()
@@ -220,6 +256,7 @@ def pool_throughput(spec: Any, placement: Placement, chunks: int, prefix: str) -
         "episodes_per_s": episodes / elapsed,
         "compute_s": sum(o["compute_s"] for o in outputs),
         "nodes": nodes,
+        **cpu,
     }
 
 
