@@ -182,3 +182,15 @@ def test_bars_draw_rates_of_zero_and_one():
 
     png = study.bars_png([bar("grasp", 0), bar("latco", 10)], {("wall", 50): {"success_rate": 0.0}})
     assert png.startswith(b"\x89PNG")
+
+
+def test_the_ablation_job_runs_the_study(monkeypatch):
+    from grasplab.platform import jobs, sweep
+
+    seen = {}
+    monkeypatch.setattr(study, "main", lambda argv: seen.setdefault("study", argv) and 0)
+    monkeypatch.setattr(sweep, "main", lambda argv: seen.setdefault("sweep", argv) and 0)
+    jobs.run_job("ablation", ["study=learned"])
+    jobs.run_job("long_horizon", [])
+    assert seen["study"] == ["experiment=ablation", "cluster=remote", "study=learned"]
+    assert seen["sweep"] == ["experiment=long_horizon", "cluster=remote"]
