@@ -267,6 +267,7 @@ def planning_success(
     planner_config: dict[str, Any] | None = None,
     seed: int = 0,
     task_set: dict[str, Any] | None = None,
+    random_repeats: int = 5,
 ) -> dict[str, Any]:
     """Plan held-out test tasks through ``model``; success judged in the TRUE env.
 
@@ -282,6 +283,7 @@ def planning_success(
         seed: Protocol seed.
         task_set: Where the tasks come from (:class:`grasplab.eval.tasks.TaskSet` as a dict;
             default: the env samples them), e.g. a recorded dataset's test episodes.
+        random_repeats: Random-policy rollouts per test task for the floor.
 
     Returns:
         The protocol, the planner config, the summary metrics, and the random-policy floor's
@@ -305,7 +307,7 @@ def planning_success(
     start = time.perf_counter()
     results = evaluate(protocol, make_planner(planner, planner_config), model, "test", indices)
     seconds = time.perf_counter() - start
-    floor = random_floor(protocol, "test", seed=seed, repeats=5)
+    floor = random_floor(protocol, "test", seed=seed, repeats=random_repeats)
     return {
         "protocol": protocol.to_dict(),
         "planner": planner,

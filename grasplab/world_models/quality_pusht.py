@@ -291,6 +291,7 @@ def heldout_excerpt(data_dir: str | Path, out: str | Path, episodes: tuple[int, 
         "actions": data.actions[first:stop].contiguous(),
     }
     save_file(tensors, str(shard))
+    shard.chmod(0o644)
     record = {
         "index": 0,
         "file": shard.name,

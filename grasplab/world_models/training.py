@@ -72,6 +72,11 @@ class TrainConfig:
     """Model steps per training window (multi-step loss)."""
     val_fraction: float = 0.1
     """Fraction of episodes held out (the last ones) for validation."""
+    loss_units: str = "increment"
+    """``mlp``: units of the rollout error per latent dim. ``increment``: its one-step increment
+    scale (``delta_scale``); dims that change little per step (a block pushed now and then)
+    then dominate the loss. ``latent``: the unit-scale latent, the units planners' goal costs
+    are measured in."""
     episodes: tuple[int, int] | None = None
     """Episode range ``[first, stop)`` this run reads (training and its validation, the last
     ``val_fraction`` of it); None: all. Keeps a dataset's tuning and test episodes unseen."""
@@ -93,6 +98,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
+        if self.loss_units not in ("increment", "latent"):
+            raise ValueError(
+                f"TrainConfig.loss_units must be 'increment' or 'latent', got {self.loss_units!r}"
+            )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"TrainConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.lr <= 0:
@@ -217,13 +226,20 @@ def latent_spread(
 # --------------------------------------------------------------------------------------------
 
 
-def mlp_loss(model: MLPModel, w: Windows) -> tuple[Tensor, dict[str, float]]:
-    """Open-loop rollout error in increment-scale units, averaged over steps and dims."""
+def mlp_loss(
+    model: MLPModel, w: Windows, units: str = "increment"
+) -> tuple[Tensor, dict[str, float]]:
+    """Open-loop rollout error, averaged over steps and dims.
+
+    Units per dim: its one-step increment scale (``units="increment"``) or the unit-scale
+    latent's own (``units="latent"``); see :attr:`TrainConfig.loss_units`.
+    """
     z = model.encode(w.states)
+    scale = model.delta_scale if units == "increment" else torch.ones_like(model.delta_scale)
     pred, errors = z[:, 0], []
     for j in range(w.actions.shape[1]):
         pred = model.step(pred, w.actions[:, j])
-        errors.append(((pred - z[:, j + 1]) / model.delta_scale).square().mean())
+        errors.append(((pred - z[:, j + 1]) / scale).square().mean())
     loss = torch.stack(errors).mean()
     return loss, {"loss": loss.item(), "one_step": errors[0].item()}
 
@@ -417,7 +433,7 @@ class _Run:
     def loss(self, w: Windows) -> tuple[Tensor, dict[str, float]]:
         """The kind's loss on windows ``w``."""
         if self.cfg.kind == "mlp":
-            return mlp_loss(self.model, w)
+            return mlp_loss(self.model, w, self.cfg.loss_units)
         return pixel_loss(self.model, w)
 
     @torch.no_grad()
@@ -537,7 +553,9 @@ def run_identity(cfg: TrainConfig) -> dict[str, Any]:
     """The config fields a resumed run must share with the run it continues."""
     free = {"steps", "max_minutes", "eval_every", "patience"}
     if cfg.episodes is None:
-        free.add("episodes")  # older states have no such field
+        free.add("episodes")  # older states have no such fields
+    if cfg.loss_units == "increment":
+        free.add("loss_units")
     values = dataclasses.asdict(cfg)
     return json.loads(json.dumps({k: v for k, v in values.items() if k not in free}))
 
