@@ -136,3 +136,22 @@ def test_heldout_excerpt_gives_the_same_tasks_as_the_dataset(pusht_data, tmp_pat
     ]
     assert torch.equal(tasks[0].start, tasks[1].start)
     assert torch.equal(tasks[0].goal, tasks[1].goal)
+
+
+def test_pixel_models_of_pusht_normalise_the_actions():
+    from grasplab.world_models.pixel import PixelConfig, PixelModel
+    from grasplab.world_models.training import TrainConfig, build_model
+
+    manifest = {"env": "sim:pusht", "state_dim": 5, "action_dim": 2, "image_size": 64}
+    model = build_model(
+        TrainConfig(kind="pixel", model={"width": 16, "memory_dim": 0}), manifest, 1
+    )
+    assert (model.config.action_loc, model.config.action_scale) == (256.0, 128.0)
+    torch.manual_seed(0)
+    plain = PixelModel(PixelConfig(env_action_dim=2, width=16))
+    plain.predictor[-1].weight.data.normal_()  # not the identity
+    model.load_state_dict(plain.state_dict())
+    z, a = torch.randn(3, 16), torch.rand(3, 2) * 512
+    assert torch.allclose(model.step(z, a), plain.step(z, (a - 256.0) / 128.0), atol=1e-6)
+    with pytest.raises(ValueError, match="action_scale"):
+        PixelConfig(env_action_dim=2, action_scale=0.0)

@@ -293,6 +293,9 @@ def pixel_loss(model: PixelModel, w: Windows) -> tuple[Tensor, dict[str, float]]
 
 ANGLE_DIMS: dict[str, tuple[int, ...]] = {"sim:pusht": (4,)}
 """State dims that are angles, per env (Push-T's block angle): the MLP's default ``angle_dims``."""
+ACTION_NORMALIZATION: dict[str, tuple[float, float]] = {"sim:pusht": (256.0, 128.0)}
+"""Pixel models' default ``(action_loc, action_scale)`` per env whose actions are not unit-scale
+(Push-T's targets in ``[0, 512]`` pixels)."""
 
 
 def build_model(cfg: TrainConfig, manifest: dict[str, Any], block: int) -> nn.Module:
@@ -307,9 +310,12 @@ def build_model(cfg: TrainConfig, manifest: dict[str, Any], block: int) -> nn.Mo
                 **{"angle_dims": angles, **cfg.model},
             )
         )
+    loc, scale = ACTION_NORMALIZATION.get(manifest["env"], (0.0, 1.0))
     defaults = {
         "memory_dim": 4 if manifest["state_dim"] > 2 else 0,
         "image_size": manifest["image_size"],
+        "action_loc": loc,
+        "action_scale": scale,
     }
     return PixelModel(
         PixelConfig(
