@@ -50,6 +50,10 @@ Log = Callable[[dict[str, float], int], None]
 STATE_DIR = "train_state"
 
 
+LOSS_UNITS = {"increment": 1.0, "geometric": 0.5, "latent": 0.0}
+"""``TrainConfig.loss_units`` -> the power of ``delta_scale`` dividing the MLP's rollout error."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run (recorded in the checkpoint's ``info``)."""
@@ -76,7 +80,7 @@ class TrainConfig:
     """``mlp``: units of the rollout error per latent dim. ``increment``: its one-step increment
     scale (``delta_scale``); dims that change little per step (a block pushed now and then)
     then dominate the loss. ``latent``: the unit-scale latent, the units planners' goal costs
-    are measured in."""
+    are measured in. ``geometric``: their geometric mean, ``sqrt(delta_scale)``."""
     episodes: tuple[int, int] | None = None
     """Episode range ``[first, stop)`` this run reads (training and its validation, the last
     ``val_fraction`` of it); None: all. Keeps a dataset's tuning and test episodes unseen."""
@@ -98,9 +102,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
-        if self.loss_units not in ("increment", "latent"):
+        if self.loss_units not in LOSS_UNITS:
             raise ValueError(
-                f"TrainConfig.loss_units must be 'increment' or 'latent', got {self.loss_units!r}"
+                f"TrainConfig.loss_units must be one of {list(LOSS_UNITS)}, got {self.loss_units!r}"
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"TrainConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
@@ -231,11 +235,12 @@ def mlp_loss(
 ) -> tuple[Tensor, dict[str, float]]:
     """Open-loop rollout error, averaged over steps and dims.
 
-    Units per dim: its one-step increment scale (``units="increment"``) or the unit-scale
-    latent's own (``units="latent"``); see :attr:`TrainConfig.loss_units`.
+    Units per dim: its one-step increment scale (``units="increment"``), the unit-scale
+    latent's own (``units="latent"``) or their geometric mean; see
+    :attr:`TrainConfig.loss_units`.
     """
     z = model.encode(w.states)
-    scale = model.delta_scale if units == "increment" else torch.ones_like(model.delta_scale)
+    scale = model.delta_scale ** LOSS_UNITS[units]
     pred, errors = z[:, 0], []
     for j in range(w.actions.shape[1]):
         pred = model.step(pred, w.actions[:, j])
