@@ -155,3 +155,20 @@ def test_pixel_models_of_pusht_normalise_the_actions():
     assert torch.allclose(model.step(z, a), plain.step(z, (a - 256.0) / 128.0), atol=1e-6)
     with pytest.raises(ValueError, match="action_scale"):
         PixelConfig(env_action_dim=2, action_scale=0.0)
+
+
+def test_mlp_loss_units_divide_by_a_power_of_the_increment_scale():
+    from grasplab.world_models.training import TrainConfig, Windows, mlp_loss
+
+    model = angle_model()
+    g = torch.Generator().manual_seed(1)
+    states = torch.rand(4, 3, 5, generator=g) * 100
+    w = Windows(states, torch.rand(4, 2, 2, generator=g), None)
+    z = model.encode(states)
+    first = model.step(z[:, 0], w.actions[:, 0]) - z[:, 1]
+    for units, power in (("increment", 1.0), ("geometric", 0.5), ("latent", 0.0)):
+        _, metrics = mlp_loss(model, w, units)
+        expected = (first / model.delta_scale**power).square().mean()
+        assert metrics["one_step"] == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="loss_units"):
+        TrainConfig(loss_units="pixels")
