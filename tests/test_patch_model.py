@@ -144,3 +144,23 @@ def test_two_stage_training_runs_resumes_and_records_what_it_trained_on(tmp_path
     assert summary["k1"] < 2.0 and summary["copy_k1"] > 0  # finite, scored vs the copy baseline
     with pytest.raises(ValueError, match="different run"):
         train("patch", data, tmp_path / "ck", steps=40, **{**options, "window": 3})
+
+
+def test_bench_measures_speed_ratios_on_a_patch_checkpoint(tmp_path):
+    import json
+
+    from grasplab.bench import planners
+    from grasplab.world_models import checkpoint
+
+    torch.manual_seed(0)
+    model = PatchModel(PatchConfig(env_action_dim=2, hidden=8))
+    info = {"env": "wall", "env_overrides": {}, "latent_spread": [1.0] * 1024}
+    checkpoint.save(model, tmp_path / "ck", info=info)
+    argv = ["--model", str(tmp_path / "ck"), "--envs", "wall", "--ratio-batch", "3"]
+    argv += ["--ratio-horizon", "4", "--grasp-budgets", "1,2", "--cem-budgets", "1,2"]
+    argv += ["--cem-samples", "20", "--repeats", "1", "--json", str(tmp_path / "b.json")]
+    assert planners.main(argv) == 0
+    figures = json.loads((tmp_path / "b.json").read_text())
+    assert figures["grasp_ratio"]["step_fwd_bwd_s"] > 0 and figures["cem_ratio"]["ratio"] > 0
+    assert "table" not in figures and "batching" not in figures
+    assert len(figures["machine"]["loadavg"]) == 3

@@ -78,6 +78,13 @@ class PatchTrainConfig:
     """AdamW weight decay."""
     window: int = 16
     """Model steps per predictor training window."""
+    from_start: bool = False
+    """Start every predictor window at an episode's first step (a state at rest). For envs
+    whose state has a velocity a single frame does not show (pointmaze): the open-loop rollout
+    from rest can then carry the velocity in its latent, as tasks start at rest."""
+    one_step_weight: float = 1.0
+    """Weight of the teacher-forced one-step error (0 with ``from_start``: a frame's latent
+    lacks the velocity that the one-step target depends on)."""
     action_block: int = 0
     """Env steps per model step; 0: the dataset's."""
     foreground_weight: float = 30.0
@@ -160,13 +167,16 @@ def recon_loss(model: PatchModel, images: Tensor, bg: Tensor, weight: float) -> 
     return ((recon - target).square() * w).sum() / (w.sum() * 3)
 
 
-def predictor_loss(model: PatchModel, z: Tensor, actions: Tensor) -> tuple[Tensor, dict]:
-    """Open-loop multi-step + teacher-forced one-step error, normalised latent units.
+def predictor_loss(
+    model: PatchModel, z: Tensor, actions: Tensor, one_step_weight: float = 1.0
+) -> tuple[Tensor, dict]:
+    """Open-loop multi-step + weighted teacher-forced one-step error, normalised latent units.
 
     Args:
         model: The patch model.
         z: Latents ``(B, L+1, D)`` of a window's frames.
         actions: Action blocks ``(B, L, k*A_env)``.
+        one_step_weight: Weight of the one-step term.
     """
     L = actions.shape[1]
     pred, errors = z[:, 0], []
@@ -175,7 +185,7 @@ def predictor_loss(model: PatchModel, z: Tensor, actions: Tensor) -> tuple[Tenso
         errors.append((pred - z[:, t + 1]).square().mean())
     one = (model.step(z[:, :-1], actions) - z[:, 1:]).square().mean()
     open_loop = torch.stack(errors).mean()
-    loss = open_loop + one
+    loss = open_loop + one_step_weight * one
     parts = {
         "loss": float(loss.detach()),
         "open": float(open_loop.detach()),
@@ -247,7 +257,13 @@ class _Run:
         chunk = min(self.cfg.batch, self.cfg.val_windows)
         self.val = [
             draw_windows(
-                self.latents, self.val_eps, chunk, self.cfg.window, self.block, False, g_val
+                self.latents,
+                self.val_eps,
+                chunk,
+                self.cfg.window,
+                self.block,
+                self.cfg.from_start,
+                g_val,
             )
             for _ in range(max(1, self.cfg.val_windows // chunk))
         ]
@@ -260,8 +276,10 @@ class _Run:
             loss = recon_loss(self.model, images, self.bg, cfg.foreground_weight)
             return loss, {"recon": float(loss.detach())}
         assert self.latents is not None
-        w = draw_windows(self.latents, self.train_eps, cfg.batch, cfg.window, self.block, False, g)
-        return predictor_loss(self.model, w.images, w.actions)
+        w = draw_windows(
+            self.latents, self.train_eps, cfg.batch, cfg.window, self.block, cfg.from_start, g
+        )
+        return predictor_loss(self.model, w.images, w.actions, cfg.one_step_weight)
 
     @torch.no_grad()
     def validate(self, step: int) -> dict[str, float]:
@@ -271,7 +289,8 @@ class _Run:
             images = _frames(self.data, self.val_eps, 128, g)
             weight = self.cfg.foreground_weight
             return {"val_recon": float(recon_loss(self.model, images, self.bg, weight))}
-        parts = [predictor_loss(self.model, w.images, w.actions)[1] for w in self.val]
+        weight = self.cfg.one_step_weight
+        parts = [predictor_loss(self.model, w.images, w.actions, weight)[1] for w in self.val]
         return {f"val_{k}": sum(p[k] for p in parts) / len(parts) for k in parts[0]}
 
 
@@ -426,7 +445,7 @@ def _finish(
     spread = latent_spread(best, run.data, run.train_eps, run.block, window, g)
     spread = spread.clamp_min(SPREAD_FLOOR)
     g = torch.Generator().manual_seed(cfg.seed + 103)
-    kstep = evaluate_kstep(best, run.latents, run.val_eps, run.block, window, g)
+    kstep = evaluate_kstep(best, run.latents, run.val_eps, run.block, window, g, cfg.from_start)
     info = {
         "env": manifest["env"],
         "env_overrides": manifest.get("env_overrides", {}),
@@ -470,6 +489,7 @@ def evaluate_kstep(
     block: int,
     window: int,
     g: torch.Generator,
+    from_start: bool = False,
     count: int = 128,
 ) -> dict[str, float]:
     """Open-loop ``k``-step latent error / latent variance on ``episodes``, ``k = 1..window``.
@@ -481,13 +501,14 @@ def evaluate_kstep(
         block: Env steps per model step.
         window: Deepest ``k``.
         g: Window sampler.
+        from_start: Windows start at an episode's first step.
         count: Windows.
 
     Returns:
         ``k1..k<window>``: 0 is a perfect prediction, 2 what a random latent of the data would
         score; ``copy_k1..``: the same for predicting "nothing moves".
     """
-    w = draw_windows(latents, episodes, count, window, block, False, g)
+    w = draw_windows(latents, episodes, count, window, block, from_start, g)
     z = w.images
     var = z.var(dim=(0, 1)).mean().clamp_min(1e-8)
     pred, out = z[:, 0], {}
