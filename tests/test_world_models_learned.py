@@ -250,10 +250,10 @@ def test_shipped_checkpoints_declare_their_latent_spread(name):
     spread = model.latent_spread
     assert spread.shape == (model.state_dim,)
     if model.kind == "patch":
-        # per-channel unit-scale latents; patches the agent never reaches barely vary, and
-        # their spread is floored (patch_training.SPREAD_FLOOR)
-        assert float(spread.min()) >= SPREAD_FLOOR and float(spread.max()) < 3.0
-        assert 0.1 < float(spread.median()) < 1.5
+        # latents are unit-scale per channel over all patches; most patches (the layout) barely
+        # vary, so most dims sit at the floor (patch_training.SPREAD_FLOOR), the agent's do not
+        assert float(spread.min()) >= SPREAD_FLOOR - 1e-6 and float(spread.max()) < 3.0
+        assert float(spread.max()) > 2 * SPREAD_FLOOR
     else:
         assert 0.5 < float(spread.min()) and float(spread.max()) < 1.5
 
