@@ -348,8 +348,33 @@ def long_horizon_parser() -> argparse.ArgumentParser:
     p.add_argument("--envs", default="pointmaze,wall")
     p.add_argument("--horizons", default=None, help=f"model steps (default {LONG_HORIZONS})")
     p.add_argument("--episodes", type=int, default=None, help="test episodes per cell (100)")
-    p.add_argument("--model", default="pixel", choices=["pixel", "mlp", "oracle"])
-    p.add_argument("--planners", default=PLANNER_ORDER)
+    p.add_argument(
+        "--model",
+        default="pixel",
+        choices=["pixel", "mlp", "patch", "oracle"],
+        help="shipped checkpoint <env>-<model>-b1 (patch: the 1024-d patch-latent model)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a world-model checkpoint directory instead of the shipped <env>-<model>-b1 (one env)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="pusht: the recorded dataset the tasks come from (default data/pusht-pusher)",
+    )
+    p.add_argument(
+        "--splits",
+        default="900:950,950:1000",
+        help="pusht: tuning and test episode ranges of --data (the test range is used)",
+    )
+    p.add_argument(
+        "--planners",
+        default=f"{PLANNER_ORDER},grasp_reference",
+        help="columns; grasp_reference = GRASP with GRASPConfig.reference() (the authors' "
+        "solver step for step, actions clamped)",
+    )
     p.add_argument(
         "--budget", type=float, default=1.0, help="scale of every planner's iteration count"
     )

@@ -200,3 +200,43 @@ def test_load_model_rejects_unknown_specs():
     p = EvalProtocol(env="wall", horizon=10)
     with pytest.raises(ValueError, match="unknown world model"):
         load_model("models-that-do-not-exist", p)
+
+
+def test_planners_see_actions_in_unit_bounds_whatever_the_env():
+    """Push-T's actions are pixel targets in [0, 512]: planners get [-1, 1] and the env and the
+    model get the env's units back; an env already in [-1, 1] is left alone."""
+    from grasplab.eval.runner import Rollout, TrueEnv, normalized_actions
+
+    seen: dict[str, torch.Tensor] = {}
+
+    class PixelTargets(TrueEnv):
+        action_low = torch.tensor([0.0, 100.0])
+        action_high = torch.tensor([512.0, 300.0])
+        action_dim = 2
+
+        def execute(self, start, goal, actions, action_block):
+            seen["env"] = actions
+            return Rollout(torch.zeros(1, 1), start[:, None], torch.zeros(1, 1, dtype=torch.bool))
+
+    class Model:
+        action_dim, latent_spread = 4, torch.ones(3)
+
+        def step(self, z, a):
+            seen["model"] = a
+            return z
+
+    env, model = normalized_actions(PixelTargets(), Model())
+    assert env.action_low.tolist() == [-1, -1] and env.action_high.tolist() == [1, 1]
+    low, high = env.bounds(2, torch.zeros(1))
+    assert low.tolist() == [-1] * 4 and high.tolist() == [1] * 4
+    model.step(torch.zeros(1, 3), torch.tensor([[-1.0, 0.0, 1.0, 0.5]]))
+    assert seen["model"].tolist() == [[0.0, 200.0, 512.0, 250.0]]  # action block 2: repeated
+    env.execute(torch.zeros(1, 5), torch.zeros(1, 5), torch.ones(1, 3, 4), 2)
+    assert seen["env"][0, 0].tolist() == [512.0, 300.0, 512.0, 300.0]
+    assert model.action_dim == 4 and model.latent_spread.shape == (3,)  # the rest is the model's
+
+    class Unit(PixelTargets):
+        action_low, action_high = -torch.ones(2), torch.ones(2)
+
+    unit, inner = Unit(), Model()
+    assert normalized_actions(unit, inner) == (unit, inner)

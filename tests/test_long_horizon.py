@@ -137,3 +137,16 @@ def test_wall_crossing_cli_on_the_oracle(capsys):
     cells = [c.strip() for c in lines[0].split("|")]
     assert cells[4] == "0%"  # predicted through the wall: exact dynamics never are
     assert cells[5].startswith("0% /")  # and the model (the env itself) has no false success
+
+
+def test_grasp_reference_column_is_grasp_with_the_reference_preset():
+    from grasplab.bench import long_horizon as lh
+    from grasplab.planners.grasp import GRASPConfig
+
+    overrides = lh.checked_overrides(["grasp", "grasp_reference"], ["grasp_reference.n_steps=5"])
+    config = lh.planner_config("grasp_reference", 1.0, overrides)
+    built = GRASPConfig.from_dict(config)
+    reference = GRASPConfig.reference(n_steps=5)
+    assert built == reference and lh.registry_name("grasp_reference") == "grasp"
+    assert lh.planner_config("grasp", 1.0, overrides) == {}
+    assert "grasp_reference" in lh.ORDER

@@ -202,6 +202,8 @@ def test_failed_or_interrupted_training_ends_its_run(trained, monkeypatch, error
         ("model.width=0", "MLPConfig.width"),
         ("data.steps=13", "multiple of data.action_block"),
         ("threads=0", "threads must be an int >= 1"),
+        ("train.episodes=[5,2]", "TrainConfig.episodes"),
+        ("model.angle_dims=[7]", "MLPConfig.angle_dims"),
     ],
 )
 def test_bad_override_is_one_line_and_exit_code_2(tmp_path, capsys, override, needle):

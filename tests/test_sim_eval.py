@@ -8,6 +8,7 @@ bad-input checks, and a tiny end-to-end Push-T sweep with a state model trained 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -386,3 +387,27 @@ def test_a_worker_builds_its_simulator_once_and_closes_it(pusht_data, pusht_mode
     assert worker.sims == {}
     with pytest.raises(ValueError, match="no live simulators"):
         sim.step(np.zeros((1, 2)))  # closed: its envs are gone
+
+
+def test_tiny_pusht_long_horizon_bench_end_to_end(pusht_data, pusht_model, tmp_path, capsys):
+    """``grasplab bench long-horizon --envs pusht``: dataset tasks judged in the real simulator."""
+    from grasplab.bench import long_horizon
+
+    out = tmp_path / "pusht.json"
+    argv = ["--envs", "pusht", "--checkpoint", str(pusht_model), "--data", str(pusht_data)]
+    argv += ["--splits", "6:7,7:8", "--horizons", "4", "--episodes", "2", "--floor-repeats", "1"]
+    argv += ["--planners", "cem,grasp,grasp_reference", "--budget", "0.02", "--json", str(out)]
+    assert long_horizon.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "### pusht: success % [95% Wilson CI]" in printed
+    assert "judged in the real simulator" in printed
+    figures = json.loads(out.read_text())
+    (row,) = figures["rows"]
+    assert row["protocol"]["env"] == "sim:pusht" and row["protocol"]["task_set"]["k"] == 4
+    assert row["protocol"]["task_set"]["splits"]["test"] == [7, 8]
+    assert set(row["cells"]) == {"cem", "grasp", "grasp_reference"}
+    assert all(c["summary"]["n"] == 2 for c in row["cells"].values())
+    assert row["cells"]["grasp_reference"]["config"]["reset_optimizer"] is True
+    assert row["random"]["n"] == 2
+    with pytest.raises(ValueError, match="overlap the training episodes"):
+        long_horizon.main([*argv[:6], "--splits", "0:1,7:8", *argv[8:]])

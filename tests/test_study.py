@@ -170,3 +170,27 @@ def test_shipped_studies_compose_and_validate(tmp_path):
     assert {p.label for p in learned.cells[0].spec.planners} == set(VARIANTS)
     with pytest.raises(ConfigError, match="no `study` section"):
         study.load_study(["experiment=grasp_vs_baselines"], tmp_path)
+
+
+def test_bars_draw_rates_of_zero_and_one():
+    from grasplab.eval.metrics import summarize
+
+    def bar(label, wins, n=10):
+        ok = [i < wins for i in range(n)]
+        metrics = summarize(ok, [1.0] * n, [0.0] * n, [1.0] * n, 0.0)
+        return study.Bar("wall", 50, label, metrics, 1, [])
+
+    png = study.bars_png([bar("grasp", 0), bar("latco", 10)], {("wall", 50): {"success_rate": 0.0}})
+    assert png.startswith(b"\x89PNG")
+
+
+def test_the_ablation_job_runs_the_study(monkeypatch):
+    from grasplab.platform import jobs, sweep
+
+    seen = {}
+    monkeypatch.setattr(study, "main", lambda argv: seen.setdefault("study", argv) and 0)
+    monkeypatch.setattr(sweep, "main", lambda argv: seen.setdefault("sweep", argv) and 0)
+    jobs.run_job("ablation", ["study=learned"])
+    jobs.run_job("long_horizon", [])
+    assert seen["study"] == ["experiment=ablation", "cluster=remote", "study=learned"]
+    assert seen["sweep"] == ["experiment=long_horizon", "cluster=remote"]

@@ -44,7 +44,7 @@ import torch
 
 from grasplab.bench.planners import machine
 from grasplab.cli_parsers import long_horizon_parser
-from grasplab.envs import Env, make
+from grasplab.envs import Env, Simulator, make, make_sim
 from grasplab.eval import EvalProtocol, evaluate, execute, format_cell, random_floor
 from grasplab.planners import PLANNERS, Planner, PlanProblem, PlanResult, Probe, make_planner
 from grasplab.world_models import OracleModel, WorldModel, checkpoint
@@ -56,8 +56,15 @@ from grasplab.world_models.quality import (
     predicted_positions,
 )
 
-ORDER = ["cem", "gd", "mppi", "latco", "grasp"]
+ORDER = ["cem", "gd", "mppi", "latco", "grasp", "grasp_reference"]
 LAYOUTS: dict[str, dict[str, Any]] = {"pointmaze": {"layout": "medium"}, "wall": {}}
+SIMS: dict[str, str] = {"pusht": "sim:pusht"}
+"""Envs judged in a real simulator, by bench name -> protocol env (tasks from recorded data)."""
+SIM_DATA = {"pusht": "data/pusht-pusher"}
+"""Default ``--data`` per simulator env: the scripted-pusher dataset (RECIPE.md)."""
+SIM_SPLITS = "900:950,950:1000"
+"""Default ``--splits``: tuning and test episode ranges of the Push-T dataset (the first 900
+episodes are the world models' training data)."""
 HORIZONS = "10,20,30,40,50,60,70,80"
 QUICK_HORIZONS, QUICK_EPISODES = "10,50", 16
 ITERATION_FIELD = {
@@ -68,6 +75,26 @@ ITERATION_FIELD = {
     "latco": "n_steps",
 }
 """The config field ``--budget`` scales, per planner."""
+
+
+def _reference_fields() -> dict[str, Any]:
+    from grasplab.planners.grasp import GRASPConfig
+
+    default, reference = GRASPConfig().to_dict(), GRASPConfig.reference().to_dict()
+    return {k: v for k, v in reference.items() if default[k] != v}
+
+
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "grasp_reference": ("grasp", _reference_fields()),
+}
+"""Columns that are a registered planner with a preset: label -> (planner, config fields)."""
+
+
+def registry_name(name: str) -> str:
+    """The registered planner behind column ``name`` (itself, or a variant's planner)."""
+    return VARIANTS[name][0] if name in VARIANTS else name
+
+
 TARGET_HORIZON, TARGET_MARGIN, TARGET_TIME_RATIO = 50, 0.10, 0.3
 NON_GREEDY_DETOUR = 1.1
 """A task counts as non-greedy when its geodesic exceeds the straight line by this factor."""
@@ -82,8 +109,26 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.episodes is None:
         args.episodes = QUICK_EPISODES if args.quick else 100
     for env in args.envs.split(","):
-        if env not in LAYOUTS:
-            p.error(f"unknown env {env!r}; known: {sorted(LAYOUTS)}")
+        if env not in LAYOUTS and env not in SIMS:
+            p.error(f"unknown env {env!r}; known: {sorted([*LAYOUTS, *SIMS])}")
+        if env in SIMS and args.model == "oracle":
+            p.error(f"{env} is a real simulator: no oracle model (use --model mlp|pixel|patch)")
+        name = checkpoint_name(env, args.model)
+        if args.checkpoint:
+            if not Path(args.checkpoint).is_dir() or "," in args.envs:
+                p.error("--checkpoint must be a checkpoint directory, with one env in --envs")
+        elif args.model != "oracle" and not (CHECKPOINTS / name).is_dir():
+            p.error(f"no shipped checkpoint {name} in {CHECKPOINTS} (RECIPE.md makes them)")
+        data = Path(args.data or SIM_DATA.get(env, ""))
+        if env in SIMS and not (data / "manifest.json").is_file():
+            p.error(
+                f"{env}: no dataset at {data} (--data); collect it with: grasplab collect "
+                f"env={SIMS[env]} behaviour=pusher episodes=1000 steps=100 seed=0 out={data}"
+            )
+    try:
+        args.split_ranges = parse_splits(args.splits)
+    except ValueError as err:
+        p.error(str(err))
     if args.budget <= 0 or args.episodes < 1:
         p.error("--budget must be > 0 and --episodes >= 1")
     try:
@@ -91,6 +136,22 @@ def parse(argv: list[str]) -> argparse.Namespace:
     except ValueError as err:
         p.error(str(err))
     return args
+
+
+def parse_splits(text: str) -> dict[str, tuple[int, int]]:
+    """``"900:950,950:1000"`` -> ``{"tune": (900, 950), "test": (950, 1000)}``.
+
+    Raises:
+        ValueError: Not two ``first:stop`` ranges.
+    """
+    parts = text.split(",")
+    try:
+        bounds = [tuple(int(x) for x in part.split(":")) for part in parts]
+    except ValueError:
+        bounds = []
+    if len(bounds) != 2 or any(len(b) != 2 for b in bounds):
+        raise ValueError(f"--splits must be TUNE_FIRST:STOP,TEST_FIRST:STOP, got {text!r}")
+    return {"tune": bounds[0], "test": bounds[1]}  # type: ignore[dict-item]
 
 
 def checked_overrides(
@@ -102,14 +163,15 @@ def checked_overrides(
         ValueError: An unknown planner, a ``--set`` for a planner not run, or an invalid config.
     """
     for name in names:
-        if name not in PLANNERS:
-            raise ValueError(f"unknown planner {name!r}; known: {sorted(PLANNERS)}")
+        if registry_name(name) not in PLANNERS:
+            known = sorted([*PLANNERS, *VARIANTS])
+            raise ValueError(f"unknown planner {name!r}; known: {known}")
     overrides = parse_sets(sets)
     unused = set(overrides) - set(names)
     if unused:
         raise ValueError(f"--set names planners not run: {sorted(unused)}")
     for name in names:
-        make_planner(name, planner_config(name, budget, overrides))
+        make_planner(registry_name(name), planner_config(name, budget, overrides))
     return overrides
 
 
@@ -123,19 +185,30 @@ def checkpoint_name(env: str, kind: str) -> str:
     return f"{env}-{kind}-b1"
 
 
-def load_world_model(env: str, kind: str, device: str) -> tuple[WorldModel, str]:
-    """The world model of ``kind`` (``pixel``, ``mlp`` or ``oracle``) for ``env``, and its name.
+def load_world_model(
+    env: str, kind: str, device: str, path: str | None = None
+) -> tuple[WorldModel, str]:
+    """The shipped model of ``kind`` for ``env`` (or the checkpoint at ``path``), and its name.
+
+    ``kind``: ``pixel``, ``mlp``, ``patch`` or ``oracle``.
 
     Raises:
-        ValueError: A shipped checkpoint trained on another env or layout.
+        ValueError: A checkpoint trained on another env or layout.
     """
-    if kind == "oracle":
+    if kind == "oracle" and path is None:
         model = OracleModel(make(env, **LAYOUTS[env]), 1)
         model.device = device
         return model, "oracle"
-    name = checkpoint_name(env, kind)
-    model = checkpoint.load(CHECKPOINTS / name, device=device)
-    info = checkpoint.info(CHECKPOINTS / name)
+    folder = Path(path) if path else CHECKPOINTS / checkpoint_name(env, kind)
+    name = str(folder) if path else folder.name
+    if not folder.is_dir():
+        raise ValueError(f"no checkpoint directory {folder}")
+    model = checkpoint.load(folder, device=device)
+    info = checkpoint.info(folder)
+    if env in SIMS:
+        if info.get("env") != SIMS[env]:
+            raise ValueError(f"checkpoint {name} was trained on {info.get('env')}, not {SIMS[env]}")
+        return model, name
     if info.get("env") != env or dict(info.get("env_overrides", {})) != LAYOUTS[env]:
         raise ValueError(
             f"checkpoint {name} was trained on {info.get('env')} {info.get('env_overrides')}"
@@ -153,10 +226,10 @@ def planner_config(
         budget: Scale of the iteration count (1: the default).
         overrides: ``{planner: {field: value}}`` from ``--set`` (win over the budget).
     """
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = dict(VARIANTS[name][1]) if name in VARIANTS else {}
     if budget != 1.0:
-        field = ITERATION_FIELD[name]
-        default = getattr(PLANNERS[name][1](), field)
+        field = ITERATION_FIELD[registry_name(name)]
+        default = getattr(PLANNERS[registry_name(name)][1](), field)
         config[field] = max(1, round(default * budget))
     config.update((overrides or {}).get(name, {}))
     return config
@@ -321,6 +394,25 @@ def half_range(env: Env, action_block: int) -> torch.Tensor:
     return ((env.action_high - env.action_low) / 2).repeat(action_block)
 
 
+def sim_half_range(sim: Simulator, protocol: EvalProtocol) -> torch.Tensor:
+    """:func:`half_range` of a real simulator's action bounds."""
+    low = torch.as_tensor(np.asarray(sim.action_low, np.float64))
+    high = torch.as_tensor(np.asarray(sim.action_high, np.float64))
+    return ((high - low) / 2).repeat(protocol.action_block)
+
+
+def sim_task_stats(protocol: EvalProtocol, sim: Simulator) -> dict[str, Any]:
+    """How far the test tasks move the block (Push-T state: agent xy, block xy, angle)."""
+    tasks = protocol.tasks("test", sim)
+    shift = (tasks.goal[:, 2:4] - tasks.start[:, 2:4]).norm(dim=-1)
+    turn = torch.remainder(tasks.goal[:, 4] - tasks.start[:, 4] + math.pi, 2 * math.pi) - math.pi
+    return {
+        "median_block_shift": float(shift.double().median()),
+        "median_block_turn": float(turn.abs().double().median()),
+        "moved": float((shift > 1.0).double().mean()),
+    }
+
+
 def task_stats(protocol: EvalProtocol) -> dict[str, Any]:
     """How long and how non-greedy the test tasks are (geodesic / straight line), per task too."""
     tasks = protocol.tasks("test")
@@ -342,16 +434,31 @@ def run_cell(
     config: dict[str, Any],
     model: WorldModel,
     probe: PositionProbe | None,
+    sim: Simulator | None = None,
 ) -> dict[str, Any]:
     """Evaluate planner ``name`` with config overrides ``config``; score and diagnose.
 
-    All test episodes are planned in one batched call.
+    All test episodes are planned in one batched call. In a real simulator (``sim``) the
+    model-vs-true gap and the plan error are not measured (no position read-out there).
     """
-    recorder = Recorder(make_planner(name, config))
+    recorder = Recorder(make_planner(registry_name(name), config))
     start = time.perf_counter()
-    results = evaluate(protocol, recorder, model, "test")
+    results = evaluate(protocol, recorder, model, "test", sim=sim)
     seconds = time.perf_counter() - start
     assert recorder.result is not None
+    if sim is not None:
+        return {
+            "config": recorder.config.to_dict(),
+            "summary": results.summary(),
+            "gap": None,
+            "diagnostics": diagnostics(recorder.result, sim_half_range(sim, protocol)),
+            "seconds": seconds,
+            "episodes": {
+                "success": results.success.astype(bool).tolist(),
+                "time_to_success": results.time_to_success.tolist(),
+                "min_distance": results.min_distance.tolist(),
+            },
+        }
     goal = protocol.tasks("test").goal
     env = protocol.make_env()
     in_model, predicted = model_judgement(model, probe, env, recorder.result.states, goal)
@@ -373,41 +480,58 @@ def run_cell(
     }
 
 
+def row_protocol(args: argparse.Namespace, env: str, horizon: int, block: int) -> EvalProtocol:
+    """The protocol of one row: a layout's sampled tasks, or (simulators) dataset tasks.
+
+    Dataset tasks follow DINO-WM: the goal lies ``horizon x block`` env steps ahead in a
+    held-out recorded episode (the ``--splits`` test range of ``--data``).
+    """
+    common = {
+        "horizon": horizon,
+        "action_block": block,
+        "seed": args.seed,
+        "tune_episodes": 0,
+        "test_episodes": args.episodes,
+        "stop_on_success": not args.final_plan,
+    }
+    if env not in SIMS:
+        return EvalProtocol(env=env, env_overrides=LAYOUTS[env], **common)
+    task_set = {
+        "source": "dataset",
+        "data": str(Path(args.data or SIM_DATA[env]).resolve()),
+        "k": horizon * block,
+        "splits": {k: list(v) for k, v in args.split_ranges.items()},
+    }
+    return EvalProtocol(env=SIMS[env], task_set=task_set, **common)
+
+
 def run_row(
     args: argparse.Namespace,
     env: str,
     horizon: int,
     model: WorldModel,
     probe: PositionProbe | None,
+    sim: Simulator | None = None,
 ) -> dict[str, Any]:
     """One table row: the random floor and every planner at ``(env, horizon)``."""
-    protocol = EvalProtocol(
-        env=env,
-        env_overrides=LAYOUTS[env],
-        horizon=horizon,
-        action_block=model.action_block,
-        seed=args.seed,
-        tune_episodes=0,
-        test_episodes=args.episodes,
-        stop_on_success=not args.final_plan,
-    )
     try:
-        protocol.tasks("test")
+        protocol = row_protocol(args, env, horizon, model.action_block)
+        protocol.tasks("test", sim) if sim is not None else protocol.tasks("test")
     except ValueError as err:
         print(f"{env} H={horizon}: skipped ({err})", flush=True)
         return {"env": env, "horizon": horizon, "skipped": str(err)}
-    floor = random_floor(protocol, "test", seed=args.seed, repeats=args.floor_repeats)
+    floor = random_floor(protocol, "test", seed=args.seed, repeats=args.floor_repeats, sim=sim)
     row: dict[str, Any] = {
         "env": env,
         "horizon": horizon,
         "protocol": protocol.to_dict(),
-        "tasks": task_stats(protocol),
+        "tasks": task_stats(protocol) if sim is None else sim_task_stats(protocol, sim),
         "random": floor.summary(),
         "cells": {},
     }
     for name in args.planners.split(","):
         config = planner_config(name, args.budget, args.overrides)
-        cell = run_cell(protocol, name, config, model, probe)
+        cell = run_cell(protocol, name, config, model, probe, sim)
         row["cells"][name] = cell
         print(f"{env} H={horizon} {name}: {cell_text(cell)} | {gap_text(cell)}", flush=True)
     row["target"] = target_check(row)
@@ -424,7 +548,7 @@ def target_check(row: dict[str, Any]) -> dict[str, Any] | None:
         GRASP has successes.
     """
     cells = row.get("cells", {})
-    baselines = {n: c["summary"] for n, c in cells.items() if n != "grasp"}
+    baselines = {n: c["summary"] for n, c in cells.items() if registry_name(n) != "grasp"}
     if row["horizon"] < TARGET_HORIZON or "grasp" not in cells or not baselines:
         return None
     best = max(baselines, key=lambda n: baselines[n]["success_rate"])
@@ -450,8 +574,9 @@ def target_check(row: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def cell_text(cell: dict[str, Any]) -> str:
-    """``success [CI] / time-to-success``."""
-    return format_cell(cell["summary"])
+    """``success [CI] / time-to-success / model steps`` (mean model steps per episode)."""
+    steps = cell["summary"].get("model_steps", math.nan)
+    return format_cell(cell["summary"]) + ("" if math.isnan(steps) else f" / {steps:.0f}")
 
 
 def gap_text(cell: dict[str, Any]) -> str:
@@ -460,6 +585,8 @@ def gap_text(cell: dict[str, Any]) -> str:
     ``err``: median distance between predicted and true positions along the plan (env units).
     """
     g = cell["gap"]
+    if g is None:
+        return "n/a (simulator)"
     text = (
         f"model {100 * g['model_success']:.0f}% / true {100 * g['true_success']:.0f}% / "
         f"false {100 * g['false_success']:.0f}%"
@@ -479,21 +606,31 @@ def print_tables(rows: list[dict[str, Any]], names: list[str]) -> None:
             continue
         print_success_table(env, done, names)
         if skipped:
-            print(f"(H = {skipped} skipped: the layout supplies no tasks that long)")
-        print_gap_table(env, done, names)
-        print_split_table(env, done, names)
+            print(f"(H = {skipped} skipped: the layout or data supplies no tasks that long)")
+        if env in SIMS:
+            print(f"({env}: judged in the real simulator; no model-vs-true gap is measured)")
+        else:
+            print_gap_table(env, done, names)
+            print_split_table(env, done, names)
         print_targets(env, done)
 
 
 def print_success_table(env: str, rows: list[dict[str, Any]], names: list[str]) -> None:
     """Rows H, columns: task lengths, the random floor, one per planner."""
     n = rows[0]["cells"][names[0]]["summary"]["n"]
-    print(f"\n### {env}: success % [95% Wilson CI] / median time-to-success (n={n} per cell)")
-    print("| H | tasks: min steps / non-greedy | random | " + " | ".join(names) + " |")
+    print(
+        f"\n### {env}: success % [95% Wilson CI] / median time-to-success / model steps per "
+        f"episode (n={n} per cell)"
+    )
+    kind = "block shift px / turn rad" if env in SIMS else "min steps / non-greedy"
+    print(f"| H | tasks: {kind} | random | " + " | ".join(names) + " |")
     print("|---|---|---|" + "---|" * len(names))
     for r in rows:
         t, rnd = r["tasks"], r["random"]
-        tasks = f"{t['median_min_steps']:.0f} / {100 * t['non_greedy']:.0f}%"
+        if env in SIMS:
+            tasks = f"{t['median_block_shift']:.0f} / {t['median_block_turn']:.2f}"
+        else:
+            tasks = f"{t['median_min_steps']:.0f} / {100 * t['non_greedy']:.0f}%"
         floor = f"{100 * rnd['success_rate']:.0f}% (n={rnd['n']})"
         cells = " | ".join(cell_text(r["cells"][name]) for name in names)
         print(f"| {r['horizon']} | {tasks} | {floor} | {cells} |")
@@ -556,7 +693,8 @@ def print_header(args: argparse.Namespace, names: list[str]) -> None:
         else "the first plan the probe saw succeed (frozen), else the final plan"
     )
     print(
-        f"long-horizon benchmark: model={args.model} (action block 1), envs={args.envs}, "
+        f"long-horizon benchmark: model={args.checkpoint or args.model} (action block 1), "
+        f"envs={args.envs}, "
         f"H={args.horizons}, {args.episodes} held-out test episodes per cell, open loop, success "
         f"'ever' in the TRUE env, scoring {scored}; planner budgets: {budgets} {configs}"
     )
@@ -586,10 +724,35 @@ def write_json(path: str | None, figures: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def refuse_training_episodes(
+    args: argparse.Namespace, env: str, model: WorldModel, folder: Any
+) -> None:
+    """Refuse test tasks from the episodes the checkpoint was trained on (its ``info``).
+
+    Raises:
+        ValueError: The ``--splits`` overlap the training episodes.
+    """
+    from grasplab.eval.tasks import check_train_overlap
+
+    protocol = row_protocol(args, env, 1, model.action_block)
+    check_train_overlap(protocol.tasks_spec, checkpoint.info(folder), str(folder))
+
+
 def run_env(args: argparse.Namespace, env: str, figures: dict[str, Any]) -> None:
     """All rows of ``env``; the figures are written after every row."""
-    model, name = load_world_model(env, args.model, args.device)
+    model, name = load_world_model(env, args.model, args.device, args.checkpoint)
     probe = None
+    if env in SIMS:
+        figures["models"][env] = model_record(name, model, None)
+        refuse_training_episodes(args, env, model, folder=args.checkpoint or CHECKPOINTS / name)
+        sim = make_sim(SIMS[env].removeprefix("sim:"))
+        try:
+            for horizon in (int(h) for h in args.horizons.split(",")):
+                figures["rows"].append(run_row(args, env, horizon, model, None, sim))
+                write_json(args.json, figures)
+        finally:
+            sim.close()
+        return
     if getattr(model, "observation", "state") == "pixels":
         probe = fit_position_probe(model, make(env, **LAYOUTS[env]), seed=args.seed)
         radius = make(env, **LAYOUTS[env]).success_radius

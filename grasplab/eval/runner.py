@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -200,6 +200,77 @@ class SimTrueEnv(TrueEnv):
             )
 
 
+class ScaledTrueEnv(TrueEnv):
+    """``env`` seen through normalised actions: ``u`` in ``[-1, 1]`` is ``center + half * u``.
+
+    Args:
+        env: The true env (its bounds are ``center -/+ half``).
+    """
+
+    def __init__(self, env: TrueEnv) -> None:
+        self.env = env
+        self.center = (env.action_high + env.action_low) / 2
+        self.half = (env.action_high - env.action_low) / 2
+        self.action_low = -torch.ones_like(self.half)
+        self.action_high = torch.ones_like(self.half)
+        self.action_dim = env.action_dim
+
+    def raw(self, actions: Tensor) -> Tensor:
+        """Normalised ``(B, H, k*A_env)`` actions in the env's own units."""
+        k = actions.shape[-1] // self.env.action_dim
+        center = self.center.to(actions).repeat(k)
+        return center + self.half.to(actions).repeat(k) * actions
+
+    def render(self, states: Tensor) -> Tensor:
+        """The wrapped env's images."""
+        return self.env.render(states)
+
+    def observe(self, model: WorldModel, states: Tensor) -> Tensor:
+        """What the wrapped env shows ``model``."""
+        return self.env.observe(model, states)
+
+    def execute(self, start: Tensor, goal: Tensor, actions: Tensor, action_block: int) -> Rollout:
+        """:meth:`TrueEnv.execute` of the actions in the env's units."""
+        return self.env.execute(start, goal, self.raw(actions), action_block)
+
+    def resume(self, goal: Tensor, actions: Tensor, action_block: int) -> Rollout:
+        """:meth:`TrueEnv.resume` of the actions in the env's units."""
+        return self.env.resume(goal, self.raw(actions), action_block)
+
+
+class ScaledActionModel:
+    """``model`` taking normalised actions: ``step(z, u) = model.step(z, center + half * u)``.
+
+    Everything else (``encode``, ``cost``, ``latent_spread``, ``parameters``, ...) is the
+    wrapped model's. Shapes: ``z (N, D)``, ``u (N, k*A_env)``.
+    """
+
+    def __init__(self, model: WorldModel, env: ScaledTrueEnv) -> None:
+        self.model, self.env = model, env
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["model"], name)
+
+    def step(self, z: Tensor, a: Tensor) -> Tensor:
+        """One model step from normalised actions."""
+        return self.model.step(z, self.env.raw(a))
+
+
+def normalized_actions(env: TrueEnv, model: WorldModel) -> tuple[TrueEnv, WorldModel]:
+    """Planners see actions in ``[-1, 1]`` whatever the env's bounds.
+
+    Step sizes and noise of the gradient planners (GD, GRASP, LatCo, MPPI's noise) are in
+    action units; an env whose bounds are not ``[-1, 1]`` (Push-T's targets are pixels in
+    ``[0, 512]``) would otherwise give them steps 256x too small. Envs already in ``[-1, 1]``
+    are returned unchanged (every planar env), so their results do not move.
+    """
+    low, high = env.action_low.double(), env.action_high.double()
+    if bool(torch.all(low == -1)) and bool(torch.all(high == 1)):
+        return env, model
+    scaled = ScaledTrueEnv(env)
+    return scaled, cast(WorldModel, ScaledActionModel(model, scaled))
+
+
 def true_env(protocol: EvalProtocol, sim: Simulator | None = None) -> TrueEnv:
     """The protocol's true env: its torch env, or ``sim`` (required for ``env: sim:...``)."""
     if protocol.is_sim:
@@ -292,6 +363,7 @@ def evaluate(
             seed = 7919 * protocol.seed + idx[0] + (0 if split == "tune" else 10**6)
         generator = torch.Generator(device=device).manual_seed(seed)
         run = _open_loop if protocol.mode == "open_loop" else _mpc
+        env, model = normalized_actions(env, model)
         results = run(protocol, env, planner, model, tasks.start, tasks.goal, generator)
     results.index = np.asarray(idx)
     return results

@@ -185,8 +185,50 @@ def print_scaling(spec: Any, counts: list[int], chunks: int) -> None:
         print(
             f"scaling: {k} worker(s): {run['episodes']} episodes in {run['seconds']:.1f} s = "
             f"{run['episodes_per_s']:.2f} episodes/s; ratio to {k} x 1 worker: {ratio:.2f} "
-            "(target >= 0.95)"
+            f"(target >= 0.95); CPU of the {os.cpu_count()} cores: workers "
+            f"{100 * run['worker_cpu_share']:.1f}%, driver + Ray's processes "
+            f"{100 * run['ray_cpu_share']:.1f}%, other jobs {100 * run['other_cpu_share']:.1f}%"
         )
+
+
+RAY_PROCESSES = ("raylet", "gcs_server", "ray::", "ray/", "dashboard", "log_monitor", "monitor.py")
+"""Command-line fragments of Ray's own processes (idle workers, raylet, GCS, agents)."""
+
+
+def process_kind(pid: int, title: str) -> str:
+    """``worker`` (a world-model worker), ``ray`` (the driver or Ray's own), or ``other``."""
+    if "WorldModelWorker" in title:
+        return "worker"
+    if pid == os.getpid() or any(part in title for part in RAY_PROCESSES):
+        return "ray"
+    return "other"
+
+
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """Per process on this machine: its :func:`process_kind` and user + system CPU seconds."""
+    import psutil
+
+    out = {}
+    for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        times = proc.info.get("cpu_times")
+        if times is None:
+            continue
+        title = " ".join(proc.info.get("cmdline") or []) or (proc.info.get("name") or "")
+        out[proc.pid] = (process_kind(proc.pid, title), float(times.user + times.system))
+    return out
+
+
+def cpu_split(before: dict[int, tuple[str, float]], elapsed: float) -> dict[str, float]:
+    """Where the machine's CPU went since ``before``, as shares of all cores over ``elapsed``.
+
+    ``worker_cpu_share``: the world-model workers; ``ray_cpu_share``: this driver and Ray's own
+    processes (raylet, GCS, idle workers, agents); ``other_cpu_share``: everything else.
+    """
+    spent = {"worker": 0.0, "ray": 0.0, "other": 0.0}
+    for pid, (kind, seconds) in cpu_seconds().items():
+        spent[kind] += seconds - before.get(pid, (kind, 0.0))[1]
+    capacity = (os.cpu_count() or 1) * elapsed
+    return {f"{kind}_cpu_share": value / capacity for kind, value in spent.items()}
 
 
 def pool_throughput(spec: Any, placement: Placement, chunks: int, prefix: str) -> dict[str, Any]:
@@ -207,9 +249,11 @@ def pool_throughput(spec: Any, placement: Placement, chunks: int, prefix: str) -
         warm = indices[: placement.num_workers]
         ray.get(evaluate_chunks(pool.dispatcher, context, config, "tune", warm))
         work = [indices[i % len(indices)] for i in range(chunks)]
+        before = cpu_seconds()
         start = time.perf_counter()
         outputs = ray.get(evaluate_chunks(pool.dispatcher, context, config, "tune", work))
         elapsed = time.perf_counter() - start
+        cpu = cpu_split(before, elapsed)
         nodes = {s["node"] for s in pool.stats()}
     finally:
         pool.shutdown()
@@ -220,6 +264,7 @@ def pool_throughput(spec: Any, placement: Placement, chunks: int, prefix: str) -
         "episodes_per_s": episodes / elapsed,
         "compute_s": sum(o["compute_s"] for o in outputs),
         "nodes": nodes,
+        **cpu,
     }
 
 

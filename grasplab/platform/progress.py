@@ -95,6 +95,7 @@ class SweepProgress:
         out: Where lines go (default ``sys.stdout``).
         tty: Update the status line in place (default: ``out.isatty()``).
         now: Clock (seconds).
+        kind: The word in front of phase lines (``sweep``; ``study`` for ``grasplab ablate``).
     """
 
     def __init__(
@@ -104,8 +105,9 @@ class SweepProgress:
         out: TextIO | None = None,
         tty: bool | None = None,
         now: Callable[[], float] = time.monotonic,
+        kind: str = "sweep",
     ) -> None:
-        self.enabled, self.every, self.now = enabled, every, now
+        self.enabled, self.every, self.now, self.kind = enabled, every, now, kind
         self.out = out or sys.stdout
         self.tty = bool(tty if tty is not None else getattr(self.out, "isatty", lambda: False)())
         self.started = now()
@@ -138,7 +140,7 @@ class SweepProgress:
 
     def phase(self, text: str) -> None:
         """One line: ``[sweep 1m05s] text``."""
-        self._write(f"[sweep {clock(self.now() - self.started)}] {text}")
+        self._write(f"[{self.kind} {clock(self.now() - self.started)}] {text}")
 
     # --- a stage -----------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from typing import Any
 from grasplab.platform import progress as live
 from grasplab.platform import runtime
 from grasplab.platform.config import ConfigError, SweepSpec, compose, parse
-from grasplab.platform.tracking import PARENT, ROLE, git_sha, run_url
+from grasplab.platform.tracking import PARENT, ROLE, git_sha, run_url, ui_command
 
 STUDY_ID = "grasplab.study_id"
 CELL = "grasplab.cell"
@@ -314,22 +314,22 @@ def run_study(
     experiment_id = _experiment_id(client, study)
     study_id, run_id = open_study_run(client, experiment_id, study, resume)
     done = finished_cells(client, experiment_id, run_id) if resume else set()
-    lines = live.SweepProgress(enabled=progress)
+    lines = live.SweepProgress(enabled=progress, kind="study")
     lines.phase(
-        f"study {study_id}: {len(study.cells)} sweeps ({len(study.labels)} cells x "
+        f"{study_id}: {len(study.cells)} sweeps ({len(study.labels)} cells x "
         f"{len(study.seeds)} seeds), {len(study.cells[0].spec.planners)} variants each"
         + (f"; {len(done)} finished before, skipped" if done else "")
     )
-    owned = runtime.connect(study.cells[0].spec.cluster)
-    status, sweeps, times = "FAILED", {}, []
+    status, sweeps, times, owned = "FAILED", {}, [], False
     try:
+        owned = runtime.connect(study.cells[0].spec.cluster)
         todo = [c for c in study.cells if c.key not in done]
         for number, cell in enumerate(todo, 1):
             eta = ""
             if times:
                 eta = f", ETA {live.clock((len(todo) - number + 1) * sum(times) / len(times))}"
             lines.phase(
-                f"study {study_id}: sweep {number}/{len(todo)}: cell {cell.label}, seed "
+                f"sweep {number}/{len(todo)} of study {study_id}: cell {cell.label}, seed "
                 f"{cell.seed} (elapsed {live.clock(time.perf_counter() - started)}{eta})"
             )
             state = cell_state(study, cell, study_id, run_id, cwd, resume)
@@ -337,7 +337,7 @@ def run_study(
             result = sweep.run_sweep(cell.spec, state, progress=progress)
             times.append(time.perf_counter() - t0)
             sweeps[cell.key] = result.parent_run_id
-        lines.phase(f"study {study_id}: ablation table, bars and report on the study run")
+        lines.phase(f"{study_id}: ablation table, bars and report on the study run")
         rep = build_report(client, client.get_run(run_id), study.tracking_uri)
         log_report(client, run_id, rep, Path(cwd) / "reports" / study_id)
         status = "FINISHED"
@@ -352,8 +352,11 @@ def run_study(
             ray.shutdown()
     result = StudyResult(study_id, run_id, study.tracking_uri, rep, sweeps)
     result.wall_time = time.perf_counter() - started
-    result.summary = rep.markdown
-    lines.phase(f"study done in {live.clock(result.wall_time)}")
+    result.summary = (
+        f"{rep.markdown}\nwall time {live.clock(result.wall_time)}; open the UI with: "
+        f"{ui_command(study.tracking_uri, study.artifact_root)}"
+    )
+    lines.phase(f"{study_id} done in {live.clock(result.wall_time)}")
     return result
 
 
@@ -622,8 +625,8 @@ def bars_png(bars: Sequence[Bar], floors: Mapping[tuple[str, int], Mapping[str, 
             m = mine[label].metrics
             xs.append(i)
             ys.append(100 * m["success_rate"])
-            low.append(100 * (m["success_rate"] - m["ci_low"]))
-            high.append(100 * (m["ci_high"] - m["success_rate"]))
+            low.append(max(0.0, 100 * (m["success_rate"] - m["ci_low"])))  # Wilson: 0 - 1e-17
+            high.append(max(0.0, 100 * (m["ci_high"] - m["success_rate"])))
             colours.append("#2a7" if label == REFERENCE else "#68a")
         ax.bar(xs, ys, yerr=[low, high], color=colours, capsize=3)
         floor = floors.get((cell, horizon))

@@ -574,7 +574,9 @@ def tune_stage(
     else:
         tuner = new_tuner(spec, stage, state, pool, index, trainable, progress)
     grid = tuner.fit()
-    if grid.num_terminated + grid.num_errors < len(grid):
+    # Interrupted (SIGINT): Tune returns early, with trials still running or never created (the
+    # searcher creates them lazily), so both counts are checked.
+    if len(grid) < stage_trials(spec, stage) or grid.num_terminated + grid.num_errors < len(grid):
         raise KeyboardInterrupt(f"stage {stage.key} was interrupted")
     return grid
 

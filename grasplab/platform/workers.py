@@ -35,7 +35,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from grasplab.envs import Simulator
 from grasplab.eval import EvalProtocol, evaluate
 from grasplab.eval.models import load_model
-from grasplab.eval.runner import reached_steps, true_env
+from grasplab.eval.runner import normalized_actions, reached_steps, true_env
 from grasplab.planners import PlanProblem, make_planner
 from grasplab.platform.config import MODEL_URI_SCHEMES
 from grasplab.world_models import WorldModel
@@ -175,8 +175,8 @@ class WorldModelWorker:
         idx = [int(i) for i in batch] if batch and proto.mode == "open_loop" else [int(index)]
         if int(index) not in idx:
             raise ValueError(f"plan_frames: episode {index} is not in its batch {idx}")
-        model, sim = self.model(spec, proto), self.sim(proto)
-        env = true_env(proto, sim)
+        sim = self.sim(proto)
+        env, model = normalized_actions(true_env(proto, sim), self.model(spec, proto))
         tasks = proto.tasks(split, sim) if sim is not None else proto.tasks(split)
         tasks = tasks.select(idx).to(self.device)
         with torch.no_grad():

@@ -91,6 +91,12 @@ class PatchTrainConfig:
     """Extra reconstruction weight of pixels that differ from the background."""
     val_fraction: float = 0.1
     """Fraction of episodes held out (the last ones) for validation."""
+    episodes: tuple[int, int] | None = None
+    """Episode range ``[first, stop)`` this run reads (training and its validation, the last
+    ``val_fraction`` of it); None: all. Keeps a dataset's tuning and test episodes unseen."""
+    loss_units: str = "increment"
+    """Not used: the patch losses are in normalised latent units (the field exists so that the
+    train config's keys apply to every kind; only ``increment`` is accepted)."""
     val_windows: int = 128
     """Fixed validation windows of the predictor."""
     eval_every: int = 250
@@ -116,6 +122,17 @@ class PatchTrainConfig:
             )
         if self.lr <= 0:
             raise ValueError(f"PatchTrainConfig.lr must be > 0, got {self.lr}")
+        if self.loss_units != "increment":
+            raise ValueError("PatchTrainConfig.loss_units is an mlp setting; leave it 'increment'")
+        if self.episodes is not None:
+            bounds = tuple(self.episodes)
+            ok = len(bounds) == 2 and all(isinstance(b, int) for b in bounds)
+            if not ok or not 0 <= bounds[0] < bounds[1]:
+                raise ValueError(
+                    f"PatchTrainConfig.episodes must be [first, stop) with 0 <= first < stop, "
+                    f"got {self.episodes!r}"
+                )
+            object.__setattr__(self, "episodes", bounds)
         if not isinstance(self.model, dict):
             raise ValueError("PatchTrainConfig.model must be a dict of PatchConfig fields")
 
@@ -299,7 +316,7 @@ def _prepare(cfg: PatchTrainConfig, data_dir: str | Path) -> _Run:
     data = load_episodes(data_dir, images=True)
     manifest = data.manifest
     block = cfg.action_block or int(manifest["action_block"])
-    train_eps, val_eps = split_episodes(len(data), cfg.val_fraction)
+    train_eps, val_eps = split_episodes(len(data), cfg.val_fraction, cfg.episodes)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, manifest, block)
     assert data.images is not None

@@ -61,6 +61,10 @@ class PixelConfig:
     """Spatial-softmax keypoints of the encoder."""
     blur: float = 1.5
     """Gaussian blur (pixels at half resolution) of the reconstructed foreground heatmap."""
+    action_loc: float = 0.0
+    """Actions enter the predictor as ``(a - action_loc) / action_scale`` (env units)."""
+    action_scale: float = 1.0
+    """See ``action_loc``; e.g. Push-T's targets in ``[0, 512]`` pixels: 256 and 128."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -77,6 +81,8 @@ class PixelConfig:
                 raise ValueError(f"PixelConfig.{name} must be an int >= 1, got {value!r}")
         if not isinstance(self.memory_dim, int) or self.memory_dim < 0:
             raise ValueError(f"PixelConfig.memory_dim must be an int >= 0, got {self.memory_dim!r}")
+        if not self.action_scale > 0:
+            raise ValueError(f"PixelConfig.action_scale must be > 0, got {self.action_scale!r}")
         size = self.image_size
         if not isinstance(size, int) or size < 8 or size & (size - 1):
             raise ValueError(f"PixelConfig.image_size must be a power of two >= 8, got {size!r}")
@@ -222,6 +228,7 @@ class PixelModel(nn.Module):
 
     def raw_step(self, raw: Tensor, a: Tensor) -> Tensor:
         """Predictor in raw coordinates ``(..., D), (..., A) -> (..., D)``."""
+        a = (a - self.config.action_loc) / self.config.action_scale
         return raw + self.predictor(torch.cat([raw, a], dim=-1))
 
     def with_memory(self, e: Tensor) -> Tensor:

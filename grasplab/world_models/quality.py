@@ -266,6 +266,8 @@ def planning_success(
     planner: str = "cem",
     planner_config: dict[str, Any] | None = None,
     seed: int = 0,
+    task_set: dict[str, Any] | None = None,
+    random_repeats: int = 5,
 ) -> dict[str, Any]:
     """Plan held-out test tasks through ``model``; success judged in the TRUE env.
 
@@ -279,6 +281,9 @@ def planning_success(
         planner: Planner name (``grasplab.planners.make_planner``).
         planner_config: Planner config overrides (default :data:`DEFAULT_PLANNER` for CEM).
         seed: Protocol seed.
+        task_set: Where the tasks come from (:class:`grasplab.eval.tasks.TaskSet` as a dict;
+            default: the env samples them), e.g. a recorded dataset's test episodes.
+        random_repeats: Random-policy rollouts per test task for the floor.
 
     Returns:
         The protocol, the planner config, the summary metrics, and the random-policy floor's
@@ -297,11 +302,12 @@ def planning_success(
         action_block=model.action_block,
         seed=seed,
         test_episodes=episodes,
+        task_set=task_set or {},
     )
     start = time.perf_counter()
     results = evaluate(protocol, make_planner(planner, planner_config), model, "test", indices)
     seconds = time.perf_counter() - start
-    floor = random_floor(protocol, "test", seed=seed, repeats=5)
+    floor = random_floor(protocol, "test", seed=seed, repeats=random_repeats)
     return {
         "protocol": protocol.to_dict(),
         "planner": planner,
@@ -316,6 +322,19 @@ def planning_success(
 def _overrides(values: dict[str, Any]) -> dict[str, Any]:
     """Env overrides read back from JSON: lists become the tuples the configs hold."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def guard_task_set(record: dict[str, Any], root: Path = CHECKPOINTS) -> dict[str, Any] | None:
+    """The task set a ``floors.json`` record's guard runs on (None: the env samples them).
+
+    A dataset task set's ``data`` may be relative to the checkpoints folder (a shipped excerpt
+    of the dataset's held-out episodes, see :mod:`grasplab.world_models.quality_pusht`).
+    """
+    task_set = (record.get("test") or {}).get("task_set")
+    if not task_set:
+        return None
+    data = Path(task_set["data"])
+    return {**task_set, "data": str(data if data.is_absolute() else root / data)}
 
 
 def floor_from(rate: float, margin: float = 0.15) -> float:

@@ -52,6 +52,10 @@ Log = Callable[[dict[str, float], int], None]
 STATE_DIR = "train_state"
 
 
+LOSS_UNITS = {"increment": 1.0, "geometric": 0.5, "latent": 0.0}
+"""``TrainConfig.loss_units`` -> the power of ``delta_scale`` dividing the MLP's rollout error."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run (recorded in the checkpoint's ``info``)."""
@@ -74,6 +78,14 @@ class TrainConfig:
     """Model steps per training window (multi-step loss)."""
     val_fraction: float = 0.1
     """Fraction of episodes held out (the last ones) for validation."""
+    loss_units: str = "increment"
+    """``mlp``: units of the rollout error per latent dim. ``increment``: its one-step increment
+    scale (``delta_scale``); dims that change little per step (a block pushed now and then)
+    then dominate the loss. ``latent``: the unit-scale latent, the units planners' goal costs
+    are measured in. ``geometric``: their geometric mean, ``sqrt(delta_scale)``."""
+    episodes: tuple[int, int] | None = None
+    """Episode range ``[first, stop)`` this run reads (training and its validation, the last
+    ``val_fraction`` of it); None: all. Keeps a dataset's tuning and test episodes unseen."""
     val_windows: int = 256
     """Fixed validation windows."""
     eval_every: int = 200
@@ -92,10 +104,23 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
+        if self.loss_units not in LOSS_UNITS:
+            raise ValueError(
+                f"TrainConfig.loss_units must be one of {list(LOSS_UNITS)}, got {self.loss_units!r}"
+            )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"TrainConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.lr <= 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if self.episodes is not None:
+            bounds = tuple(self.episodes)
+            ok = len(bounds) == 2 and all(isinstance(b, int) for b in bounds)
+            if not ok or not 0 <= bounds[0] < bounds[1]:
+                raise ValueError(
+                    f"TrainConfig.episodes must be [first, stop) with 0 <= first < stop, got "
+                    f"{self.episodes!r}"
+                )
+            object.__setattr__(self, "episodes", bounds)
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,12 +143,23 @@ class Windows:
     images: Tensor | None
 
 
-def split_episodes(n: int, val_fraction: float) -> tuple[range, range]:
-    """Train and validation episode ranges (validation = the last ``ceil(f * n)`` episodes)."""
-    n_val = max(1, math.ceil(val_fraction * n))
-    if n_val >= n:
+def split_episodes(
+    n: int, val_fraction: float, episodes: tuple[int, int] | None = None
+) -> tuple[range, range]:
+    """Train and validation episode ranges (validation = the last ``ceil(f * n)`` episodes).
+
+    Args:
+        n: Episodes in the dataset.
+        val_fraction: Fraction held out for validation.
+        episodes: The range ``[first, stop)`` to split (default all ``n``).
+    """
+    first, stop = episodes or (0, n)
+    if stop > n:
+        raise ValueError(f"episodes [{first}, {stop}) lie beyond the dataset's {n} episodes")
+    n_val = max(1, math.ceil(val_fraction * (stop - first)))
+    if n_val >= stop - first:
         raise ValueError(f"need more than {n_val} episodes to hold out {val_fraction:.0%}")
-    return range(0, n - n_val), range(n - n_val, n)
+    return range(first, stop - n_val), range(stop - n_val, stop)
 
 
 def draw_windows(
@@ -196,13 +232,21 @@ def latent_spread(
 # --------------------------------------------------------------------------------------------
 
 
-def mlp_loss(model: MLPModel, w: Windows) -> tuple[Tensor, dict[str, float]]:
-    """Open-loop rollout error in increment-scale units, averaged over steps and dims."""
+def mlp_loss(
+    model: MLPModel, w: Windows, units: str = "increment"
+) -> tuple[Tensor, dict[str, float]]:
+    """Open-loop rollout error, averaged over steps and dims.
+
+    Units per dim: its one-step increment scale (``units="increment"``), the unit-scale
+    latent's own (``units="latent"``) or their geometric mean; see
+    :attr:`TrainConfig.loss_units`.
+    """
     z = model.encode(w.states)
+    scale = model.delta_scale ** LOSS_UNITS[units]
     pred, errors = z[:, 0], []
     for j in range(w.actions.shape[1]):
         pred = model.step(pred, w.actions[:, j])
-        errors.append(((pred - z[:, j + 1]) / model.delta_scale).square().mean())
+        errors.append(((pred - z[:, j + 1]) / scale).square().mean())
     loss = torch.stack(errors).mean()
     return loss, {"loss": loss.item(), "one_step": errors[0].item()}
 
@@ -254,20 +298,31 @@ def pixel_loss(model: PixelModel, w: Windows) -> tuple[Tensor, dict[str, float]]
 # --------------------------------------------------------------------------------------------
 
 
+ANGLE_DIMS: dict[str, tuple[int, ...]] = {"sim:pusht": (4,)}
+"""State dims that are angles, per env (Push-T's block angle): the MLP's default ``angle_dims``."""
+ACTION_NORMALIZATION: dict[str, tuple[float, float]] = {"sim:pusht": (256.0, 128.0)}
+"""Pixel models' default ``(action_loc, action_scale)`` per env whose actions are not unit-scale
+(Push-T's targets in ``[0, 512]`` pixels)."""
+
+
 def build_model(cfg: TrainConfig, manifest: dict[str, Any], block: int) -> nn.Module:
     """A fresh model for the dataset's env (``cfg.model`` overrides the defaults)."""
     if cfg.kind == "mlp":
+        angles = ANGLE_DIMS.get(manifest["env"], ())
         return MLPModel(
             MLPConfig(
                 state_dim=manifest["state_dim"],
                 env_action_dim=manifest["action_dim"],
                 action_block=block,
-                **cfg.model,
+                **{"angle_dims": angles, **cfg.model},
             )
         )
+    loc, scale = ACTION_NORMALIZATION.get(manifest["env"], (0.0, 1.0))
     defaults = {
         "memory_dim": 4 if manifest["state_dim"] > 2 else 0,
         "image_size": manifest["image_size"],
+        "action_loc": loc,
+        "action_scale": scale,
     }
     return PixelModel(
         PixelConfig(
@@ -384,13 +439,14 @@ class _Run:
     model: nn.Module
     data: Episodes
     train_eps: range
+    val_eps: range
     val: list[Windows]
     block: int
 
     def loss(self, w: Windows) -> tuple[Tensor, dict[str, float]]:
         """The kind's loss on windows ``w``."""
         if self.cfg.kind == "mlp":
-            return mlp_loss(self.model, w)
+            return mlp_loss(self.model, w, self.cfg.loss_units)
         return pixel_loss(self.model, w)
 
     @torch.no_grad()
@@ -407,7 +463,7 @@ def _prepare(cfg: TrainConfig, data_dir: str | Path) -> _Run:
     manifest = read_manifest(data_dir)
     data = load_episodes(data_dir, images=cfg.kind == "pixel")
     block = cfg.action_block or int(manifest["action_block"])
-    train_eps, val_eps = split_episodes(len(data), cfg.val_fraction)
+    train_eps, val_eps = split_episodes(len(data), cfg.val_fraction, cfg.episodes)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, manifest, block)
     from_start = cfg.kind == "pixel" and model.memory_dim > 0
@@ -423,7 +479,7 @@ def _prepare(cfg: TrainConfig, data_dir: str | Path) -> _Run:
         assert data.images is not None
         pick = torch.randint(len(train_eps), (512,), generator=g_val)
         model.background.copy_(background(data.images[pick, 0]))
-    return _Run(cfg, model, data, train_eps, val, block)
+    return _Run(cfg, model, data, train_eps, val_eps, val, block)
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
@@ -526,6 +582,10 @@ def train(
 def run_identity(cfg: TrainConfig) -> dict[str, Any]:
     """The config fields a resumed run must share with the run it continues."""
     free = {"steps", "max_minutes", "eval_every", "patience"}
+    if cfg.episodes is None:
+        free.add("episodes")  # older states have no such fields
+    if cfg.loss_units == "increment":
+        free.add("loss_units")
     values = dataclasses.asdict(cfg)
     return json.loads(json.dumps({k: v for k, v in values.items() if k not in free}))
 
@@ -622,7 +682,7 @@ def _finish(
             "identity": dataset_identity(manifest),
         },
         "train_episodes": [run.train_eps.start, run.train_eps.stop],
-        "val_episodes": [run.train_eps.stop, len(run.data)],
+        "val_episodes": [run.val_eps.start, run.val_eps.stop],
         "latent_spread": [round(float(x), 6) for x in spread],
         "train": dataclasses.asdict(run.cfg),
         "best_val": prog["best_val"],
