@@ -327,6 +327,18 @@ def bench_planners_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="pointmaze, H in {10, 25}, 10 episodes")
     p.add_argument("--skip-table", action="store_true", help="only the speed ratios")
     p.add_argument("--json", default=None, help="also write all figures to this JSON file")
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="PATH",
+        help="speed ratios on this checkpoint instead of the oracle (no table, no batching)",
+    )
+    p.add_argument("--ratio-batch", type=int, default=50, help="problems B of the ratios")
+    p.add_argument("--ratio-horizon", type=int, default=50, help="horizon H of the ratios")
+    p.add_argument("--grasp-budgets", default="50,250", help="GRASP iterations LO,HI timed")
+    p.add_argument("--cem-budgets", default="2,12", help="CEM iterations LO,HI timed")
+    p.add_argument("--cem-samples", type=int, default=300, help="CEM samples S of its ratio")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats (the best counts)")
     return p
 
 

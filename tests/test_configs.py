@@ -199,16 +199,16 @@ def train_options() -> list[str]:
 @pytest.mark.parametrize("kind", train_options())
 def test_every_train_config_composes_and_validates(kind, env, tmp_path):
     from grasplab.platform import train
-    from grasplab.world_models.mlp import MLPConfig
-    from grasplab.world_models.pixel import PixelConfig
+    from grasplab.world_models.patch_training import PatchTrainConfig
     from grasplab.world_models.training import TrainConfig
 
     assert set(train_options()) == set(train.KINDS)
     spec = train.load([f"world_model={kind}", f"env={env}"], tmp_path)
     assert (spec.kind, spec.env) == (kind, compose([f"env={env}"])["env"]["name"])
     assert spec.out.parent == tmp_path / "runs" and spec.data.dir.parent == tmp_path / "data"
-    assert set(spec.options) < set(TrainConfig.__dataclass_fields__)
-    model_fields = (MLPConfig if kind == "mlp" else PixelConfig).__dataclass_fields__
+    config_class = PatchTrainConfig if kind == "patch" else TrainConfig
+    assert set(spec.options) < set(config_class.__dataclass_fields__)
+    model_fields = train.model_config_class(kind).__dataclass_fields__
     assert spec.raw["model"] and set(spec.raw["model"]) < set(model_fields)
     job = train.load(train.job_overrides([f"world_model={kind}", f"env={env}"], tmp_path), tmp_path)
     assert job.mlflow["tracking_uri"].startswith("http")  # the head's MLflow server

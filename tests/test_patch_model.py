@@ -103,26 +103,64 @@ def test_checkpoint_roundtrip(tmp_path):
     assert loaded.latent_spread.shape == (1024,)
 
 
-def test_two_stage_training_runs_and_records_what_it_trained_on(tmp_path):
+def test_two_stage_training_runs_resumes_and_records_what_it_trained_on(tmp_path):
     from grasplab.world_models import checkpoint
     from grasplab.world_models.data import collect
-    from grasplab.world_models.patch_training import PatchTrainConfig, train_patch
+    from grasplab.world_models.training import STATE_DIR, train
 
     data = tmp_path / "data"
     collect("wall", episodes=20, steps=8, seed=0, out_dir=data, action_block=2, progress=False)
     logs = []
-    config = PatchTrainConfig(
-        encoder_steps=40, predictor_steps=40, batch=8, window=2, model={"hidden": 16}
-    )
-    summary = train_patch(data, tmp_path / "ck", config, log=logs.append, log_every=20)
-    assert [(x["stage"], x["step"]) for x in logs] == [(1, 20), (1, 40), (2, 20), (2, 40)]
-    assert logs[1]["recon"] < logs[0]["recon"]  # the autoencoder learns
+    options = {
+        "encoder_steps": 40,
+        "encoder_batch": 8,
+        "batch": 8,
+        "window": 2,
+        "eval_every": 20,
+        "val_windows": 8,
+        "progress": False,
+        "model": {"hidden": 16},
+    }
+    log = lambda m, s: logs.append(m)  # noqa: E731
+    first = train("patch", data, tmp_path / "ck", steps=20, log=log, **options)
+    assert first["steps_done"] == 60 and (tmp_path / "ck" / STATE_DIR / "state.json").is_file()
+    # rerun with more steps: resumes in stage 2 (frozen encoder, restored normalisation)
+    encoder_before = checkpoint.load(tmp_path / "ck").encoder.state_dict()
+    summary = train("patch", data, tmp_path / "ck", steps=40, log=log, **options)
+    assert [(x["stage"], x["step"]) for x in logs] == [(1, 20), (1, 40), (2, 60), (2, 80)]
+    assert logs[1]["val_recon"] < logs[0]["val_recon"]  # the autoencoder learns
+    assert summary["steps_done"] == 80
     model = checkpoint.load(tmp_path / "ck")
     info = checkpoint.info(tmp_path / "ck")
+    for name, value in model.encoder.state_dict().items():
+        assert torch.equal(value, encoder_before[name]), name  # frozen in stage 2
     assert isinstance(model, PatchModel) and model.action_dim == 4
-    assert info["val_episodes"] == [18, 20] and info["env"] == "wall"
+    assert info["val_episodes"] == [18, 20] and info["train_episodes"] == [0, 18]
+    assert info["env"] == "wall" and info["data"]["identity"]
     assert len(info["latent_spread"]) == 1024 and model.latent_spread.shape == (1024,)
     assert not any(p.requires_grad for p in model.parameters())
     images = torch.zeros((1, 64, 64, 3), dtype=torch.uint8)
     assert model.encode(images).shape == (1, 1024)
     assert summary["k1"] < 2.0 and summary["copy_k1"] > 0  # finite, scored vs the copy baseline
+    with pytest.raises(ValueError, match="different run"):
+        train("patch", data, tmp_path / "ck", steps=40, **{**options, "window": 3})
+
+
+def test_bench_measures_speed_ratios_on_a_patch_checkpoint(tmp_path):
+    import json
+
+    from grasplab.bench import planners
+    from grasplab.world_models import checkpoint
+
+    torch.manual_seed(0)
+    model = PatchModel(PatchConfig(env_action_dim=2, hidden=8))
+    info = {"env": "wall", "env_overrides": {}, "latent_spread": [1.0] * 1024}
+    checkpoint.save(model, tmp_path / "ck", info=info)
+    argv = ["--model", str(tmp_path / "ck"), "--envs", "wall", "--ratio-batch", "3"]
+    argv += ["--ratio-horizon", "4", "--grasp-budgets", "1,2", "--cem-budgets", "1,2"]
+    argv += ["--cem-samples", "20", "--repeats", "1", "--json", str(tmp_path / "b.json")]
+    assert planners.main(argv) == 0
+    figures = json.loads((tmp_path / "b.json").read_text())
+    assert figures["grasp_ratio"]["step_fwd_bwd_s"] > 0 and figures["cem_ratio"]["ratio"] > 0
+    assert "table" not in figures and "batching" not in figures
+    assert len(figures["machine"]["loadavg"]) == 3

@@ -147,6 +147,29 @@ def test_rerun_resumes_in_the_same_run_and_more_steps_continue(trained, tmp_path
     assert [m.step for m in history] == [30]  # only what this invocation trained
 
 
+def test_patch_model_trains_registers_and_resumes(trained, tmp_path):
+    root = trained[0]  # its store and dataset
+    tiny = [a for a in TINY if not a.startswith(("world_model=", "model.", "train.steps"))]
+    args = [
+        *tiny,
+        "world_model=patch",
+        "model.hidden=8",
+        "train.encoder_steps=10",
+        "train.encoder_batch=4",
+        f"root={root}",
+        f"train.out={tmp_path / 'out'}",
+        "mlflow.experiment=patch",
+    ]
+    code, printed = run_main([*args, "train.steps=10"])
+    assert code == 0 and "models:/grasplab-wall-patch/1" in printed and "20 steps" in printed
+    code, printed = run_main([*args, "train.steps=20"])  # continues in stage 2 from step 20
+    # a new version only if validation improved (else the same weights: version 1 reused)
+    assert code == 0 and "models:/grasplab-wall-patch/" in printed and "30 steps" in printed
+    model = checkpoint.load(tmp_path / "out")
+    assert model.kind == "patch" and model.state_dim == 1024
+    assert checkpoint.info(tmp_path / "out")["history"][-1]["stage"] == 2
+
+
 @pytest.mark.parametrize(
     ("error", "status"), [(RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")]
 )
@@ -173,7 +196,7 @@ def test_failed_or_interrupted_training_ends_its_run(trained, monkeypatch, error
     ("override", "needle"),
     [
         ("world_model=nope", "world_model/nope"),
-        ("world_model=oracle", "choose one of ['mlp', 'pixel']"),
+        ("world_model=oracle", "choose one of ['mlp', 'pixel', 'patch']"),
         ("env=nope", "env/nope"),
         ("train.steps=0", "TrainConfig.steps"),
         ("model.width=0", "MLPConfig.width"),

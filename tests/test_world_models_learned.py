@@ -13,6 +13,7 @@ from grasplab.world_models.base import WorldModel
 from grasplab.world_models.checkpoint import CheckpointError
 from grasplab.world_models.data import collect
 from grasplab.world_models.mlp import MLPConfig, MLPModel
+from grasplab.world_models.patch_training import SPREAD_FLOOR
 from grasplab.world_models.pixel import PixelConfig, PixelModel
 from grasplab.world_models.quality import CHECKPOINTS, guard_task_set, hashes, planning_success
 from grasplab.world_models.training import train
@@ -246,8 +247,15 @@ def test_latent_spread_is_checked_on_load(saved):
 @pytest.mark.parametrize("name", _shipped())
 def test_shipped_checkpoints_declare_their_latent_spread(name):
     model = checkpoint.load(CHECKPOINTS / name)
-    assert model.latent_spread.shape == (model.state_dim,)
-    assert 0.5 < float(model.latent_spread.min()) and float(model.latent_spread.max()) < 1.5
+    spread = model.latent_spread
+    assert spread.shape == (model.state_dim,)
+    if model.kind == "patch":
+        # latents are unit-scale per channel over all patches; most patches (the layout) barely
+        # vary, so most dims sit at the floor (patch_training.SPREAD_FLOOR), the agent's do not
+        assert float(spread.min()) >= SPREAD_FLOOR - 1e-6 and float(spread.max()) < 3.0
+        assert float(spread.max()) > 2 * SPREAD_FLOOR
+    else:
+        assert 0.5 < float(spread.min()) and float(spread.max()) < 1.5
 
 
 def test_shipped_checkpoints_match_the_manifest():
@@ -271,7 +279,7 @@ def test_shipped_model_plans_above_its_floor(name):
         episodes=protocol["test_episodes"],
         indices=record["test"]["indices"],
         planner=record["planning"]["planner"],
-        planner_config=record["planning"]["planner_config"],
+        planner_config=record["test"].get("planner_config", record["planning"]["planner_config"]),
         seed=protocol["seed"],
         task_set=guard_task_set(record),
         random_repeats=1,  # the recorded floor used 5; one keeps the guard cheap

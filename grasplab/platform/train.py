@@ -1,4 +1,4 @@
-"""``grasplab train world_model=<mlp|pixel> env=<name> [overrides]``: a world model, tracked.
+"""``grasplab train world_model=<mlp|pixel|patch> env=<name> [overrides]``: a world model, tracked.
 
 Hydra composes ``tune_configs/train/config.yaml`` on the driver (``tune_configs/`` is on its
 search path, so ``env=`` and ``cluster=`` are the sweep's groups). Then, in order:
@@ -37,7 +37,7 @@ from typing import Any
 from grasplab.cli_parsers import train_parser
 from grasplab.platform.config import ConfigError, config_dir, one_line
 
-KINDS = ("mlp", "pixel")
+KINDS = ("mlp", "pixel", "patch")
 RUN_KEY = "grasplab.train_key"
 MODEL_URI = "grasplab.model_uri"
 WEIGHTS_SHA = "weights_sha256"
@@ -95,7 +95,7 @@ class TrainSpec:
     """A validated ``grasplab train`` invocation.
 
     Attributes:
-        kind: ``mlp`` or ``pixel``.
+        kind: ``mlp``, ``pixel`` or ``patch``.
         env: Environment name.
         env_overrides: Environment config overrides (``layout``...).
         seed: Seed of the initialisation and the batch sampler.
@@ -104,7 +104,8 @@ class TrainSpec:
         out: Checkpoint directory (absolute; ``train_state/`` inside).
         resume: Continue from ``out/train_state``.
         progress: Show progress bars.
-        options: ``TrainConfig`` fields other than ``kind``, ``seed`` and ``model``.
+        options: ``TrainConfig`` (``PatchTrainConfig`` for ``patch``) fields other than
+            ``kind``, ``seed`` and ``model``.
         model: Model config overrides (``None`` values dropped: the training's defaults).
         mlflow: The ``mlflow:`` section.
         raw: The composed plain dict.
@@ -282,24 +283,57 @@ def check_env(name: str, overrides: Mapping[str, Any]) -> Any:
         raise ConfigError(f"env: {one_line(error)}") from error
 
 
+def train_config(spec: TrainSpec) -> Any:
+    """The kind's training config as training will build it.
+
+    ``TrainConfig``, or for ``patch`` ``PatchTrainConfig``.
+
+    Raises:
+        ValueError, TypeError: An unknown or invalid setting.
+    """
+    if spec.kind == "patch":
+        from grasplab.world_models.patch_training import PatchTrainConfig
+
+        return PatchTrainConfig(seed=spec.seed, model=spec.model, **spec.options)
+    from grasplab.world_models.training import TrainConfig
+
+    return TrainConfig(kind=spec.kind, seed=spec.seed, model=spec.model, **spec.options)
+
+
+def run_identity(spec: TrainSpec) -> dict[str, Any]:
+    """The settings a resumed training must share with the ``train_state`` it continues."""
+    if spec.kind == "patch":
+        from grasplab.world_models import patch_training
+
+        return patch_training.run_identity(train_config(spec))
+    from grasplab.world_models import training
+
+    return training.run_identity(train_config(spec))
+
+
+def model_config_class(kind: str) -> type:
+    """The model config dataclass of a kind (``MLPConfig``, ``PixelConfig``, ``PatchConfig``)."""
+    from grasplab.world_models.mlp import MLPConfig
+    from grasplab.world_models.patch import PatchConfig
+    from grasplab.world_models.pixel import PixelConfig
+
+    return {"mlp": MLPConfig, "pixel": PixelConfig, "patch": PatchConfig}[kind]
+
+
 def check_training(spec: TrainSpec, env: Any) -> None:
-    """Build the ``TrainConfig`` and the model config as training will (sizes from ``env``).
+    """Build the training config and the model config as training will (sizes from ``env``).
 
     Raises:
         ConfigError: Unknown or invalid training or model setting.
     """
-    from grasplab.world_models.mlp import MLPConfig
-    from grasplab.world_models.pixel import PixelConfig
-    from grasplab.world_models.training import TrainConfig
-
     block = spec.options.get("action_block") or spec.data.action_block
     try:
-        TrainConfig(kind=spec.kind, seed=spec.seed, model=spec.model, **spec.options)
+        cfg = train_config(spec)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"train: {one_line(error)}") from error
-    if spec.options.get("window", 5) * block > spec.data.steps:
+    if cfg.window * block > spec.data.steps:
         raise ConfigError(
-            f"train.window x action_block = {spec.options.get('window', 5)} x {block} exceeds "
+            f"train.window x action_block = {cfg.window} x {block} exceeds "
             f"data.steps={spec.data.steps}"
         )
     sizes: dict[str, Any] = {"env_action_dim": int(env.action_dim), "action_block": int(block)}
@@ -308,7 +342,7 @@ def check_training(spec: TrainSpec, env: Any) -> None:
     else:
         sizes["image_size"] = int(env.image_size)
     try:
-        (MLPConfig if spec.kind == "mlp" else PixelConfig)(**{**spec.model, **sizes})
+        model_config_class(spec.kind)(**{**spec.model, **sizes})
     except (ValueError, TypeError) as error:
         raise ConfigError(f"model: {one_line(error)}") from error
 
@@ -319,14 +353,13 @@ def check_resumable(spec: TrainSpec) -> None:
     Raises:
         ConfigError: Naming the differing settings.
     """
-    from grasplab.world_models import training
+    from grasplab.world_models.training import STATE_DIR
 
-    path = spec.out / training.STATE_DIR / "state.json"
+    path = spec.out / STATE_DIR / "state.json"
     if not spec.resume or not path.is_file():
         return
-    cfg = training.TrainConfig(kind=spec.kind, seed=spec.seed, model=spec.model, **spec.options)
     saved = json.loads(path.read_text()).get("progress", {}).get("config") or {}
-    wanted = training.run_identity(cfg)
+    wanted = run_identity(spec)
     diff = sorted(k for k in {*saved, *wanted} if saved.get(k) != wanted.get(k))
     if diff:
         raise ConfigError(

@@ -1,22 +1,33 @@
 """Training a :class:`~grasplab.world_models.patch.PatchModel` in DINO-WM's two stages.
 
-1. **Encoder** (skipped for a pretrained encoder, ``train_encoder=False``): the encoder and the
-   decoder are trained as an autoencoder on the training episodes' images. The loss weights each
-   pixel by how far it is from the static background (the per-pixel median of the data), so that
-   a small agent (a few pixels of 64x64 in the mazes) is not drowned by the layout. The encoder
-   is then frozen (:func:`~grasplab.world_models.patch.freeze_encoder`), as DINO-WM freezes
-   DINOv2, and the latents' per-channel normalisation is measured on the training images.
-2. **Predictor**: on windows of ``window`` model steps, the open-loop rollout from the first
-   frame's latent is regressed onto the latents of the later frames (a multi-step loss in
-   normalised latent units), plus the teacher-forced one-step error.
+1. **Encoder** (``encoder_steps`` steps; skipped for a pretrained encoder,
+   ``train_encoder=False``): the encoder and the decoder are trained as an autoencoder on the
+   training episodes' images. The loss weights each pixel by how far it is from the static
+   background (the per-pixel median of the data), so that a small agent (a few pixels of 64x64
+   in the mazes) is not drowned by the layout. The encoder is then frozen
+   (:func:`~grasplab.world_models.patch.freeze_encoder`), as DINO-WM freezes DINOv2, and the
+   latents' per-channel normalisation is measured on the training images.
+2. **Predictor** (``steps`` steps): every frame of the dataset is encoded once by the frozen
+   encoder (the latents are cached; ~0.3 ms per 64x64 frame on one core). On windows of
+   ``window`` model steps, the open-loop rollout from the first frame's latent is regressed onto
+   the latents of the later frames (a multi-step loss in normalised latent units), plus the
+   teacher-forced one-step error. Every ``eval_every`` steps the same loss on fixed windows of
+   the validation episodes picks the best predictor (early stopping after ``patience``
+   validations without improvement).
 
-Validation uses the last ``val_fraction`` episodes (never trained on); the checkpoint records
-the data's identity, the validation range and the latent spread, like ``grasplab train``'s.
+Like :func:`grasplab.world_models.training.train` (which hands ``kind="patch"`` to
+:func:`train`), it is seeded and resumable: the latest weights, the optimiser of the current
+stage, the sampler RNG and the history live in ``out_dir/train_state`` (saved at every
+validation and at the end of stage 1); rerunning the same command continues from it, and
+``max_minutes`` bounds one invocation. Validation uses the last ``val_fraction`` episodes
+(never trained on); the checkpoint records the data's identity, the train/validation episode
+ranges and the latent spread.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,17 +35,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from grasplab.world_models import checkpoint
-from grasplab.world_models.data import Episodes, load_episodes
+from grasplab.world_models.data import Episodes, dataset_identity, load_episodes
 from grasplab.world_models.patch import PatchConfig, PatchModel, freeze_encoder
 from grasplab.world_models.training import (
+    STATE_DIR,
+    Log,
+    _steps,
     background,
     draw_windows,
     latent_spread,
+    load_state,
+    save_state,
     split_episodes,
 )
+
+SPREAD_FLOOR = 0.05
+"""Lowest recorded ``latent_spread`` per dimension (normalised latent units, i.e. a twentieth of
+the channel's std over the data): patches the agent never reaches are constant on the data, and
+a zero spread would freeze GRASP's virtual states there entirely."""
 
 
 @dataclass(frozen=True)
@@ -45,27 +66,53 @@ class PatchTrainConfig:
     """Seed of the initialisation and of the samplers."""
     encoder_steps: int = 1500
     """Autoencoder steps (stage 1); ignored when ``train_encoder`` is False."""
-    predictor_steps: int = 2000
-    """Predictor steps (stage 2)."""
-    batch: int = 64
-    """Images (stage 1) or windows (stage 2) per batch."""
+    steps: int = 3000
+    """Predictor steps (stage 2; upper bound, early stopping may end sooner)."""
+    encoder_batch: int = 32
+    """Images per autoencoder batch (stage 1)."""
+    batch: int = 32
+    """Windows per predictor batch (stage 2)."""
     lr: float = 2e-3
-    """Adam learning rate of both stages (cosine-decayed to 10%)."""
-    window: int = 4
+    """AdamW learning rate of both stages (cosine-decayed to 10% over each stage)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    window: int = 16
     """Model steps per predictor training window."""
+    from_start: bool = False
+    """Start every predictor window at an episode's first step (a state at rest). For envs
+    whose state has a velocity a single frame does not show (pointmaze): the open-loop rollout
+    from rest can then carry the velocity in its latent, as tasks start at rest."""
+    one_step_weight: float = 1.0
+    """Weight of the teacher-forced one-step error (0 with ``from_start``: a frame's latent
+    lacks the velocity that the one-step target depends on)."""
     action_block: int = 0
     """Env steps per model step; 0: the dataset's."""
     foreground_weight: float = 30.0
     """Extra reconstruction weight of pixels that differ from the background."""
     val_fraction: float = 0.1
     """Fraction of episodes held out (the last ones) for validation."""
+    episodes: tuple[int, int] | None = None
+    """Episode range ``[first, stop)`` this run reads (training and its validation, the last
+    ``val_fraction`` of it); None: all. Keeps a dataset's tuning and test episodes unseen."""
+    loss_units: str = "increment"
+    """Not used: the patch losses are in normalised latent units (the field exists so that the
+    train config's keys apply to every kind; only ``increment`` is accepted)."""
+    val_windows: int = 128
+    """Fixed validation windows of the predictor."""
+    eval_every: int = 250
+    """Steps between validations (and resumable-state saves), both stages."""
+    patience: int = 8
+    """Predictor validations without improvement before early stopping."""
+    max_minutes: float = 0.0
+    """Wall-clock budget of this invocation (0: none); the state is saved, rerun to resume."""
     train_encoder: bool = True
     """False: keep the encoder as built (a pretrained one), train the predictor only."""
     model: dict[str, Any] = field(default_factory=dict)
     """``PatchConfig`` overrides (``grid``, ``channels``, ``hidden``, ``encoder``, ...)."""
 
     def __post_init__(self) -> None:
-        for name in ("encoder_steps", "predictor_steps", "batch", "window"):
+        counts = ("encoder_steps", "steps", "encoder_batch", "batch", "window", "val_windows")
+        for name in (*counts, "eval_every", "patience"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"PatchTrainConfig.{name} must be an int >= 1, got {value!r}")
@@ -73,15 +120,54 @@ class PatchTrainConfig:
             raise ValueError(
                 f"PatchTrainConfig.val_fraction must be in (0, 1), got {self.val_fraction}"
             )
+        if self.lr <= 0:
+            raise ValueError(f"PatchTrainConfig.lr must be > 0, got {self.lr}")
+        if self.loss_units != "increment":
+            raise ValueError("PatchTrainConfig.loss_units is an mlp setting; leave it 'increment'")
+        if self.episodes is not None:
+            bounds = tuple(self.episodes)
+            ok = len(bounds) == 2 and all(isinstance(b, int) for b in bounds)
+            if not ok or not 0 <= bounds[0] < bounds[1]:
+                raise ValueError(
+                    f"PatchTrainConfig.episodes must be [first, stop) with 0 <= first < stop, "
+                    f"got {self.episodes!r}"
+                )
+            object.__setattr__(self, "episodes", bounds)
+        if not isinstance(self.model, dict):
+            raise ValueError("PatchTrainConfig.model must be a dict of PatchConfig fields")
+
+    @property
+    def stage1_steps(self) -> int:
+        """Steps of stage 1 (0 when the encoder is not trained)."""
+        return self.encoder_steps if self.train_encoder else 0
 
 
-def _schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.1 + 0.45 * (1 + math.cos(math.pi * min(s, steps) / steps))
+def run_identity(cfg: PatchTrainConfig) -> dict[str, Any]:
+    """The config fields a resumed run must share with the run it continues."""
+    free = {"steps", "max_minutes", "eval_every", "patience"}
+    values = dataclasses.asdict(cfg)
+    return json.loads(json.dumps({k: v for k, v in values.items() if k not in free}))
+
+
+def build_model(cfg: PatchTrainConfig, manifest: dict[str, Any], block: int) -> PatchModel:
+    """A fresh patch model for the dataset's env (``cfg.model`` overrides the defaults)."""
+    return PatchModel(
+        PatchConfig(
+            env_action_dim=int(manifest["action_dim"]),
+            action_block=block,
+            image_size=int(manifest["image_size"]),
+            **cfg.model,
+        )
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------------
+
+
 def _frames(data: Episodes, episodes: range, count: int, g: torch.Generator) -> Tensor:
+    """``count`` random frames ``(count, H, W, 3)`` uint8 of ``episodes``."""
     assert data.images is not None
     ep = episodes.start + torch.randint(len(episodes), (count,), generator=g)
     t = torch.randint(data.images.shape[1], (count,), generator=g)
@@ -98,138 +184,349 @@ def recon_loss(model: PatchModel, images: Tensor, bg: Tensor, weight: float) -> 
     return ((recon - target).square() * w).sum() / (w.sum() * 3)
 
 
-def _latents(model: PatchModel, images: Tensor) -> Tensor:
-    """Normalised flat latents ``(B, L+1, D)`` of windows' images ``(B, L+1, H, W, 3)``."""
-    with torch.no_grad():
-        return model.encode(images)
+def predictor_loss(
+    model: PatchModel, z: Tensor, actions: Tensor, one_step_weight: float = 1.0
+) -> tuple[Tensor, dict]:
+    """Open-loop multi-step + weighted teacher-forced one-step error, normalised latent units.
 
-
-def predictor_loss(model: PatchModel, z: Tensor, actions: Tensor) -> tuple[Tensor, dict]:
-    """Open-loop multi-step + teacher-forced one-step error, normalised latent units."""
+    Args:
+        model: The patch model.
+        z: Latents ``(B, L+1, D)`` of a window's frames.
+        actions: Action blocks ``(B, L, k*A_env)``.
+        one_step_weight: Weight of the one-step term.
+    """
     L = actions.shape[1]
     pred, errors = z[:, 0], []
     for t in range(L):
         pred = model.step(pred, actions[:, t])
         errors.append((pred - z[:, t + 1]).square().mean())
     one = (model.step(z[:, :-1], actions) - z[:, 1:]).square().mean()
-    loss = torch.stack(errors).mean() + one
-    parts = {"open": float(torch.stack(errors).mean().detach()), "one_step": float(one.detach())}
+    open_loop = torch.stack(errors).mean()
+    loss = open_loop + one_step_weight * one
+    parts = {
+        "loss": float(loss.detach()),
+        "open": float(open_loop.detach()),
+        "one_step": float(one.detach()),
+    }
     return loss, parts
 
 
-def train_patch(
-    data_dir: str | Path,
-    out_dir: str | Path,
-    config: PatchTrainConfig | None = None,
-    log: Any = None,
-    log_every: int = 250,
-) -> dict[str, Any]:
-    """Train a patch model on a ``grasplab collect`` dataset; write a checkpoint to ``out_dir``.
+@torch.no_grad()
+def encode_all(model: PatchModel, data: Episodes, chunk: int = 256) -> Tensor:
+    """Normalised latents ``(N, T+1, D)`` of every frame of the dataset (frozen encoder)."""
+    assert data.images is not None
+    frames = data.images.reshape(-1, *data.images.shape[2:])
+    parts = [model.encode(frames[i : i + chunk]) for i in range(0, len(frames), chunk)]
+    return torch.cat(parts).reshape(*data.images.shape[:2], -1)
 
-    ``log(metrics)`` is called every ``log_every`` steps of each stage.
 
-    Returns:
-        A summary: validation errors (open-loop per step, relative to the latents' variance),
-        steps and seconds per stage.
-    """
-    cfg = config or PatchTrainConfig()
-    start = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """What one patch training works with (``latents`` set once stage 2 begins)."""
+
+    cfg: PatchTrainConfig
+    model: PatchModel
+    data: Episodes
+    train_eps: range
+    val_eps: range
+    block: int
+    bg: Tensor
+    latents: Episodes | None = None
+    val: list[Any] = field(default_factory=list)
+
+    def stage2(self, step: int) -> bool:
+        """Whether global ``step`` belongs to stage 2."""
+        return step >= self.cfg.stage1_steps
+
+    def optimizer(self, stage2: bool) -> torch.optim.Optimizer:
+        """A fresh AdamW over the parameters the stage trains."""
+        m = self.model
+        params = (
+            m.predictor.parameters()
+            if stage2
+            else [*m.encoder.parameters(), *m.decoder.parameters()]
+        )
+        return torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def lr(self, step: int) -> float:
+        """Cosine decay from ``lr`` to ``0.1 * lr`` over each stage."""
+        first = self.cfg.stage1_steps
+        pos, total = (step - first, self.cfg.steps) if self.stage2(step) else (step, first)
+        return self.cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(pos / total, 1.0))))
+
+    def enter_stage2(self, normalise: bool) -> None:
+        """Freeze the encoder, (measure the normalisation,) cache every frame's latent."""
+        freeze_encoder(self.model)
+        if normalise:
+            g = torch.Generator().manual_seed(self.cfg.seed + 1)
+            with torch.no_grad():
+                frames = _frames(self.data, self.train_eps, 512, g)
+                feats = [self.model.features(frames[i : i + 64]) for i in range(0, 512, 64)]
+                self.model.set_latent_normalization(torch.cat(feats))
+        d = self.data
+        self.latents = Episodes(d.states, d.actions, encode_all(self.model, d), d.manifest)
+        g_val = torch.Generator().manual_seed(10_007 + self.cfg.seed)
+        chunk = min(self.cfg.batch, self.cfg.val_windows)
+        self.val = [
+            draw_windows(
+                self.latents,
+                self.val_eps,
+                chunk,
+                self.cfg.window,
+                self.block,
+                self.cfg.from_start,
+                g_val,
+            )
+            for _ in range(max(1, self.cfg.val_windows // chunk))
+        ]
+
+    def loss(self, step: int, g: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """The stage's training loss on a fresh batch."""
+        cfg = self.cfg
+        if not self.stage2(step):
+            images = _frames(self.data, self.train_eps, cfg.encoder_batch, g)
+            loss = recon_loss(self.model, images, self.bg, cfg.foreground_weight)
+            return loss, {"recon": float(loss.detach())}
+        assert self.latents is not None
+        w = draw_windows(
+            self.latents, self.train_eps, cfg.batch, cfg.window, self.block, cfg.from_start, g
+        )
+        return predictor_loss(self.model, w.images, w.actions, cfg.one_step_weight)
+
+    @torch.no_grad()
+    def validate(self, step: int) -> dict[str, float]:
+        """Stage 1: reconstruction on validation frames; stage 2: the predictor's loss."""
+        if not self.stage2(step):
+            g = torch.Generator().manual_seed(20_011 + self.cfg.seed)
+            images = _frames(self.data, self.val_eps, 128, g)
+            weight = self.cfg.foreground_weight
+            return {"val_recon": float(recon_loss(self.model, images, self.bg, weight))}
+        weight = self.cfg.one_step_weight
+        parts = [predictor_loss(self.model, w.images, w.actions, weight)[1] for w in self.val]
+        return {f"val_{k}": sum(p[k] for p in parts) / len(parts) for k in parts[0]}
+
+
+def _prepare(cfg: PatchTrainConfig, data_dir: str | Path) -> _Run:
+    """Load data (images), split it, build the model and the background."""
     data = load_episodes(data_dir, images=True)
     manifest = data.manifest
     block = cfg.action_block or int(manifest["action_block"])
-    train_eps, val_eps = split_episodes(len(data), cfg.val_fraction)
-    model = PatchModel(
-        PatchConfig(
-            env_action_dim=int(manifest["action_dim"]),
-            action_block=block,
-            image_size=int(manifest["image_size"]),
-            **cfg.model,
-        )
-    )
+    train_eps, val_eps = split_episodes(len(data), cfg.val_fraction, cfg.episodes)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, manifest, block)
+    assert data.images is not None
     bg = background(data.images[train_eps.start : train_eps.stop, 0])
+    return _Run(cfg, model, data, train_eps, val_eps, block, bg)
 
-    if cfg.train_encoder:
-        params = [*model.encoder.parameters(), *model.decoder.parameters()]
-        opt = torch.optim.Adam(params, lr=cfg.lr)
-        sched = _schedule(opt, cfg.encoder_steps)
-        for step in range(cfg.encoder_steps):
-            loss = recon_loss(
-                model, _frames(data, train_eps, cfg.batch, g), bg, cfg.foreground_weight
+
+def train(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    seed: int = 0,
+    log: Log | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """Train a patch model on a ``grasplab collect`` dataset; write the best to ``out_dir``.
+
+    Args:
+        data_dir: Dataset written by :func:`grasplab.world_models.data.collect` (with images).
+        out_dir: Checkpoint directory; ``out_dir/train_state`` holds the resumable state.
+        seed: Seed of the initialisation and the samplers.
+        log: Optional ``log(metrics, step)`` callback, called at every validation.
+        resume: Continue from ``out_dir/train_state`` when present (else start over).
+        progress: Show a progress bar.
+        **options: Other :class:`PatchTrainConfig` fields.
+
+    Returns:
+        A summary: ``best_val``, ``best_step``, ``steps_done``, ``stopped`` reason,
+        ``seconds``, ``checkpoint``, and the validation ``k``-step errors (``k1``...).
+    """
+    cfg = PatchTrainConfig(seed=seed, **options)
+    run = _prepare(cfg, data_dir)
+    out, state_dir = Path(out_dir), Path(out_dir) / STATE_DIR
+    generator = torch.Generator().manual_seed(cfg.seed)
+    prog: dict[str, Any] = {
+        "step": 0,
+        "best_val": math.inf,
+        "best_step": -1,
+        "bad_evals": 0,
+        "seconds": 0.0,
+        "history": [],
+        "config": run_identity(cfg),
+    }
+    if resume and (state_dir / "state.json").is_file():
+        saved = json.loads((state_dir / "state.json").read_text())["progress"]
+        if saved.get("config") != run_identity(cfg):
+            raise ValueError(
+                f"train: {state_dir} was written by a different run ({saved.get('config')}); "
+                "pass resume=False or another out dir"
             )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if log and (step + 1) % log_every == 0:
-                log({"stage": 1, "step": step + 1, "recon": float(loss.detach())})
-    freeze_encoder(model)
-    with torch.no_grad():
-        frames = _frames(data, train_eps, 512, g)
-        model.set_latent_normalization(
-            torch.cat([model.features(frames[i : i + 64]) for i in range(0, 512, 64)])
-        )
-        val_recon = float(
-            recon_loss(model, _frames(data, val_eps, 256, g), bg, cfg.foreground_weight)
-        )
-    encoder_seconds = time.perf_counter() - start
+        stage2 = run.stage2(saved["step"])
+        if stage2:
+            freeze_encoder(run.model)
+        opt = run.optimizer(stage2)
+        prog = load_state(state_dir, run.model, opt, generator)
+        if stage2:
+            run.enter_stage2(normalise=False)  # the normalisation came with the weights
+    else:
+        opt = run.optimizer(run.stage2(0))
+        if run.stage2(0):
+            run.enter_stage2(normalise=True)
+    stopped = _loop(run, opt, generator, prog, out, log, progress)
+    return _finish(run, data_dir, out, prog, stopped)
 
-    opt = torch.optim.Adam(model.predictor.parameters(), lr=cfg.lr)
-    sched = _schedule(opt, cfg.predictor_steps)
-    for step in range(cfg.predictor_steps):
-        w = draw_windows(data, train_eps, cfg.batch, cfg.window, block, False, g)
-        loss, parts = predictor_loss(model, _latents(model, w.images), w.actions)
+
+def _loop(
+    run: _Run,
+    opt: torch.optim.Optimizer,
+    generator: torch.Generator,
+    prog: dict[str, Any],
+    out: Path,
+    log: Log | None,
+    progress: bool,
+) -> str:
+    """Optimise both stages until ``steps``, early stopping or the time budget."""
+    cfg, model = run.cfg, run.model
+    first, total = cfg.stage1_steps, cfg.stage1_steps + cfg.steps
+    start, base_seconds = time.perf_counter(), prog["seconds"]
+    if prog["bad_evals"] >= cfg.patience:
+        return "early_stopping"
+    for step in _steps(prog["step"], total, progress):
+        for group in opt.param_groups:
+            group["lr"] = run.lr(step)
+        loss, metrics = run.loss(step, generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
         opt.step()
-        sched.step()
-        if log and (step + 1) % log_every == 0:
-            log({"stage": 2, "step": step + 1, "loss": float(loss.detach()), **parts})
-    model.requires_grad_(False)
-    model.eval()
+        done = step + 1
+        end_of_stage1 = done == first
+        if done % cfg.eval_every and done not in (first, total):
+            continue
+        prog["seconds"] = base_seconds + time.perf_counter() - start
+        stopped = _evaluate(run, prog, done, metrics, out, log)
+        if end_of_stage1:
+            run.enter_stage2(normalise=True)
+            opt = run.optimizer(True)
+        save_state(out / STATE_DIR, model, opt, generator, prog)
+        over = cfg.max_minutes and prog["seconds"] - base_seconds > 60 * cfg.max_minutes
+        if stopped != "steps" or (over and done < total):
+            return stopped if stopped != "steps" else "time_limit"
+    return "steps"
 
-    val = evaluate_kstep(model, data, val_eps, block, cfg.window, g)
-    spread = latent_spread(model, data, train_eps, block, cfg.window, g)
+
+def _evaluate(
+    run: _Run,
+    prog: dict[str, Any],
+    done: int,
+    metrics: dict[str, float],
+    out: Path,
+    log: Log | None,
+) -> str:
+    """Validate; in stage 2 keep the best predictor and count validations without progress."""
+    stage2 = run.stage2(done - 1)
+    val = run.validate(done - 1)
+    record = {"step": done, "stage": 2 if stage2 else 1, "lr": run.lr(done - 1), **metrics, **val}
+    prog["history"].append(record)
+    prog["step"] = done
+    if log is not None:
+        log(record, done)
+    if not stage2:
+        return "steps"
+    if val["val_loss"] < prog["best_val"]:
+        prog.update(best_val=val["val_loss"], best_step=done, bad_evals=0)
+        checkpoint.save(run.model, out / STATE_DIR / "best")
+        return "steps"
+    prog["bad_evals"] += 1
+    return "early_stopping" if prog["bad_evals"] >= run.cfg.patience else "steps"
+
+
+def _finish(
+    run: _Run, data_dir: str | Path, out: Path, prog: dict[str, Any], stopped: str
+) -> dict[str, Any]:
+    """Write the best predictor (with its frozen encoder) as the checkpoint."""
+    if not (out / STATE_DIR / "best").is_dir():
+        raise ValueError(f"train: no predictor validated yet in {out}; raise steps or rerun")
+    best = checkpoint.load(out / STATE_DIR / "best")
+    assert run.latents is not None
+    manifest, cfg = run.data.manifest, run.cfg
+    window = min(cfg.window, run.data.actions.shape[1] // run.block)
+    g = torch.Generator().manual_seed(cfg.seed + 101)
+    spread = latent_spread(best, run.data, run.train_eps, run.block, window, g)
+    spread = spread.clamp_min(SPREAD_FLOOR)
+    g = torch.Generator().manual_seed(cfg.seed + 103)
+    kstep = evaluate_kstep(best, run.latents, run.val_eps, run.block, window, g, cfg.from_start)
     info = {
         "env": manifest["env"],
         "env_overrides": manifest.get("env_overrides", {}),
         "data": {
             "dir": str(data_dir),
-            "episodes": len(data),
+            "episodes": len(run.data),
             "steps": manifest["steps"],
             "seed": manifest["seed"],
             "shards_sha256": [s["sha256"] for s in manifest["shards"]],
+            "identity": dataset_identity(manifest),
         },
-        "val_episodes": [val_eps.start, val_eps.stop],
-        "train": dataclasses.asdict(cfg),
-        "val_recon": val_recon,
-        "val_relative_error": val,
+        "train_episodes": [run.train_eps.start, run.train_eps.stop],
+        "val_episodes": [run.val_eps.start, run.val_eps.stop],
         "latent_spread": [round(float(x), 6) for x in spread],
-        "seconds": round(time.perf_counter() - start, 1),
-        "encoder_seconds": round(encoder_seconds, 1),
+        "train": dataclasses.asdict(cfg),
+        "val_relative_error": kstep,
+        "best_val": prog["best_val"],
+        "best_step": prog["best_step"],
+        "steps_done": prog["step"],
+        "stopped": stopped,
+        "seconds": round(prog["seconds"], 1),
+        "history": prog["history"][-5:],
     }
-    checkpoint.save(model, out_dir, info=info)
-    return {"checkpoint": str(out_dir), **{k: info[k] for k in ("val_recon", "seconds")}, **val}
+    checkpoint.save(best, out, info=info)
+    return {
+        "checkpoint": str(out),
+        "best_val": prog["best_val"],
+        "best_step": prog["best_step"],
+        "steps_done": prog["step"],
+        "stopped": stopped,
+        "seconds": prog["seconds"],
+        **kstep,
+    }
 
 
 @torch.no_grad()
 def evaluate_kstep(
     model: PatchModel,
-    data: Episodes,
+    latents: Episodes,
     episodes: range,
     block: int,
     window: int,
     g: torch.Generator,
+    from_start: bool = False,
     count: int = 128,
 ) -> dict[str, float]:
     """Open-loop ``k``-step latent error / latent variance on ``episodes``, ``k = 1..window``.
 
-    0 is a perfect prediction; 2 is what a random latent of the data would score; a model that
-    predicts "nothing moves" scores the ``copy_k`` baselines also returned.
+    Args:
+        model: The trained model.
+        latents: The dataset with ``images`` replaced by cached latents ``(N, T+1, D)``.
+        episodes: Episodes to evaluate on (held-out ones).
+        block: Env steps per model step.
+        window: Deepest ``k``.
+        g: Window sampler.
+        from_start: Windows start at an episode's first step.
+        count: Windows.
+
+    Returns:
+        ``k1..k<window>``: 0 is a perfect prediction, 2 what a random latent of the data would
+        score; ``copy_k1..``: the same for predicting "nothing moves".
     """
-    w = draw_windows(data, episodes, count, window, block, False, g)
-    z = _latents(model, w.images)
+    w = draw_windows(latents, episodes, count, window, block, from_start, g)
+    z = w.images
     var = z.var(dim=(0, 1)).mean().clamp_min(1e-8)
     pred, out = z[:, 0], {}
     for t in range(window):

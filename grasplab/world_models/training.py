@@ -9,6 +9,8 @@ dataset_identity`) and the episode ranges ``train_episodes`` / ``val_episodes`` 
 stop)``), so that evaluation can refuse tasks from the training episodes. The resumable state
 (latest weights, optimiser, sampler RNG, history) lives in ``out_dir/train_state``; rerunning
 the same command continues from it. Metrics go to an optional ``log(metrics, step)`` callback.
+``kind="patch"`` (a :class:`~grasplab.world_models.patch.PatchModel`, trained in two stages) is
+handed to :func:`grasplab.world_models.patch_training.train`, with the same contract.
 
 Losses (both multi-step, over windows of ``window`` model steps of ``action_block`` env steps):
 
@@ -518,7 +520,9 @@ def train(
     """Train a world model and write the best one as a checkpoint directory.
 
     Args:
-        kind: ``"mlp"`` or ``"pixel"``.
+        kind: ``"mlp"``, ``"pixel"`` or ``"patch"`` (handed to
+            :func:`grasplab.world_models.patch_training.train`, whose ``options`` are
+            :class:`~grasplab.world_models.patch_training.PatchTrainConfig` fields).
         data_dir: Dataset written by :func:`grasplab.world_models.data.collect`.
         out_dir: Checkpoint directory (the best model); ``out_dir/train_state`` holds the
             resumable state.
@@ -534,6 +538,21 @@ def train(
     Returns:
         A summary: ``best_val``, ``steps_done``, ``stopped`` reason, ``seconds``, ``checkpoint``.
     """
+    if kind == "patch":  # two stages of its own (imported here: it builds on this module)
+        from grasplab.world_models import patch_training
+
+        return patch_training.train(
+            data_dir,
+            out_dir,
+            seed,
+            log,
+            resume,
+            progress,
+            steps=steps,
+            batch=batch,
+            lr=lr,
+            **options,
+        )
     cfg = TrainConfig(kind=kind, seed=seed, steps=steps, batch=batch, lr=lr, **options)
     run = _prepare(cfg, data_dir)
     model, out = run.model, Path(out_dir)
@@ -689,7 +708,7 @@ def _finish(
 # --------------------------------------------------------------------------------------------
 
 USAGE = (
-    "usage: python -m grasplab.world_models.training kind=<mlp|pixel> data=DIR out=DIR "
+    "usage: python -m grasplab.world_models.training kind=<mlp|pixel|patch> data=DIR out=DIR "
     "[seed= steps= batch= lr= window= action_block= max_minutes= model.<field>=...]"
 )
 
@@ -711,7 +730,12 @@ def main(argv: list[str] | None = None) -> int:
         missing = sorted({"kind", "data", "out"} - set(args))
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
-        known = {f.name for f in dataclasses.fields(TrainConfig)} | {
+        fields = dataclasses.fields(TrainConfig)
+        if args.get("kind") == "patch":
+            from grasplab.world_models.patch_training import PatchTrainConfig
+
+            fields = (*dataclasses.fields(PatchTrainConfig), *fields[:1])  # + kind
+        known = {f.name for f in fields} | {
             "data",
             "out",
             "resume",
