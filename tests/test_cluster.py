@@ -385,7 +385,13 @@ def test_pool_grows_back_when_capacity_returns():
             placement = Placement(1, 1.5, 0, 1)
             pool = start_pool(f"grow-{os.getpid()}", placement, "grasplab", timeout=60)
             (first,) = pool.stats()
-            cluster.remove_node(next(iter(cluster.worker_nodes)), allow_graceful=False)
+            node = next(iter(cluster.worker_nodes))
+            cluster.remove_node(node, allow_graceful=False)
+            deadline = time.monotonic() + 60  # until Ray has seen the node die: a chunk sent
+            while time.monotonic() < deadline and any(  # earlier can still reach its worker
+                n["NodeID"] == node.node_id and n["Alive"] for n in ray.nodes()
+            ):
+                time.sleep(0.5)
             refs = evaluate_chunks(pool.dispatcher, context, config, "tune", [[0, 1]])
             time.sleep(8)  # the chunk waits: its worker is gone and nothing can host another
             assert ray.wait(refs, timeout=0)[0] == []
