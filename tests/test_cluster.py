@@ -213,7 +213,9 @@ def test_node_lost_mid_sweep_completes_with_models_loaded_through_the_server(tmp
                         stats = ray.get([w.stats.remote() for w in workers], timeout=10)
                     except Exception:  # noqa: BLE001 - not up yet
                         continue
-                    busy = {s["node"] for s in stats if s["chunks"] >= 2}
+                    # after its first chunk (models loaded), while most of the sweep remains: on a
+                    # fast host a later removal can come after the last chunk sent to that worker
+                    busy = {s["node"] for s in stats if s["chunks"] >= 1}
                     for node in list(cluster.worker_nodes):
                         if node.node_id in busy:
                             cluster.remove_node(node, allow_graceful=False)
@@ -229,7 +231,7 @@ def test_node_lost_mid_sweep_completes_with_models_loaded_through_the_server(tmp
                     "env=wall",
                     "world_model=checkpoint",
                     f"world_model.spec={model}",
-                    "sweep.num_samples=3",
+                    "sweep.num_samples=6",
                     f"cluster.address={cluster.address}",
                     "cluster.num_workers=3",
                     "cluster.cpus_per_worker=1.5",
@@ -247,7 +249,7 @@ def test_node_lost_mid_sweep_completes_with_models_loaded_through_the_server(tmp
         # a worker on another node than the driver's loaded the models:/ spec via the server
         assert any(w["node"] != driver and w["loads"] >= 1 for w in workers), workers
         assert all(o.test["n"] == 4 for o in result.outcomes)
-        assert_complete(server.uri, 6)
+        assert_complete(server.uri, 12)
     finally:
         server.stop()
 
