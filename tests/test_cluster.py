@@ -358,7 +358,11 @@ def test_outage_past_the_limit_journals_writes_and_replay_applies_them_once(tmp_
         assert tracker.save_journal(tmp_path) >= 3  # metrics, end, the parent's end
         assert (tmp_path / JOURNAL).exists()
 
-        server.start()  # `--resume`: a new driver replays the journal first
+        # `--resume`: a NEW driver replays the journal first. A new process has MLflow's default
+        # retries and no pooled connection to the stopped server; without this, a stale
+        # keep-alive socket from before the restart failed the first request with no retry left.
+        monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+        server.start()
         resumed = QueuedTracker(server.uri, "grasplab", status=lines.append)
         resumed.parent_id, resumed.sweep_id = parent, "sw"
         assert resumed.replay_journal(tmp_path) >= 3
