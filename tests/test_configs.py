@@ -46,7 +46,7 @@ def test_every_group_has_options_and_planner_groups_cover_the_registry():
     assert {planner_name(o) for o in builtin_planners()} == set(PLANNERS)
     assert set(options("search_space")) == set(PLANNERS)
     assert "target" in options("planner") and "target" in options("world_model")
-    assert {"grasp_vs_baselines", "long_horizon", "ablation"} <= set(options("experiment"))
+    assert {"grasp_vs_baselines", "long_horizon", "ablation", "pusht"} <= set(options("experiment"))
 
 
 @pytest.mark.parametrize("option", builtin_planners())
@@ -68,7 +68,8 @@ def test_every_planner_with_its_search_space_validates(option):
     + ["world_model=oracle", "tasks=env"],
 )
 def test_every_group_option_composes_and_validates(override):
-    if compose([override])["env"]["name"].startswith("sim:"):  # tests/test_sim_eval.py runs it
+    raw = compose([override])
+    if raw["env"]["name"].startswith("sim:") and raw["world_model"].get("spec") == "oracle":
         with pytest.raises(ConfigError, match="'oracle' needs a torch env"):
             load([override])  # a real simulator has no oracle dynamics
         return
@@ -140,6 +141,12 @@ GRASP_50 = "planners.{}.config.n_steps=50"
 EXTRA = {
     "long_horizon": ["sweep.horizons=[4,6]", GRASP_50.format("grasp")],
     "grasp_vs_baselines": [GRASP_50.format("grasp")],
+    # Push-T in the real simulator on the shipped held-out excerpt and state MLP
+    "pusht": [
+        GRASP_50.format("grasp"),
+        GRASP_50.format("grasp_reference"),
+        "planners.latco.config.n_steps=50",
+    ],
 }
 STUDIES = {"ablation"}  # run at tiny size as a study (grasplab ablate) in tests/test_study.py
 

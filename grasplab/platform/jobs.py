@@ -16,6 +16,7 @@ JOBS: dict[str, list[str]] = {
     "sweep": [],
     "ablation": ["experiment=ablation"],
     "long_horizon": ["experiment=long_horizon"],
+    "pusht": ["experiment=pusht"],
 }
 """Sweep job name -> overrides it starts from (``jobs/train.py`` is ``grasplab train``'s job:
 see :func:`grasplab.platform.train.job_overrides`)."""
