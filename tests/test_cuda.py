@@ -14,7 +14,7 @@ import torch
 from grasplab.eval import EvalProtocol, evaluate
 from grasplab.planners import PLANNERS, make_planner
 from grasplab.world_models import OracleModel, checkpoint
-from grasplab.world_models.quality import CHECKPOINTS
+from grasplab.world_models.checkpoint import CHECKPOINTS
 
 from .conftest import lq_problem
 from .test_planners import FAST

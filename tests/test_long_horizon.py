@@ -12,7 +12,7 @@ from grasplab.bench import long_horizon, wall_crossing
 from grasplab.envs import make
 from grasplab.eval import EvalProtocol
 from grasplab.world_models import OracleModel, rollout
-from grasplab.world_models.quality import CHECKPOINTS
+from grasplab.world_models.checkpoint import CHECKPOINTS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from grasplab.world_models import checkpoint
-from grasplab.world_models.data import collect, load_episodes
-from grasplab.world_models.mlp import MLPConfig, MLPModel
-from grasplab.world_models.quality_pusht import (
+from grasplab.bench.quality_pusht import (
     angle_error,
     heldout_excerpt,
     kstep_errors,
     shifted,
     task_set,
 )
+from grasplab.world_models import checkpoint
+from grasplab.world_models.data import collect, load_episodes
+from grasplab.world_models.mlp import MLPConfig, MLPModel
 from grasplab.world_models.training import train
 
 torch.set_num_threads(1)

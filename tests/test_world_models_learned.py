@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from grasplab.bench.quality import guard_task_set, hashes, planning_success
 from grasplab.world_models import checkpoint
 from grasplab.world_models.base import WorldModel
-from grasplab.world_models.checkpoint import CheckpointError
+from grasplab.world_models.checkpoint import CHECKPOINTS, CheckpointError
 from grasplab.world_models.data import collect
 from grasplab.world_models.mlp import MLPConfig, MLPModel
 from grasplab.world_models.patch_training import SPREAD_FLOOR
 from grasplab.world_models.pixel import PixelConfig, PixelModel
-from grasplab.world_models.quality import CHECKPOINTS, guard_task_set, hashes, planning_success
 from grasplab.world_models.training import train
 
 torch.set_num_threads(1)

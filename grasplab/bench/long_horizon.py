@@ -16,7 +16,7 @@ one env step and the layouts supply tasks up to H = 86 / 68 model steps):
   positions along the returned plan ever within the success radius of the goal) next to success
   in the true env, and the false successes (model yes, env no). State models decode their
   latents exactly; pixel models are read by a linear probe latent -> position fitted on renders
-  of random free states (:func:`grasplab.world_models.quality.fit_position_probe`; its held-out
+  of random free states (:func:`grasplab.bench.quality.fit_position_probe`; its held-out
   error is printed next to the success radius); and the plan prediction error: the distance
   between the positions the model predicts along the returned plan and those the true env
   visits when executing it (compare with the model's k-step error on behaviour data in
@@ -43,18 +43,13 @@ import numpy as np
 import torch
 
 from grasplab.bench.planners import machine
+from grasplab.bench.quality import FLOORS, PositionProbe, fit_position_probe, predicted_positions
 from grasplab.cli_parsers import long_horizon_parser
 from grasplab.envs import Env, Simulator, make, make_sim
 from grasplab.eval import EvalProtocol, evaluate, execute, format_cell, random_floor
 from grasplab.planners import PLANNERS, Planner, PlanProblem, PlanResult, Probe, make_planner
 from grasplab.world_models import OracleModel, WorldModel, checkpoint
-from grasplab.world_models.quality import (
-    CHECKPOINTS,
-    FLOORS,
-    PositionProbe,
-    fit_position_probe,
-    predicted_positions,
-)
+from grasplab.world_models.checkpoint import CHECKPOINTS
 
 ORDER = ["cem", "gd", "mppi", "latco", "grasp", "grasp_reference"]
 LAYOUTS: dict[str, dict[str, Any]] = {"pointmaze": {"layout": "medium"}, "wall": {}}

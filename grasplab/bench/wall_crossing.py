@@ -3,7 +3,7 @@
 Every ``wall`` task starts in one room and ends in the other, so a plan must pass the door. For
 each planner, the FINAL plan (no probing of iterates) on the held-out test tasks is rolled out
 under the shipped long-horizon model (pixel by default, positions read by the linear probe of
-:func:`grasplab.world_models.quality.fit_position_probe`) and executed in the TRUE env, and:
+:func:`grasplab.bench.quality.fit_position_probe`) and executed in the TRUE env, and:
 
 - ``through_wall``: the predicted path crosses the wall's centre line at a height more than
   ``--margin`` env units (pixels) beyond the door's free opening, i.e. through solid wall under
@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from grasplab.bench import long_horizon as lh
+from grasplab.bench.quality import fit_position_probe
 from grasplab.cli_parsers import wall_crossing_parser
 from grasplab.envs import Env, make
 from grasplab.eval import EvalProtocol, evaluate, execute, format_cell
 from grasplab.planners import make_planner
-from grasplab.world_models.quality import fit_position_probe
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

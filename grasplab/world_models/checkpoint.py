@@ -27,6 +27,8 @@ FORMAT = "grasplab-world-model"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
+CHECKPOINTS = Path(__file__).parent / "checkpoints"
+"""The shipped checkpoints folder (``RECIPE.md``, ``floors.json``, ``manifest.json``, models)."""
 
 
 class CheckpointError(ValueError):

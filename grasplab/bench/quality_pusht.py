@@ -18,6 +18,8 @@ their last 10%, ``[810, 900)``), ``[900, 950)`` tuning, ``[950, 1000)`` test.
   ``checkpoints/manifest.json`` (CEM planning success on dataset tasks of the test episodes:
   goal = the state the simulator reaches ``k`` env steps later under the recorded actions,
   success = the simulator's rule; the random-policy floor on the same tasks).
+
+``checkpoints/`` is the shipped folder, :data:`grasplab.world_models.checkpoint.CHECKPOINTS`.
 """
 
 from __future__ import annotations
@@ -32,17 +34,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from grasplab.world_models import checkpoint
-from grasplab.world_models.data import (
-    MANIFEST,
-    Episodes,
-    dataset_identity,
-    load_episodes,
-    parse_overrides,
-    read_manifest,
-)
-from grasplab.world_models.quality import (
-    CHECKPOINTS,
+from grasplab.bench.quality import (
     FLOORS,
     RIDGE_GRID,
     _apply,
@@ -51,6 +43,17 @@ from grasplab.world_models.quality import (
     floor_from,
     hashes,
     planning_success,
+)
+from grasplab.eval import EvalProtocol
+from grasplab.world_models import checkpoint
+from grasplab.world_models.checkpoint import CHECKPOINTS
+from grasplab.world_models.data import (
+    MANIFEST,
+    Episodes,
+    dataset_identity,
+    load_episodes,
+    parse_overrides,
+    read_manifest,
 )
 from grasplab.world_models.training import draw_windows
 
@@ -133,9 +136,9 @@ def fit_state_probe(
 ) -> StateProbe:
     """Ridge probe latent -> ``(agent xy, block xy, sin, cos)`` of a pixel model.
 
-    The penalty is the largest of :data:`~grasplab.world_models.quality.RIDGE_GRID` whose error
+    The penalty is the largest of :data:`~grasplab.bench.quality.RIDGE_GRID` whose error
     on a validation quarter of the fitting frames stays within ``tolerance`` x the unpenalised
-    one (as :func:`grasplab.world_models.quality.fit_position_probe`, for the same reason).
+    one (as :func:`grasplab.bench.quality.fit_position_probe`, for the same reason).
 
     Args:
         model: A pixel model.
@@ -400,8 +403,6 @@ def _check_same_tasks(
     full: dict[str, Any], excerpt: dict[str, Any], env: str, horizon: int, episodes: int
 ) -> None:
     """Raise unless the excerpt's test tasks equal the full dataset's."""
-    from grasplab.eval import EvalProtocol
-
     a, b = (
         EvalProtocol(env=env, horizon=horizon, test_episodes=episodes, task_set=t).tasks("test")
         for t in (full, excerpt)
@@ -411,8 +412,9 @@ def _check_same_tasks(
 
 
 USAGE = (
-    "usage: python -m grasplab.world_models.quality_pusht name=<checkpoint dir under "
-    "checkpoints/> data=DIR [horizon=10 episodes=100 test_episodes=20 ks=[1,5,10,25,50]]"
+    "usage: python -m grasplab.bench.quality_pusht name=<checkpoint dir under "
+    "grasplab/world_models/checkpoints/> data=DIR [horizon=10 episodes=100 test_episodes=20 "
+    "ks=[1,5,10,25,50]]"
 )
 
 

@@ -9,7 +9,11 @@
   renders of random free states), so that their predictions can be judged in env units: k-step
   position errors, and "success under the model" for the model-vs-true gap.
 - :func:`record`: all of it, for a shipped checkpoint, written to ``checkpoints/floors.json``
-  with the floor the tests guard and the weights' hashes in ``checkpoints/manifest.json``.
+  with the floor the tests guard and the weights' hashes in ``checkpoints/manifest.json``
+  (``checkpoints/``: the shipped folder, :data:`grasplab.world_models.checkpoint.CHECKPOINTS`).
+
+A benchmark, not part of the models: it plans (:mod:`grasplab.planners`) and scores in the true
+env (:mod:`grasplab.eval`), layers that ``grasplab/world_models/`` may not import.
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from grasplab.envs import make
+from grasplab.eval import EvalProtocol, evaluate, random_floor
+from grasplab.planners import make_planner
 from grasplab.world_models import checkpoint
+from grasplab.world_models.checkpoint import CHECKPOINTS
 from grasplab.world_models.data import Episodes, load_episodes, parse_overrides
 from grasplab.world_models.training import draw_windows
 
-CHECKPOINTS = Path(__file__).parent / "checkpoints"
 FLOORS = "floors.json"
 MANIFEST = "manifest.json"
 DEFAULT_PLANNER: dict[str, Any] = {"n_iterations": 30, "n_samples": 300, "n_elites": 30}
@@ -289,9 +296,6 @@ def planning_success(
         The protocol, the planner config, the summary metrics, and the random-policy floor's
         success rate on the same tasks.
     """
-    from grasplab.eval import EvalProtocol, evaluate, random_floor
-    from grasplab.planners import make_planner
-
     if planner_config is None:
         planner_config = dict(DEFAULT_PLANNER) if planner == "cem" else {}
     overrides = _overrides(env_overrides or {})
@@ -328,7 +332,7 @@ def guard_task_set(record: dict[str, Any], root: Path = CHECKPOINTS) -> dict[str
     """The task set a ``floors.json`` record's guard runs on (None: the env samples them).
 
     A dataset task set's ``data`` may be relative to the checkpoints folder (a shipped excerpt
-    of the dataset's held-out episodes, see :mod:`grasplab.world_models.quality_pusht`).
+    of the dataset's held-out episodes, see :mod:`grasplab.bench.quality_pusht`).
     """
     task_set = (record.get("test") or {}).get("task_set")
     if not task_set:
@@ -367,8 +371,6 @@ def record(
             the reported CEM (:data:`DEFAULT_PLANNER`). For models whose step is costly (the
             1,024-d patch models), so that the guarding test takes seconds.
     """
-    from grasplab.envs import make
-
     path = root / name
     model = checkpoint.load(path)
     meta = checkpoint.info(path)
@@ -424,8 +426,9 @@ def _update_json(file: Path, key: str, value: Any) -> None:
 
 
 USAGE = (
-    "usage: python -m grasplab.world_models.quality name=<checkpoint dir under checkpoints/> "
-    "data=DIR [horizon=10 episodes=100 test_episodes=20 ks=[1,5,20] "
+    "usage: python -m grasplab.bench.quality name=<checkpoint dir under "
+    "grasplab/world_models/checkpoints/> data=DIR [horizon=10 episodes=100 test_episodes=20 "
+    "ks=[1,5,20] "
     "test_cem=[iterations,samples,elites]]"
 )
 
