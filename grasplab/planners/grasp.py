@@ -269,7 +269,7 @@ def run_lifted(
             if cfg.clamp_actions:
                 actions.clamp_(low, high)
             if sigma > 0:
-                scaled.add_(sigma * randn(tuple(scaled.shape), scaled, generator))
+                scaled.add_(randn(tuple(scaled.shape), scaled, generator), alpha=sigma)
             actions.copy_(probes.apply(actions))
         model_steps += p.horizon
         trace["iteration"].append(torch.tensor(iteration))
@@ -302,10 +302,20 @@ def run_lifted(
 
 
 def main_optimizer(states: Tensor, actions: Tensor, cfg: GRASPConfig) -> torch.optim.Adam:
-    """The lifted loop's Adam: states at ``lr_states``, actions at ``lr_actions``."""
-    return torch.optim.Adam(
-        [{"params": [states], "lr": cfg.lr_states}, {"params": [actions], "lr": cfg.lr_actions}]
-    )
+    """The lifted loop's Adam: states at ``lr_states``, actions at ``lr_actions``.
+
+    Fused (one pass over the virtual states per step instead of ~7) where torch has a fused
+    kernel for the device; the same update up to float rounding (BENCHMARKS section 7).
+    """
+    groups = [
+        {"params": [states], "lr": cfg.lr_states},
+        {"params": [actions], "lr": cfg.lr_actions},
+    ]
+    return torch.optim.Adam(groups, fused=states.device.type in FUSED_ADAM_DEVICES or None)
+
+
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+"""Devices on which the lifted loop uses torch's fused Adam (``meta`` has no kernel)."""
 
 
 def reduce(losses: Tensor, how: str) -> Tensor:

@@ -42,8 +42,8 @@ def lifted_losses(
     if detach_states:
         inputs = inputs.detach()
     pred = model.step(inputs, actions)  # (B, H, D): one call over all (problem, t) pairs
-    targets = torch.cat([states, goal.unsqueeze(1)], dim=1)  # s_1..s_H with s_H := goal
-    loss_dyn = goal_cost(pred, targets).sum(dim=1)
+    # targets s_1..s_H with s_H := goal, without a concatenated copy of the states
+    loss_dyn = goal_cost(pred[:, :-1], states).sum(dim=1) + goal_cost(pred[:, -1], goal)
     loss_goal = model_cost(model, pred, goal.unsqueeze(1)).sum(dim=1)
     return loss_dyn, loss_goal
 
