@@ -396,6 +396,14 @@ def long_horizon_parser() -> argparse.ArgumentParser:
         help="score only each planner's final plan (no freezing of iterates the true env's probe "
         "saw succeed: the env's success signal never selects a plan)",
     )
+    p.add_argument(
+        "--mpc",
+        type=int,
+        default=0,
+        metavar="E",
+        help="receding horizon instead of open loop: execute E model steps per replan, replan "
+        "over the remaining steps, ceil(H/E) plans per episode (the open-loop env-step budget)",
+    )
     p.add_argument("--json", default=None, help="write all figures here (after every row)")
     return p
 

@@ -411,3 +411,24 @@ def test_tiny_pusht_long_horizon_bench_end_to_end(pusht_data, pusht_model, tmp_p
     assert row["random"]["n"] == 2
     with pytest.raises(ValueError, match="overlap the training episodes"):
         long_horizon.main([*argv[:6], "--splits", "0:1,7:8", *argv[8:]])
+
+
+def test_tiny_pusht_long_horizon_bench_under_mpc(pusht_data, pusht_model, tmp_path, capsys):
+    """``--mpc E``: the row's protocol replans every E steps; each plan counts in model steps."""
+    from grasplab.bench import long_horizon
+
+    out = tmp_path / "mpc.json"
+    argv = ["--envs", "pusht", "--checkpoint", str(pusht_model), "--data", str(pusht_data)]
+    argv += ["--splits", "6:7,7:8", "--horizons", "4", "--episodes", "2", "--floor-repeats", "1"]
+    argv += ["--planners", "gd", "--budget", "0.05", "--final-plan", "--json", str(out)]
+    assert long_horizon.main([*argv, "--mpc", "2"]) == 0
+    assert "MPC (execute 2 model steps per replan" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["protocol"]["mode"] == "mpc" and row["protocol"]["mpc_execute"] == 2
+    cell = row["cells"]["gd"]
+    assert cell["summary"]["n"] == 2 and cell["gap"] is None
+    # 2 plans per episode over the shrinking horizon (4, then 2 steps), 15 GD steps each
+    steps_open_loop = 15 * 4 + 4
+    assert cell["summary"]["model_steps"] > steps_open_loop
+    with pytest.raises(SystemExit):
+        long_horizon.main([*argv, "--mpc", "5"])  # E longer than the horizon
