@@ -33,6 +33,15 @@ def test_wilson_interval_known_values():
         wilson_interval(3, 2)
 
 
+def test_wilson_interval_contains_the_rate_exactly():
+    """Rounding once put the bound of k = 0 at 3e-18 > 0 for 862 of n < 2000 (n = 3, 6, 7, ...):
+    a negative error bar, which matplotlib refuses (a finished sweep's report crashed on it)."""
+    for n in range(1, 400):
+        for k in range(n + 1):
+            low, high = wilson_interval(k, n)
+            assert low <= k / n <= high, (k, n)
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

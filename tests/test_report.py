@@ -8,6 +8,7 @@ headless Chromium.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -358,3 +359,20 @@ def test_mixing_protocol_versions_or_task_sets_is_refused(swept, capsys):
     assert "cannot mix task sets" in err and "differ in protocol.seed" in err
     assert reporting.main(["no_such_sweep", "--tracking-uri", swept.uri]) == 2
     assert "no sweep named 'no_such_sweep'" in capsys.readouterr().err
+
+
+def test_horizon_plot_draws_rates_of_0_and_100_percent():
+    """A 0% cell at n = 3 once crashed a finished sweep's report (a Wilson bound of 3e-18)."""
+    import matplotlib.pyplot as plt
+
+    from grasplab.eval.metrics import summarize
+    from grasplab.platform.report import StageOutcome, horizon_plot
+
+    def outcome(horizon: int, solved: bool) -> StageOutcome:
+        test = summarize([solved] * 3, [1.0 if solved else math.nan] * 3, [0.0] * 3, [9] * 3, 1.0)
+        return StageOutcome("gd", "gd", "gd", horizon, "t", {}, {}, {}, test)
+
+    outcomes = [outcome(10, True), outcome(20, False)]
+    plt.close(horizon_plot(outcomes, {10: {"success_rate": 0.0}, 20: {"success_rate": 0.0}}))
+    edge = {**outcomes[1].test, "ci_low": 1e-17}  # a bound past the rate: drawn, not refused
+    plt.close(horizon_plot([outcomes[0], dataclasses.replace(outcomes[1], test=edge)], {}))

@@ -29,7 +29,9 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # the exact interval contains p; rounding can put a bound on the wrong side of it by ~1e-17
+    # (k = 0: low = 3e-18 > p = 0), which turns an error bar negative
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def summarize(

@@ -229,8 +229,8 @@ def horizon_plot(
         mine = sorted((o for o in outcomes if o.label == label), key=lambda o: o.horizon)
         h = [o.horizon for o in mine]
         y = np.array([100 * o.test["success_rate"] for o in mine])
-        low = y - np.array([100 * o.test["ci_low"] for o in mine])
-        high = np.array([100 * o.test["ci_high"] for o in mine]) - y
+        low = np.maximum(0.0, y - np.array([100 * o.test["ci_low"] for o in mine]))
+        high = np.maximum(0.0, np.array([100 * o.test["ci_high"] for o in mine]) - y)
         ax.errorbar(h, y, yerr=[low, high], marker="o", capsize=3, label=label)
     if floors:
         hs = sorted(floors)
