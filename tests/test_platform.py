@@ -97,6 +97,32 @@ def test_tracker_reuses_child_runs_by_key_and_closes_everything(tmp_path):
     assert statuses == {parent: "KILLED", first: "KILLED", second: "KILLED"}
 
 
+def test_logging_a_table_again_replaces_it(tmp_path):
+    """A sweep resumed after a crash in its report logs comparison.json again: once, not twice."""
+    uri, artifacts = default_tracking(tmp_path)
+    tracker = Tracker(uri, "t", artifacts)
+    parent = tracker.start_parent("sweep-1", "sweep-1", {})
+    tracker.log_table(parent, {"planner": ["gd", "cem"], "n": [8, 8]}, "comparison.json")
+    tracker.log_table(parent, {"planner": ["gd", "cem"], "n": [100, 100]}, "comparison.json")
+    tracker.log_table(parent, {"k": [1]}, "test/gd.json")
+    client = tracker.client
+
+    def table(path: str) -> dict:  # MLflow's table format: {"columns": [...], "data": [rows]}
+        return json.loads(Path(client.download_artifacts(parent, path, str(tmp_path))).read_text())
+
+    assert table("comparison.json") == {
+        "columns": ["planner", "n"],
+        "data": [["gd", 100], ["cem", 100]],
+    }
+    assert table("test/gd.json") == {"columns": ["k"], "data": [[1]]}
+    logged = json.loads(client.get_run(parent).data.tags["mlflow.loggedArtifacts"])
+    assert logged == [
+        {"path": "comparison.json", "type": "table"},
+        {"path": "test/gd.json", "type": "table"},
+    ]
+    tracker.close_all("FINISHED")
+
+
 # --- sweeps on a local Ray -------------------------------------------------------------------
 
 

@@ -14,7 +14,9 @@ import functools
 import json
 import math
 import os
+import posixpath
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -235,8 +237,25 @@ class Tracker:
         self.client.log_batch(run_id, tags=[RunTag(k, _text(v)) for k, v in tags.items()])
 
     def log_table(self, run_id: str, data: Mapping[str, list[Any]], artifact_file: str) -> None:
-        """A column-wise table as a JSON artifact (what the MLflow UI's table view reads)."""
-        self.client.log_table(run_id, data=dict(data), artifact_file=artifact_file)
+        """A column-wise table as a JSON artifact (what the MLflow UI's table view reads).
+
+        Logging the same ``artifact_file`` again REPLACES it. (MLflow's ``log_table`` appends
+        to an existing table: a sweep resumed after a crash in its report got every row of
+        ``comparison.json`` twice.) The file has ``log_table``'s format and the run's
+        ``mlflow.loggedArtifacts`` tag lists it, as ``log_table`` does.
+        """
+        import pandas as pd
+
+        folder, name = posixpath.split(posixpath.normpath(artifact_file))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            pd.DataFrame(dict(data)).to_json(path, orient="split", index=False, date_format="iso")
+            self.client.log_artifact(run_id, str(path), folder or None)
+        tag = "mlflow.loggedArtifacts"
+        logged = json.loads(self.client.get_run(run_id).data.tags.get(tag, "[]"))
+        entry = {"path": artifact_file, "type": "table"}
+        if entry not in logged:
+            self.client.set_tag(run_id, tag, json.dumps([*logged, entry]))
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         """A text artifact."""
