@@ -28,8 +28,10 @@ one env step and the layouts supply tasks up to H = 86 / 68 model steps):
   model-vs-true gap compares the same plan under the model and in the env;
 - ``--mpc E``: receding horizon (the protocol's ``mode=mpc``) instead of open loop: execute E
   model steps, replan over the remaining ones, ``ceil(H/E)`` plans per episode, so the env-step
-  budget stays H; time-to-success and model steps then count every replan. The model-vs-true
-  gap and plan error (one returned plan) are not measured under MPC;
+  budget stays H; time-to-success and model steps then count every replan. Each replan's
+  returned plan is executed (the probe never freezes iterates under MPC, so ``--final-plan``
+  changes nothing there). The model-vs-true gap and plan error (one returned plan) are not
+  measured under MPC;
 - the issue's target at H >= 50: GRASP >= the best baseline + 10 points at <= 0.3x the best
   baseline's median time-to-success, checked per env and horizon.
 """
@@ -700,6 +702,8 @@ def print_header(args: argparse.Namespace, names: list[str]) -> None:
         if args.final_plan
         else "the first plan the probe saw succeed (frozen), else the final plan"
     )
+    if args.mpc:  # the runner's MPC loop executes each replan's returned plan, never probes
+        scored = "each replan's returned plan (no probing of iterates under MPC)"
     loop = (
         f"MPC (execute {args.mpc} model steps per replan, ceil(H/{args.mpc}) plans per episode)"
         if args.mpc
