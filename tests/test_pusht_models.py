@@ -172,3 +172,50 @@ def test_mlp_loss_units_divide_by_a_power_of_the_increment_scale():
         assert metrics["one_step"] == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ValueError, match="loss_units"):
         TrainConfig(loss_units="pixels")
+
+
+def test_patch_models_of_pusht_normalise_the_actions():
+    from grasplab.world_models.patch import PatchConfig, PatchModel
+    from grasplab.world_models.patch_training import PatchTrainConfig, build_model
+
+    manifest = {"env": "sim:pusht", "state_dim": 5, "action_dim": 2, "image_size": 64}
+    model = build_model(PatchTrainConfig(model={"hidden": 8}), manifest, 1)
+    assert (model.config.action_loc, model.config.action_scale) == (256.0, 128.0)
+    wall = build_model(PatchTrainConfig(model={"hidden": 8}), {**manifest, "env": "wall"}, 1)
+    assert (wall.config.action_loc, wall.config.action_scale) == (0.0, 1.0)
+    torch.manual_seed(0)
+    plain = PatchModel(PatchConfig(env_action_dim=2, hidden=8))
+    plain.predictor.out.weight.data.normal_()  # not the identity
+    model.load_state_dict(plain.state_dict())
+    z, a = torch.randn(3, 1024), torch.rand(3, 2) * 512
+    assert torch.allclose(model.step(z, a), plain.step(z, (a - 256.0) / 128.0), atol=1e-5)
+    assert not torch.allclose(model.step(z, a), plain.step(z, a), atol=1e-3)
+    # checkpoints written before the fields existed load with the identity normalisation
+    old = {k: v for k, v in plain.config_dict().items() if not k.startswith("action_")}
+    assert PatchModel.from_config_dict(old).config.action_scale == 1.0
+    with pytest.raises(ValueError, match="action_scale"):
+        PatchConfig(env_action_dim=2, action_scale=-1.0)
+
+
+def test_bench_planners_times_a_pusht_patch_checkpoint_on_rendered_tasks(tmp_path):
+    pytest.importorskip("gym_pusht", reason='needs the `sims` extra: pip install -e ".[sims]"')
+    from grasplab.bench import planners
+    from grasplab.world_models.patch import PatchConfig, PatchModel
+
+    torch.manual_seed(0)
+    model = PatchModel(
+        PatchConfig(env_action_dim=2, hidden=8, action_loc=256.0, action_scale=128.0)
+    )
+    info = {"env": "sim:pusht", "env_overrides": {}, "latent_spread": [1.0] * 1024}
+    checkpoint.save(model, tmp_path / "ck", info=info)
+    problem = planners._problem(
+        "pusht", 3, 4, "cpu", planners.load_model(str(tmp_path / "ck"), "cpu")
+    )
+    assert problem.z0.shape == problem.goal.shape == (3, 1024)
+    assert not torch.equal(problem.z0[0], problem.z0[1])  # rendered frames of different tasks
+    # planners see actions in [-1, 1]; the model gets the simulator's pixels back
+    assert torch.equal(problem.action_low, -torch.ones(2))
+    assert torch.equal(problem.action_high, torch.ones(2))
+    u = torch.tensor([[0.5, -0.25]])
+    z = problem.z0[:1]
+    assert torch.equal(problem.model.step(z, u), model.step(z, problem.model.env.raw(u)))

@@ -9,7 +9,9 @@ forward+backward of ``step`` over all ``B x H`` pairs; (3) CEM's iteration time 
 ``--model PATH`` measures (2) and (3) on a learned checkpoint instead of the oracle (e.g. a
 1,024-d patch model, ``grasplab/world_models/checkpoints/wall-patch-b1``): the tasks' start and
 goal observations (renders, for pixel models) are encoded by it, and GRASP's iteration time over
-``--ratio-batch`` problems x ``--ratio-horizon`` steps is printed on its own. The success table
+``--ratio-batch`` problems x ``--ratio-horizon`` steps is printed on its own (a ``sim:`` env's
+checkpoint, e.g. ``pusht-patch-b1``: the simulator renders the tasks, and planners see actions
+normalised to ``[-1, 1]`` as in the eval runner). The success table
 and the batching comparison (oracle-only) are skipped. Iteration budgets, CEM's sample count and
 the repeats are options, so that a costly model is timed in minutes.
 """
@@ -166,13 +168,38 @@ def _problem(env: str, batch: int, horizon: int, device: str, learned: Any = Non
         tune_episodes=0,
         test_episodes=batch,
     )
-    env_obj, tasks = protocol.make_env(), protocol.tasks("test")
+    tasks = protocol.tasks("test")
+    if protocol.is_sim:  # a real simulator renders the tasks; plan as the runner does
+        return _sim_problem(protocol, model, tasks, horizon, device)
+    env_obj = protocol.make_env()
     with torch.no_grad():
         z0 = model.encode(observe(model, env_obj, tasks.start).to(device))
         goal = model.encode(observe(model, env_obj, tasks.goal).to(device))
     low = env_obj.action_low.to(z0).repeat(model.action_block)
     high = env_obj.action_high.to(z0).repeat(model.action_block)
     return PlanProblem(model, z0, goal, horizon, low, high)
+
+
+def _sim_problem(
+    protocol: EvalProtocol, model: Any, tasks: Any, horizon: int, device: str
+) -> PlanProblem:
+    """The tasks of a ``sim:`` env (e.g. Push-T) as a planning problem.
+
+    The simulator renders the observations; actions are normalised to ``[-1, 1]`` as the eval
+    runner hands them to planners (:func:`grasplab.eval.runner.normalized_actions`).
+    """
+    from grasplab.eval.runner import action_bounds, normalized_actions, true_env
+
+    sim = protocol.make_sim()
+    try:
+        env_obj, planned = normalized_actions(true_env(protocol, sim), model)
+        with torch.no_grad():
+            z0 = model.encode(env_obj.observe(model, tasks.start).to(device))
+            goal = model.encode(env_obj.observe(model, tasks.goal).to(device))
+    finally:
+        sim.close()
+    low, high = action_bounds(env_obj, model.action_block, z0)
+    return PlanProblem(planned, z0, goal, horizon, low, high)
 
 
 def per_iteration(

@@ -348,6 +348,7 @@ def record(
     test_episodes: int = 20,
     root: Path = CHECKPOINTS,
     ks: tuple[int, ...] | list[int] = KS,
+    test_cem: tuple[int, int, int] | list[int] | None = None,
 ) -> dict[str, Any]:
     """Measure shipped Push-T checkpoint ``root/name``; record it in ``floors.json``.
 
@@ -361,6 +362,9 @@ def record(
         test_episodes: Tasks the guarding test re-runs (the first ones); its floor is set from them.
         root: The checkpoints folder.
         ks: Prediction depths (model steps) of the k-step errors.
+        test_cem: ``(n_iterations, n_samples, n_elites)`` of a cheaper CEM for the guarding
+            test, as in :func:`grasplab.bench.quality.record` (the 1,024-d patch
+            models); None: the reported CEM.
     """
     path = root / name
     model = checkpoint.load(path)
@@ -384,6 +388,7 @@ def record(
         model,
         task_set={**excerpt, "data": str(excerpt_dir)},
         indices=list(range(test_episodes)),
+        planner_config=_test_planner(test_cem),
         **kwargs,
     )
     _check_same_tasks(full, {**excerpt, "data": str(excerpt_dir)}, meta["env"], horizon, episodes)
@@ -394,9 +399,20 @@ def record(
         "seconds": subset["seconds"],
         "task_set": excerpt,
     }
+    if test_cem is not None:
+        entry["test"]["planner_config"] = subset["planner_config"]
+        entry["test"]["random_success_rate"] = subset["random_success_rate"]
     _update_json(root / FLOORS, name, entry)
     _update_json(root / "manifest.json", name, hashes(path))
     return entry
+
+
+def _test_planner(test_cem: tuple[int, int, int] | list[int] | None) -> dict[str, int] | None:
+    """The guard's CEM config from ``test_cem`` (None: the reported one)."""
+    if test_cem is None:
+        return None
+    names = ("n_iterations", "n_samples", "n_elites")
+    return dict(zip(names, map(int, test_cem), strict=True))
 
 
 def _check_same_tasks(
@@ -414,7 +430,7 @@ def _check_same_tasks(
 USAGE = (
     "usage: python -m grasplab.bench.quality_pusht name=<checkpoint dir under "
     "grasplab/world_models/checkpoints/> data=DIR [horizon=10 episodes=100 test_episodes=20 "
-    "ks=[1,5,10,25,50]]"
+    "ks=[1,5,10,25,50] test_cem=[iterations,samples,elites]]"
 )
 
 
@@ -423,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_overrides(argv)
-        known = {"name", "data", "horizon", "episodes", "test_episodes", "ks"}
+        known = {"name", "data", "horizon", "episodes", "test_episodes", "ks", "test_cem"}
         unknown = sorted(set(args) - known)
         if unknown or not {"name", "data"} <= set(args):
             raise ValueError(f"bad or missing keys (unknown: {unknown}); {USAGE}")

@@ -61,6 +61,11 @@ class PatchConfig:
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the encoder factory (besides ``image_size``, ``grid``,
     ``channels``, which every factory receives)."""
+    action_loc: float = 0.0
+    """Actions enter the predictor as ``(a - action_loc) / action_scale`` (env units), as in
+    :class:`~grasplab.world_models.pixel.PixelConfig`."""
+    action_scale: float = 1.0
+    """See ``action_loc``; e.g. Push-T's targets in ``[0, 512]`` pixels: 256 and 128."""
 
     def __post_init__(self) -> None:
         for name in ("env_action_dim", "action_block", "image_size", "grid", "channels", "hidden"):
@@ -69,6 +74,8 @@ class PatchConfig:
                 raise ValueError(f"PatchConfig.{name} must be an int >= 1, got {value!r}")
         if not isinstance(self.encoder_kwargs, dict):
             raise ValueError("PatchConfig.encoder_kwargs must be a dict")
+        if not self.action_scale > 0:
+            raise ValueError(f"PatchConfig.action_scale must be > 0, got {self.action_scale!r}")
         object.__setattr__(self, "encoder_kwargs", dict(self.encoder_kwargs))
 
     @property
@@ -275,7 +282,10 @@ class PatchModel(nn.Module):
         lead = z.shape[:-1]
         P, C = self.token_shape
         tokens = z.reshape(-1, P, C)
-        out = self.predictor(tokens, a.reshape(-1, self.action_dim).to(z))
+        a = (a.reshape(-1, self.action_dim).to(z) - self.config.action_loc) / (
+            self.config.action_scale
+        )
+        out = self.predictor(tokens, a)
         return out.reshape(*lead, P * C)
 
     def decode(self, z: Tensor) -> Tensor:

@@ -41,6 +41,7 @@ from grasplab.world_models import checkpoint
 from grasplab.world_models.data import Episodes, dataset_identity, load_episodes
 from grasplab.world_models.patch import PatchConfig, PatchModel, freeze_encoder
 from grasplab.world_models.training import (
+    ACTION_NORMALIZATION,
     STATE_DIR,
     Log,
     _steps,
@@ -150,13 +151,23 @@ def run_identity(cfg: PatchTrainConfig) -> dict[str, Any]:
 
 
 def build_model(cfg: PatchTrainConfig, manifest: dict[str, Any], block: int) -> PatchModel:
-    """A fresh patch model for the dataset's env (``cfg.model`` overrides the defaults)."""
+    """A fresh patch model for the dataset's env (``cfg.model`` overrides the defaults).
+
+    Actions are normalised per env as for pixel models
+    (:data:`~grasplab.world_models.training.ACTION_NORMALIZATION`: Push-T's pixel targets enter
+    the predictor's FiLM as ``(a - 256) / 128``).
+    """
+    loc, scale = ACTION_NORMALIZATION.get(manifest["env"], (0.0, 1.0))
+    defaults = {
+        "image_size": int(manifest["image_size"]),
+        "action_loc": loc,
+        "action_scale": scale,
+    }
     return PatchModel(
         PatchConfig(
             env_action_dim=int(manifest["action_dim"]),
             action_block=block,
-            image_size=int(manifest["image_size"]),
-            **cfg.model,
+            **{**defaults, **cfg.model},
         )
     )
 

@@ -301,8 +301,8 @@ def pixel_loss(model: PixelModel, w: Windows) -> tuple[Tensor, dict[str, float]]
 ANGLE_DIMS: dict[str, tuple[int, ...]] = {"sim:pusht": (4,)}
 """State dims that are angles, per env (Push-T's block angle): the MLP's default ``angle_dims``."""
 ACTION_NORMALIZATION: dict[str, tuple[float, float]] = {"sim:pusht": (256.0, 128.0)}
-"""Pixel models' default ``(action_loc, action_scale)`` per env whose actions are not unit-scale
-(Push-T's targets in ``[0, 512]`` pixels)."""
+"""Pixel and patch models' default ``(action_loc, action_scale)`` per env whose actions are not
+unit-scale (Push-T's targets in ``[0, 512]`` pixels)."""
 
 
 def build_model(cfg: TrainConfig, manifest: dict[str, Any], block: int) -> nn.Module:
