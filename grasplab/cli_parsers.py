@@ -404,6 +404,14 @@ def long_horizon_parser() -> argparse.ArgumentParser:
         help="receding horizon instead of open loop: execute E model steps per replan, replan "
         "over the remaining steps, ceil(H/E) plans per episode (the open-loop env-step budget)",
     )
+    p.add_argument(
+        "--probe",
+        default="auto",
+        choices=["auto", "linear", "decoded"],
+        help="pixel models' position read-out: linear (ridge latent -> position) or decoded "
+        "(decode the latent, locate the agent; models whose decode returns images); auto: "
+        "decoded where the model decodes to images (patch), else linear",
+    )
     p.add_argument("--json", default=None, help="write all figures here (after every row)")
     return p
 

@@ -15,9 +15,11 @@ one env step and the layouts supply tasks up to H = 86 / 68 model steps):
 - per planner and horizon the model-vs-true gap: success judged under the model (its predicted
   positions along the returned plan ever within the success radius of the goal) next to success
   in the true env, and the false successes (model yes, env no). State models decode their
-  latents exactly; pixel models are read by a linear probe latent -> position fitted on renders
-  of random free states (:func:`grasplab.bench.quality.fit_position_probe`; its held-out
-  error is printed next to the success radius); and the plan prediction error: the distance
+  latents exactly; pixel models are read by a probe fitted on renders of random free states
+  (its held-out error is printed next to the success radius): a linear one latent -> position
+  (:func:`grasplab.bench.quality.fit_position_probe`) for the keypoint models, and for models
+  whose ``decode`` returns images (the patch models) the decoded read-out of
+  :mod:`grasplab.bench.decoded_probe` (``--probe``); and the plan prediction error: the distance
   between the positions the model predicts along the returned plan and those the true env
   visits when executing it (compare with the model's k-step error on behaviour data in
   ``floors.json``: a larger error means the planner drove the model where it is wrong);
@@ -48,8 +50,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from grasplab.bench.decoded_probe import decodes_images, fit_decoded_probe
 from grasplab.bench.planners import machine
-from grasplab.bench.quality import FLOORS, PositionProbe, fit_position_probe, predicted_positions
+from grasplab.bench.quality import FLOORS, PositionReadout, fit_position_probe, predicted_positions
 from grasplab.cli_parsers import long_horizon_parser
 from grasplab.envs import Env, Simulator, make, make_sim
 from grasplab.eval import EvalProtocol, evaluate, execute, format_cell, random_floor
@@ -293,7 +296,7 @@ class Recorder:
 @torch.no_grad()
 def model_judgement(
     model: WorldModel,
-    probe: PositionProbe | None,
+    probe: PositionReadout | None,
     env: Env,
     states: torch.Tensor,
     goal: torch.Tensor,
@@ -436,7 +439,7 @@ def run_cell(
     name: str,
     config: dict[str, Any],
     model: WorldModel,
-    probe: PositionProbe | None,
+    probe: PositionReadout | None,
     sim: Simulator | None = None,
 ) -> dict[str, Any]:
     """Evaluate planner ``name`` with config overrides ``config``; score and diagnose.
@@ -520,7 +523,7 @@ def run_row(
     env: str,
     horizon: int,
     model: WorldModel,
-    probe: PositionProbe | None,
+    probe: PositionReadout | None,
     sim: Simulator | None = None,
 ) -> dict[str, Any]:
     """One table row: the random floor and every planner at ``(env, horizon)``."""
@@ -719,7 +722,7 @@ def print_header(args: argparse.Namespace, names: list[str]) -> None:
         print("NOTE: not the full benchmark (full: >= 100 episodes per cell, default configs)")
 
 
-def model_record(name: str, model: WorldModel, probe: PositionProbe | None) -> dict[str, Any]:
+def model_record(name: str, model: WorldModel, probe: PositionReadout | None) -> dict[str, Any]:
     """The model's recorded quality (``floors.json``) and the probe's accuracy."""
     floors = CHECKPOINTS / FLOORS
     recorded = json.loads(floors.read_text()).get(name) if floors.is_file() else None
@@ -755,6 +758,23 @@ def refuse_training_episodes(
     check_train_overlap(protocol.tasks_spec, checkpoint.info(folder), str(folder))
 
 
+def position_readout(kind: str, model: WorldModel, env: Env, seed: int) -> PositionReadout:
+    """A pixel model's latent -> position read-out (``--probe``: auto, linear or decoded).
+
+    ``auto``: the decoded read-out where ``model.decode`` returns images, else the linear one.
+
+    Raises:
+        ValueError: ``decoded`` for a model whose ``decode`` does not return images.
+    """
+    one = env.render(env.reset(torch.Generator().manual_seed(seed), 1))
+    images = decodes_images(model, one)
+    if kind == "decoded" and not images:
+        raise ValueError("--probe decoded needs a model whose decode returns images (patch)")
+    if kind == "decoded" or (kind == "auto" and images):
+        return fit_decoded_probe(model, env, seed=seed)  # type: ignore[arg-type]
+    return fit_position_probe(model, env, seed=seed)  # type: ignore[arg-type]
+
+
 def run_env(args: argparse.Namespace, env: str, figures: dict[str, Any]) -> None:
     """All rows of ``env``; the figures are written after every row."""
     model, name = load_world_model(env, args.model, args.device, args.checkpoint)
@@ -771,11 +791,12 @@ def run_env(args: argparse.Namespace, env: str, figures: dict[str, Any]) -> None
             sim.close()
         return
     if getattr(model, "observation", "state") == "pixels":
-        probe = fit_position_probe(model, make(env, **LAYOUTS[env]), seed=args.seed)
+        probe = position_readout(args.probe, model, make(env, **LAYOUTS[env]), args.seed)
         radius = make(env, **LAYOUTS[env]).success_radius
         print(
-            f"{env}: linear probe latent -> position, held-out error {probe.heldout_error:.3f} "
-            f"env units (success radius {radius:g}), R^2 {probe.r2:.3f}",
+            f"{env}: {probe.summary().get('kind', 'linear')} probe latent -> position, held-out "
+            f"error {probe.heldout_error:.3f} env units (success radius {radius:g}), R^2 "
+            f"{probe.r2:.3f}",
             flush=True,
         )
     figures["models"][env] = model_record(name, model, probe)

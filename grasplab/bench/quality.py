@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +41,25 @@ FLOORS = "floors.json"
 MANIFEST = "manifest.json"
 DEFAULT_PLANNER: dict[str, Any] = {"n_iterations": 30, "n_samples": 300, "n_elites": 30}
 """CEM at its field settings (``CEMConfig`` defaults, spelled out so the record is explicit)."""
+
+
+class PositionReadout(Protocol):
+    """Latents ``(..., D)`` -> positions ``(..., 2)`` (env units), with its own accuracy.
+
+    :class:`PositionProbe` (linear) and
+    :class:`grasplab.bench.decoded_probe.DecodedPositionProbe` (through the model's decoder).
+    """
+
+    heldout_error: float
+    r2: float
+
+    def __call__(self, z: Tensor) -> Tensor:
+        """Positions ``(..., 2)`` from latents ``(..., D)``."""
+        ...
+
+    def summary(self) -> dict[str, Any]:
+        """Its accuracy, for reports."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -164,7 +183,7 @@ def fit_position_probe(
     )
 
 
-def predicted_positions(model: Any, z: Tensor, probe: PositionProbe | None = None) -> Tensor:
+def predicted_positions(model: Any, z: Tensor, probe: PositionReadout | None = None) -> Tensor:
     """Positions ``(..., 2)`` (env units) a model's latents ``(..., D)`` stand for.
 
     State models (``observation == "state"`` with ``decode``) decode exactly; pixel models need
@@ -195,7 +214,7 @@ def kstep_errors(
     ks: tuple[int, ...] = (1, 5, 20),
     count: int = 256,
     seed: int = 0,
-    probe: PositionProbe | None = None,
+    probe: PositionReadout | None = None,
 ) -> dict[str, Any]:
     """Open-loop ``k``-step prediction errors on ``episodes`` (held-out ones, normally).
 
@@ -242,7 +261,7 @@ def kstep_errors(
 
 def _position_errors(
     model: nn.Module,
-    probe: PositionProbe | None,
+    probe: PositionReadout | None,
     preds: list[Tensor],
     z: Tensor,
     states: Tensor,
