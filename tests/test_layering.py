@@ -17,10 +17,37 @@ import grasplab
 
 ROOT = Path(grasplab.__file__).parent
 
+SERVICES = ("ray", "mlflow", "optuna")
+"""Only ``grasplab/platform/`` imports these (STYLE.md)."""
+
 FORBIDDEN = {
-    "world_models": ("grasplab.eval", "grasplab.planners", "grasplab.platform", "grasplab.bench"),
+    "world_models": (
+        "grasplab.eval",
+        "grasplab.planners",
+        "grasplab.platform",
+        "grasplab.bench",
+        *SERVICES,
+    ),
+    "planners": (
+        "grasplab.envs",
+        "grasplab.eval",
+        "grasplab.platform",
+        "grasplab.bench",
+        *SERVICES,
+    ),
+    "envs": (
+        "grasplab.eval",
+        "grasplab.planners",
+        "grasplab.platform",
+        "grasplab.bench",
+        *SERVICES,
+    ),
+    "eval": ("grasplab.platform", "grasplab.bench", *SERVICES),
+    "bench": ("grasplab.platform", *SERVICES),
 }
-"""Per package under ``grasplab/``: the packages none of its modules may import."""
+"""Per package under ``grasplab/``: the packages none of its modules may import (ARCHITECTURE.md:
+planners know only the ``WorldModel`` protocol; eval sits above planners, world models and envs;
+the measurement tools in ``bench/`` use eval but not the platform)."""
 
 
 def module_name(path: Path) -> str:
