@@ -592,7 +592,9 @@ def shipped_checkpoint(name: str) -> str:
 
     Config interpolation ``${grasplab_checkpoint:wall-pixel-b1}`` (``tune_configs/study/``).
     """
-    return str(Path(__file__).resolve().parents[1] / "world_models" / "checkpoints" / name)
+    from grasplab.world_models.checkpoint import CHECKPOINTS
+
+    return str(CHECKPOINTS / name)
 
 
 def _register_resolvers() -> None:
