@@ -407,10 +407,7 @@ def record(
     entry["kstep"] = kstep_errors(model, data, held_out, tuple(ks), probe=probe)
     kwargs = {"env": meta["env"], "env_overrides": meta["env_overrides"], "horizon": horizon}
     entry["planning"] = planning_success(model, episodes=episodes, **kwargs)
-    test_config = dict(DEFAULT_PLANNER)
-    if test_cem is not None:
-        names = ("n_iterations", "n_samples", "n_elites")
-        test_config = dict(zip(names, map(int, test_cem), strict=True))
+    test_config = guard_planner_config(test_cem)
     subset = planning_success(
         model,
         episodes=episodes,
@@ -437,6 +434,31 @@ def hashes(path: Path) -> dict[str, Any]:
     return {p.name: {"sha256": checkpoint.sha256_file(p), "bytes": p.stat().st_size} for p in files}
 
 
+def guard_planner_config(test_cem: tuple[int, int, int] | list[int] | None) -> dict[str, Any]:
+    """The guard's CEM config: ``test_cem`` (iterations, samples, elites), else the default."""
+    if test_cem is None:
+        return dict(DEFAULT_PLANNER)
+    names = ("n_iterations", "n_samples", "n_elites")
+    return dict(zip(names, map(int, test_cem), strict=True))
+
+
+def record_main(argv: list[str] | None, record_fn: Any, usage: str, prog: str) -> int:
+    """``python -m`` entry of a ``record``: prints its entry; bad input: one line, code 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_overrides(argv)
+        known = {"name", "data", "horizon", "episodes", "test_episodes", "ks", "test_cem"}
+        unknown = sorted(set(args) - known)
+        if unknown or not {"name", "data"} <= set(args):
+            raise ValueError(f"bad or missing keys (unknown: {unknown}); {usage}")
+        entry = record_fn(str(args.pop("name")), str(args.pop("data")), **args)
+    except ValueError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(entry, indent=2))
+    return 0
+
+
 def _update_json(file: Path, key: str, value: Any) -> None:
     """Set ``key`` in the JSON object stored in ``file`` (created when missing)."""
     data = json.loads(file.read_text()) if file.is_file() else {}
@@ -454,19 +476,7 @@ USAGE = (
 
 def main(argv: list[str] | None = None) -> int:
     """Record a shipped checkpoint's quality; one-line error and exit code 2 on bad input."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parse_overrides(argv)
-        known = {"name", "data", "horizon", "episodes", "test_episodes", "ks", "test_cem"}
-        unknown = sorted(set(args) - known)
-        if unknown or not {"name", "data"} <= set(args):
-            raise ValueError(f"bad or missing keys (unknown: {unknown}); {USAGE}")
-        entry = record(str(args.pop("name")), str(args.pop("data")), **args)
-    except ValueError as err:
-        print(f"quality: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(entry, indent=2))
-    return 0
+    return record_main(argv, record, USAGE, "quality")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ their last 10%, ``[810, 900)``), ``[900, 950)`` tuning, ``[950, 1000)`` test.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -41,8 +40,10 @@ from grasplab.bench.quality import (
     _ridge,
     _update_json,
     floor_from,
+    guard_planner_config,
     hashes,
     planning_success,
+    record_main,
 )
 from grasplab.eval import EvalProtocol
 from grasplab.world_models import checkpoint
@@ -52,7 +53,6 @@ from grasplab.world_models.data import (
     Episodes,
     dataset_identity,
     load_episodes,
-    parse_overrides,
     read_manifest,
 )
 from grasplab.world_models.training import draw_windows
@@ -388,7 +388,7 @@ def record(
         model,
         task_set={**excerpt, "data": str(excerpt_dir)},
         indices=list(range(test_episodes)),
-        planner_config=_test_planner(test_cem),
+        planner_config=guard_planner_config(test_cem),
         **kwargs,
     )
     _check_same_tasks(full, {**excerpt, "data": str(excerpt_dir)}, meta["env"], horizon, episodes)
@@ -405,14 +405,6 @@ def record(
     _update_json(root / FLOORS, name, entry)
     _update_json(root / "manifest.json", name, hashes(path))
     return entry
-
-
-def _test_planner(test_cem: tuple[int, int, int] | list[int] | None) -> dict[str, int] | None:
-    """The guard's CEM config from ``test_cem`` (None: the reported one)."""
-    if test_cem is None:
-        return None
-    names = ("n_iterations", "n_samples", "n_elites")
-    return dict(zip(names, map(int, test_cem), strict=True))
 
 
 def _check_same_tasks(
@@ -436,19 +428,7 @@ USAGE = (
 
 def main(argv: list[str] | None = None) -> int:
     """Record a shipped Push-T checkpoint's quality; one-line error and exit code 2 on bad input."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parse_overrides(argv)
-        known = {"name", "data", "horizon", "episodes", "test_episodes", "ks", "test_cem"}
-        unknown = sorted(set(args) - known)
-        if unknown or not {"name", "data"} <= set(args):
-            raise ValueError(f"bad or missing keys (unknown: {unknown}); {USAGE}")
-        entry = record(str(args.pop("name")), str(args.pop("data")), **args)
-    except ValueError as err:
-        print(f"quality_pusht: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(entry, indent=2))
-    return 0
+    return record_main(argv, record, USAGE, "quality_pusht")
 
 
 if __name__ == "__main__":
