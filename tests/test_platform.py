@@ -222,6 +222,31 @@ def test_sweep_tags_early_stopped_trials_prints_progress_and_logs_gifs(tmp_path,
         assert (last[:44].min(-1) > 200).sum() > 100  # white header text: planner, step counter
 
 
+def test_sweep_under_mpc_replans_every_trial_and_test_episode(tmp_path, local_ray):
+    """``protocol.mode=mpc`` through the platform: tuning trials and the test re-run replan."""
+    result = run_in_process(
+        tmp_path,
+        [
+            *TINY,
+            "~planners.grasp",
+            "sweep.num_samples=1",
+            "protocol.mode=mpc",
+            "protocol.mpc_execute=2",
+            "+planners.cem.fixed.n_samples=16",
+            "+planners.cem.fixed.n_elites=4",
+            "+planners.cem.fixed.n_iterations=4",
+        ],
+    )
+    (outcome,) = result.outcomes
+    assert outcome.test["n"] == 4
+    # horizon 6, 2 steps executed per replan: plans over the shrinking 6, 4, 2 steps, each a
+    # full CEM solve (4 iterations x 16 samples) plus the plan's own rollout
+    steps = 4 * 16 * (6 + 4 + 2) + (6 + 4 + 2)
+    assert [r["model_steps"] for r in outcome.test_records] == [steps] * 4
+    children, parents = trials_and_parents(result.tracking_uri)
+    assert {r.data.params.get("protocol.mode") for r in children} == {"mpc"}
+
+
 def test_workers_load_their_model_once_across_trials(local_ray):
     from grasplab.platform.config import load
     from grasplab.platform.trial import chunk_indices, evaluate_chunks
