@@ -9,6 +9,7 @@ for the objective.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -27,9 +28,11 @@ from grasplab.planners.base import (
     non_negative,
     positive,
     randn,
+    randn_into,
     terminal_state,
 )
 from grasplab.planners.lifted import (
+    fused_lifted_losses,
     initial_states,
     latent_units,
     lifted_losses,
@@ -248,6 +251,8 @@ def run_lifted(
     unit = latent_units(p.model, z0)
     scaled = (initial_states(p, init, cfg.init_noise, generator) / unit).requires_grad_(True)
     optimizer = main_optimizer(scaled, actions, cfg)
+    losses = _losses_fn(p, z0, unit, goal, cfg.detach_states)
+    noise = torch.empty_like(scaled, requires_grad=False)
     sync = _Sync(p, cfg)
     probes = ProbeSchedule(probe, cfg.probe_every, p.batch, z0)
     trace: dict[str, list[Tensor]] = {k: [] for k in ("iteration", "loss_dyn", "loss_goal")}
@@ -260,8 +265,7 @@ def run_lifted(
         gamma = cfg.goal_weight * schedule_factor(
             cfg.goal_schedule, iteration, cfg.n_steps, cfg.sync_interval
         )
-        states = scaled * unit
-        loss_dyn, loss_goal = lifted_losses(p.model, z0, states, actions, goal, cfg.detach_states)
+        loss_dyn, loss_goal = losses(scaled, actions)
         optimizer.zero_grad(set_to_none=True)
         reduce(loss_dyn + gamma * loss_goal, cfg.batch_reduction).backward()
         optimizer.step()
@@ -269,7 +273,7 @@ def run_lifted(
             if cfg.clamp_actions:
                 actions.clamp_(low, high)
             if sigma > 0:
-                scaled.add_(randn(tuple(scaled.shape), scaled, generator), alpha=sigma)
+                scaled.add_(randn_into(noise, generator), alpha=sigma)
             actions.copy_(probes.apply(actions))
         model_steps += p.horizon
         trace["iteration"].append(torch.tensor(iteration))
@@ -299,6 +303,21 @@ def run_lifted(
         extras={"virtual_states": scaled.detach() * unit},
         solved=probes.solved if probe is not None else None,
     )
+
+
+def _losses_fn(
+    p: PlanProblem, z0: Tensor, unit: Tensor, goal: Tensor, detach_states: bool
+) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """``(scaled states (B, H-1, D), actions (B, H, A)) -> (L_dyn, L_goal)``, each ``(B,)``.
+
+    GRASP's case (stop-gradient, a model without its own ``cost``) takes
+    :func:`fused_lifted_losses` with one input buffer for the whole run; the others (LatCo, the
+    no-stop-gradient ablation, a model's own cost) take :func:`lifted_losses`.
+    """
+    if detach_states and not callable(getattr(p.model, "cost", None)):
+        inputs = z0.new_empty(p.batch, p.horizon, p.model.state_dim)
+        return lambda s, a: fused_lifted_losses(p.model, z0, s, unit, a, goal, inputs)
+    return lambda s, a: lifted_losses(p.model, z0, s * unit, a, goal, detach_states)
 
 
 def main_optimizer(states: Tensor, actions: Tensor, cfg: GRASPConfig) -> torch.optim.Adam:
