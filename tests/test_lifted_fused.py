@@ -93,3 +93,35 @@ def test_randn_into_draws_what_randn_draws():
     torch.testing.assert_close(
         got, randn((3, 5, 7), out, torch.Generator().manual_seed(9)), rtol=0, atol=0
     )
+
+
+def test_compile_losses_compiles_the_losses_and_keeps_the_iterates(monkeypatch):
+    # The compiler is swapped for dynamo with its eager backend (no inductor build: seconds):
+    # the flag must route the losses through torch.compile, and the plan must not change.
+    import grasplab.planners.grasp as grasp_module
+
+    compiled, compile_ = [], torch.compile
+
+    def recording_compile(fn):
+        compiled.append(fn)
+        return compile_(fn, backend="eager")
+
+    monkeypatch.setattr(grasp_module.torch, "compile", recording_compile)
+    problem = tanh_problem(TanhModel())
+    config = GRASPConfig(n_steps=12, sync_interval=6, sync_steps=2, noise_scale=0.05)
+
+    def solve(flag):
+        planner = GRASPPlanner(dataclasses.replace(config, compile_losses=flag))
+        return planner.plan(problem, generator=torch.Generator().manual_seed(4))
+
+    eager = solve(False)
+    assert compiled == []
+    through_compile = solve(True)
+    assert compiled == [grasp_module._scaled_lifted_losses]
+    torch.testing.assert_close(through_compile.actions, eager.actions, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        through_compile.extras["virtual_states"],
+        eager.extras["virtual_states"],
+        rtol=1e-5,
+        atol=1e-5,
+    )
