@@ -339,6 +339,14 @@ def bench_planners_parser() -> argparse.ArgumentParser:
     p.add_argument("--cem-budgets", default="2,12", help="CEM iterations LO,HI timed")
     p.add_argument("--cem-samples", type=int, default=300, help="CEM samples S of its ratio")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (the best counts)")
+    p.add_argument(
+        "--ratios", default="grasp,cem", help="speed ratios to measure: grasp, cem or both"
+    )
+    p.add_argument(
+        "--grasp-compile",
+        action="store_true",
+        help="time GRASP with compile_losses=True (torch.compile; compiled in the warm-up)",
+    )
     return p
 
 

@@ -164,3 +164,36 @@ def test_bench_measures_speed_ratios_on_a_patch_checkpoint(tmp_path):
     assert figures["grasp_ratio"]["step_fwd_bwd_s"] > 0 and figures["cem_ratio"]["ratio"] > 0
     assert "table" not in figures and "batching" not in figures
     assert len(figures["machine"]["loadavg"]) == 3
+
+
+def test_bench_grasp_ratio_alone_and_compiled(tmp_path, monkeypatch):
+    # --ratios grasp skips CEM's ratio (minutes on the patch models); --grasp-compile times GRASP
+    # with compile_losses=True. Dynamo's eager backend stands in for inductor (seconds).
+    import json
+
+    import grasplab.planners.grasp as grasp_module
+    from grasplab.bench import planners
+    from grasplab.world_models import checkpoint
+
+    compiled, compile_ = [], torch.compile
+
+    def recording_compile(fn):
+        compiled.append(fn)
+        return compile_(fn, backend="eager")
+
+    monkeypatch.setattr(grasp_module.torch, "compile", recording_compile)
+    torch.manual_seed(0)
+    model = PatchModel(PatchConfig(env_action_dim=2, hidden=8))
+    info = {"env": "wall", "env_overrides": {}, "latent_spread": [1.0] * 1024}
+    checkpoint.save(model, tmp_path / "ck", info=info)
+    argv = ["--model", str(tmp_path / "ck"), "--envs", "wall", "--ratio-batch", "3"]
+    argv += ["--ratio-horizon", "4", "--grasp-budgets", "1,2", "--repeats", "1"]
+    argv += ["--ratios", "grasp", "--json", str(tmp_path / "b.json")]
+    assert planners.main(argv) == 0
+    figures = json.loads((tmp_path / "b.json").read_text())
+    assert figures["grasp_ratio"]["step_fwd_bwd_s"] > 0 and "cem_ratio" not in figures
+    assert compiled == []
+    assert planners.main([*argv, "--grasp-compile"]) == 0
+    assert compiled and all(fn is grasp_module._scaled_lifted_losses for fn in compiled)
+    with pytest.raises(SystemExit):
+        planners.parse(["--ratios", "grasp,ddp"])

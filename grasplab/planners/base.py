@@ -302,6 +302,19 @@ def randn(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | Non
     return out.to(like.device)
 
 
+def randn_into(out: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Fill ``out`` in place with the draws :func:`randn` would return for its shape.
+
+    Reuses ``out``'s memory (no new tensor per draw); the same numbers as ``randn(out.shape,
+    out, generator)`` from the same generator state.
+    """
+    if out.device.type == "meta":
+        return out
+    if generator is not None and generator.device != out.device:
+        return out.copy_(randn(tuple(out.shape), out, generator))
+    return out.normal_(generator=generator)
+
+
 def initial_actions(problem: PlanProblem, init: PlanResult | None) -> Tensor:
     """Warm-start actions from ``init`` if given, else the middle of the bounds; ``(B, H, A)``."""
     low, high = problem.bounds()

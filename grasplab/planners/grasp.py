@@ -9,6 +9,7 @@ for the objective.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -27,15 +28,17 @@ from grasplab.planners.base import (
     non_negative,
     positive,
     randn,
+    randn_into,
     terminal_state,
 )
 from grasplab.planners.lifted import (
+    fused_lifted_losses,
     initial_states,
     latent_units,
     lifted_losses,
     schedule_factor,
 )
-from grasplab.world_models.base import rollout
+from grasplab.world_models.base import WorldModel, rollout
 
 Schedule = Literal["constant", "linear", "phase"]
 
@@ -101,6 +104,11 @@ class GRASPConfig(PlannerConfig):
     """Stop-gradient on the model's state input (False only for the ablation)."""
     probe_every: int = 25
     """Iterations between calls of the caller's probe (does not change the plan)."""
+    compile_losses: bool = False
+    """Opt-in: ``torch.compile`` (inductor) the per-iteration model call and losses, so their
+    forward and backward run as fused kernels. Costs a compile of tens of seconds per new
+    problem shape (BENCHMARKS section 7); the same objective, iterates equal to float rounding.
+    Off by default: small problems and tests would pay more in compiling than they save."""
 
     _rules: ClassVar = {
         "n_steps": (positive, "must be > 0"),
@@ -248,6 +256,8 @@ def run_lifted(
     unit = latent_units(p.model, z0)
     scaled = (initial_states(p, init, cfg.init_noise, generator) / unit).requires_grad_(True)
     optimizer = main_optimizer(scaled, actions, cfg)
+    losses = _losses_fn(p, z0, unit, goal, cfg.detach_states, cfg.compile_losses)
+    noise = torch.empty_like(scaled, requires_grad=False)
     sync = _Sync(p, cfg)
     probes = ProbeSchedule(probe, cfg.probe_every, p.batch, z0)
     trace: dict[str, list[Tensor]] = {k: [] for k in ("iteration", "loss_dyn", "loss_goal")}
@@ -260,8 +270,7 @@ def run_lifted(
         gamma = cfg.goal_weight * schedule_factor(
             cfg.goal_schedule, iteration, cfg.n_steps, cfg.sync_interval
         )
-        states = scaled * unit
-        loss_dyn, loss_goal = lifted_losses(p.model, z0, states, actions, goal, cfg.detach_states)
+        loss_dyn, loss_goal = losses(scaled, actions)
         optimizer.zero_grad(set_to_none=True)
         reduce(loss_dyn + gamma * loss_goal, cfg.batch_reduction).backward()
         optimizer.step()
@@ -269,7 +278,7 @@ def run_lifted(
             if cfg.clamp_actions:
                 actions.clamp_(low, high)
             if sigma > 0:
-                scaled.add_(randn(tuple(scaled.shape), scaled, generator), alpha=sigma)
+                scaled.add_(randn_into(noise, generator), alpha=sigma)
             actions.copy_(probes.apply(actions))
         model_steps += p.horizon
         trace["iteration"].append(torch.tensor(iteration))
@@ -299,6 +308,43 @@ def run_lifted(
         extras={"virtual_states": scaled.detach() * unit},
         solved=probes.solved if probe is not None else None,
     )
+
+
+def _losses_fn(
+    p: PlanProblem,
+    z0: Tensor,
+    unit: Tensor,
+    goal: Tensor,
+    detach_states: bool,
+    compiled: bool = False,
+) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """``(scaled states (B, H-1, D), actions (B, H, A)) -> (L_dyn, L_goal)``, each ``(B,)``.
+
+    ``compiled``: :func:`lifted_losses` through ``torch.compile`` (``compile_losses``). Else
+    GRASP's case (stop-gradient, a model without its own ``cost``) takes
+    :func:`fused_lifted_losses` with one input buffer for the whole run; the others (LatCo, the
+    no-stop-gradient ablation, a model's own cost) take :func:`lifted_losses`.
+    """
+    if compiled:
+        step = torch.compile(_scaled_lifted_losses)
+        return lambda s, a: step(p.model, z0, s, unit, a, goal, detach_states)
+    if detach_states and not callable(getattr(p.model, "cost", None)):
+        inputs = z0.new_empty(p.batch, p.horizon, p.model.state_dim)
+        return lambda s, a: fused_lifted_losses(p.model, z0, s, unit, a, goal, inputs)
+    return lambda s, a: lifted_losses(p.model, z0, s * unit, a, goal, detach_states)
+
+
+def _scaled_lifted_losses(
+    model: WorldModel,
+    z0: Tensor,
+    scaled: Tensor,
+    unit: Tensor,
+    actions: Tensor,
+    goal: Tensor,
+    detach_states: bool,
+) -> tuple[Tensor, Tensor]:
+    """:func:`lifted_losses` of the states ``scaled * unit``; what ``compile_losses`` compiles."""
+    return lifted_losses(model, z0, scaled * unit, actions, goal, detach_states)
 
 
 def main_optimizer(states: Tensor, actions: Tensor, cfg: GRASPConfig) -> torch.optim.Adam:

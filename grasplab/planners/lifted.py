@@ -48,6 +48,90 @@ def lifted_losses(
     return loss_dyn, loss_goal
 
 
+def fused_lifted_losses(
+    model: WorldModel,
+    z0: Tensor,
+    scaled: Tensor,
+    unit: Tensor,
+    actions: Tensor,
+    goal: Tensor,
+    inputs: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """GRASP's :func:`lifted_losses` in fewer passes over the ``(B, H, D)`` tensors.
+
+    The same losses ``(B,), (B,)`` and gradients (to float rounding) as
+    ``lifted_losses(model, z0, scaled * unit, actions, goal, detach_states=True)`` for a model
+    without its own ``cost`` (the squared latent error), which is what this path is for: the
+    states' unit is applied once, straight into the model's input buffer, and both costs and
+    their backward are one autograd node (:class:`_SquaredErrors`) instead of ~20 elementwise
+    passes (slices, their zero-filled backward copies, accumulations, the unit's backward).
+
+    Args:
+        model: World model (no ``cost`` method).
+        z0: Start ``(B, D)``.
+        scaled: Virtual states in units of ``unit`` ``(B, H-1, D)``; gets the gradient.
+        unit: The states' unit ``(D,)`` (:func:`latent_units`).
+        actions: Actions ``(B, H, A)``.
+        goal: Goal ``(B, D)``.
+        inputs: A ``(B, H, D)`` buffer, overwritten with the model's input ``s_0..s_{H-1}``.
+    """
+    with torch.no_grad():
+        inputs[:, 0].copy_(z0)
+        torch.mul(scaled, unit, out=inputs[:, 1:])
+    pred = model.step(inputs, actions)  # (B, H, D): one call over all (problem, t) pairs
+    return _SquaredErrors.apply(pred, scaled, inputs[:, 1:], unit, goal)
+
+
+class _SquaredErrors(torch.autograd.Function):
+    """``L_dyn, L_goal`` ``(B,), (B,)`` of predictions ``(B, H, D)`` with a hand-fused backward.
+
+    ``L_dyn = sum_t mean_D (pred_t - s_{t+1})^2`` with ``s_H := goal`` and
+    ``L_goal = sum_t mean_D (pred_t - goal)^2``; the state gradient goes to ``scaled``
+    (``states = scaled * unit``), as in :func:`lifted_losses` with the stop-gradient.
+    """
+
+    @staticmethod
+    def forward(  # noqa: D102
+        ctx: torch.autograd.function.FunctionCtx,
+        pred: Tensor,
+        scaled: Tensor,
+        states: Tensor,
+        unit: Tensor,
+        goal: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        to_goal = pred - goal.unsqueeze(1)  # (B, H, D); its last step is also L_dyn's last
+        to_next = pred[:, :-1] - states  # (B, H-1, D)
+        loss_goal = _mean_square(to_goal).sum(dim=1)
+        loss_dyn = _mean_square(to_next).sum(dim=1) + _mean_square(to_goal[:, -1])
+        ctx.save_for_backward(to_goal, to_next, unit)
+        return loss_dyn, loss_goal
+
+    @staticmethod
+    def backward(  # noqa: D102
+        ctx: torch.autograd.function.FunctionCtx, grad_dyn: Tensor, grad_goal: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        to_goal, to_next, unit = ctx.saved_tensors
+        D = to_goal.shape[-1]
+        dyn = (2 * grad_dyn / D).view(-1, 1, 1)  # d mean_D(r^2) / dr = 2 r / D
+        grad_pred = grad_scaled = None
+        if ctx.needs_input_grad[0]:
+            grad_pred = to_goal * (2 * grad_goal / D).view(-1, 1, 1)
+            grad_pred[:, :-1].addcmul_(to_next, dyn)
+            grad_pred[:, -1:].addcmul_(to_goal[:, -1:], dyn)
+        if ctx.needs_input_grad[1]:
+            grad_scaled = to_next * (-dyn * unit)
+        return grad_pred, grad_scaled, None, None, None
+
+
+def _mean_square(x: Tensor) -> Tensor:
+    """``mean_D x^2``: ``(..., D) -> (...)``, in one pass without a squared copy of ``x``.
+
+    Equal to ``x.pow(2).mean(-1)`` up to float rounding (~1e-7 relative); no gradient (the
+    backward of :class:`_SquaredErrors` is written out).
+    """
+    return torch.linalg.vector_norm(x, dim=-1).square() / x.shape[-1]
+
+
 def latent_units(model: WorldModel, like: Tensor) -> Tensor:
     """The unit of state-space step sizes and noise: ``(D,)`` on ``like``'s device and dtype.
 
