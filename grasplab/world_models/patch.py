@@ -67,10 +67,11 @@ class PatchConfig:
     action_scale: float = 1.0
     """See ``action_loc``; e.g. Push-T's targets in ``[0, 512]`` pixels: 256 and 128."""
     residual_decoder: bool = False
-    """The decoder predicts a residual over the static background: ``recon = sigmoid(logit(
-    background) + decoder(z))``, the background ``(H, W, 3)`` a buffer set by training
-    (:meth:`PatchModel.set_background`) and saved with the weights, so that the table and the
-    goal cost the decoder nothing. False (every checkpoint before it): ``sigmoid(decoder(z))``."""
+    """The decoder predicts a residual over the static background: ``recon = background +
+    decoder(z)`` (linear; :meth:`PatchModel.decode` clips to ``[0, 1]``), the background
+    ``(H, W, 3)`` a buffer set by training (:meth:`PatchModel.set_background`) and saved with the
+    weights, so that the table and the goal cost the decoder nothing. False (every checkpoint
+    before it): ``sigmoid(decoder(z))``."""
     decoder_width: int = 32
     """Hidden channels of the :class:`PatchDecoder` (the autoencoder's half)."""
 
@@ -182,7 +183,11 @@ class PatchDecoder(nn.Module):
         self.grid = grid
 
     def forward(self, features: Tensor) -> Tensor:
-        """Patch features ``(N, P, C)`` -> images ``(N, 3, H, W)`` (logits of ``[0, 1]``)."""
+        """Patch features ``(N, P, C)`` -> ``(N, 3, H, W)``: logits, or a background residual.
+
+        Logits of ``[0, 1]``; a residual over the background with
+        ``PatchConfig.residual_decoder``.
+        """
         n, p, c = features.shape
         x = features.transpose(1, 2).reshape(n, c, self.grid, self.grid)
         return self.net(x)
@@ -300,18 +305,21 @@ class PatchModel(nn.Module):
         return out.reshape(*lead, P * C)
 
     def reconstruct(self, features: Tensor) -> Tensor:
-        """Raw patch features ``(N, P, C)`` -> images ``(N, H, W, 3)`` in ``[0, 1]``."""
-        logits = self.decoder(features).permute(0, 2, 3, 1)
+        """Raw patch features ``(N, P, C)`` -> images ``(N, H, W, 3)``, the training target's units.
+
+        In ``[0, 1]``, except for a residual decoder's overshoot, which :meth:`decode` clips.
+        """
+        out = self.decoder(features).permute(0, 2, 3, 1)
         if self.config.residual_decoder:
-            logits = logits + torch.logit(self.background.clamp(1e-3, 1 - 1e-3))
-        return torch.sigmoid(logits)
+            return self.background + out
+        return torch.sigmoid(out)
 
     def decode(self, z: Tensor) -> Tensor:
         """Normalised latents ``(..., D)`` -> reconstructed images ``(..., H, W, 3)`` in [0, 1]."""
         lead = z.shape[:-1]
         P, C = self.token_shape
         raw = z.reshape(-1, P, C) * self.latent_scale + self.latent_loc
-        x = self.reconstruct(raw)
+        x = self.reconstruct(raw).clamp(0.0, 1.0)
         return x.reshape(*lead, *x.shape[1:])
 
     @torch.no_grad()
