@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -161,7 +163,10 @@ def test_bench_measures_speed_ratios_on_a_patch_checkpoint(tmp_path):
     argv += ["--cem-samples", "20", "--repeats", "1", "--json", str(tmp_path / "b.json")]
     assert planners.main(argv) == 0
     figures = json.loads((tmp_path / "b.json").read_text())
-    assert figures["grasp_ratio"]["step_fwd_bwd_s"] > 0 and figures["cem_ratio"]["ratio"] > 0
+    # timings are measured, not asserted: a ratio of two differences of tiny timed budgets can
+    # come out negative on a loaded machine (seen once at -12); only that it was computed
+    assert figures["grasp_ratio"]["step_fwd_bwd_s"] > 0
+    assert math.isfinite(figures["cem_ratio"]["ratio"])
     assert "table" not in figures and "batching" not in figures
     assert len(figures["machine"]["loadavg"]) == 3
 
@@ -197,3 +202,61 @@ def test_bench_grasp_ratio_alone_and_compiled(tmp_path, monkeypatch):
     assert compiled and all(fn is grasp_module._scaled_lifted_losses for fn in compiled)
     with pytest.raises(SystemExit):
         planners.parse(["--ratios", "grasp,ddp"])
+
+
+def test_residual_decoder_starts_from_the_background_and_survives_a_checkpoint(tmp_path):
+    from grasplab.world_models import checkpoint
+
+    torch.manual_seed(0)
+    model = PatchModel(PatchConfig(env_action_dim=2, residual_decoder=True, decoder_width=8))
+    assert model.config.decoder_width == 8
+    background = torch.rand(64, 64, 3) * 0.9 + 0.05
+    model.set_background(background)
+    z = torch.randn(2, 5, 1024)
+    assert model.decode(z).shape == (2, 5, 64, 64, 3)
+    last = model.decoder.net[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)  # a zero residual: the decoded image is the background
+    torch.testing.assert_close(model.decode(z[0]), background.expand(5, 64, 64, 3))
+    torch.nn.init.normal_(last.weight, std=0.1)
+    checkpoint.save(model, tmp_path / "ck", info={"latent_spread": [1.0] * 1024})
+    loaded = checkpoint.load(tmp_path / "ck")
+    torch.testing.assert_close(loaded.background, background)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.decode(z), model.decode(z))
+    with pytest.raises(ValueError, match="no residual decoder"):
+        PatchModel(PatchConfig(env_action_dim=2)).set_background(background)
+
+
+def test_old_checkpoints_have_no_background_and_decode_as_before():
+    from grasplab.world_models import checkpoint
+    from grasplab.world_models.checkpoint import CHECKPOINTS
+
+    model = checkpoint.load(CHECKPOINTS / "pusht-patch-b1")
+    assert not model.config.residual_decoder and "background" not in model.state_dict()
+    torch.manual_seed(0)
+    z = torch.randn(3, 1024)
+    raw = z.view(3, 64, 16) * model.latent_scale + model.latent_loc
+    with torch.no_grad():
+        before = torch.sigmoid(model.decoder(raw)).permute(0, 2, 3, 1)  # the decode of before
+        torch.testing.assert_close(model.decode(z), before, rtol=0, atol=0)
+
+
+def test_soft_foreground_weight_follows_the_distance_from_the_background():
+    from grasplab.world_models.patch_training import PatchTrainConfig, recon_loss
+
+    torch.manual_seed(0)
+    model = PatchModel(PatchConfig(env_action_dim=2))
+    bg = torch.zeros(64, 64, 3)
+    images = torch.zeros(2, 64, 64, 3, dtype=torch.uint8)
+    images[:, :8, :8] = 255  # a white square on black: fg = 1 there, 0 elsewhere
+    with torch.no_grad():
+        mask = recon_loss(model, images, bg, 10.0, "mask")
+        soft = recon_loss(model, images, bg, 10.0, "soft")
+        torch.testing.assert_close(soft, mask)  # 0/1 distances: both weightings agree
+        images[:, :8, :8] = 128  # half-way: the soft weight halves, the mask does not
+        assert float(recon_loss(model, images, bg, 10.0, "soft")) != pytest.approx(
+            float(recon_loss(model, images, bg, 10.0, "mask"))
+        )
+    with pytest.raises(ValueError, match="foreground"):
+        PatchTrainConfig(foreground="colour")

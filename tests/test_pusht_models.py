@@ -219,3 +219,46 @@ def test_bench_planners_times_a_pusht_patch_checkpoint_on_rendered_tasks(tmp_pat
     u = torch.tensor([[0.5, -0.25]])
     z = problem.z0[:1]
     assert torch.equal(problem.model.step(z, u), model.step(z, problem.model.env.raw(u)))
+
+
+def _decoded_foreground_iou(model, images: torch.Tensor, bg: torch.Tensor) -> float:
+    """Mean IoU of the pixels off ``bg`` (by > 0.15) in ``images`` and in their reconstructions."""
+    with torch.no_grad():
+        recon = model.decode(model.encode(images))
+    true = (images.float() / 255 - bg).abs().amax(-1) > 0.15
+    drawn = (recon - bg).abs().amax(-1) > 0.15
+    inter, union = (true & drawn).sum((1, 2)), (true | drawn).sum((1, 2)).clamp_min(1)
+    return float((inter / union).mean())
+
+
+PATCHRES_IOU_FLOOR = 0.5
+"""Floor of ``pusht-patchres-b1``'s decoded-foreground IoU on the guard's 125 rendered held-out
+states (RECIPE.md 6.2: 0.65 when recorded, as on 256 dataset frames of episodes 810-899;
+``pusht-patch-b1``'s blobs: 0.24)."""
+
+
+def test_pusht_patchres_b1_draws_the_block_where_and_as_it_lies():
+    """The frozen encoder of ``pusht-patchres-b1`` keeps the T's shape and orientation.
+
+    Its reconstructions of rendered held-out states cover the true foreground (the T and the
+    agent) with an IoU above the floor; the blob-drawing ``pusht-patch-b1`` stays below it, so
+    the guard can fail.
+    """
+    pytest.importorskip("gym_pusht", reason='needs the `sims` extra: pip install -e ".[sims]"')
+    from grasplab.bench.quality_pusht import HELDOUT
+    from grasplab.envs import sim_pusht
+    from grasplab.world_models.checkpoint import CHECKPOINTS
+
+    states = load_episodes(CHECKPOINTS / HELDOUT, images=False).states  # episodes 900-999
+    states = states[::4, ::25].reshape(-1, 5)  # 25 episodes x 5 steps = 125 states
+    sim = sim_pusht.make(image_size=64)
+    try:
+        images = torch.as_tensor(sim.render(states))
+    finally:
+        sim.close()
+    model = checkpoint.load(CHECKPOINTS / "pusht-patchres-b1")
+    assert model.config.residual_decoder
+    bg = model.background
+    old = checkpoint.load(CHECKPOINTS / "pusht-patch-b1")
+    assert _decoded_foreground_iou(model, images, bg) >= PATCHRES_IOU_FLOOR
+    assert _decoded_foreground_iou(old, images, bg) < PATCHRES_IOU_FLOOR

@@ -66,9 +66,18 @@ class PatchConfig:
     :class:`~grasplab.world_models.pixel.PixelConfig`."""
     action_scale: float = 1.0
     """See ``action_loc``; e.g. Push-T's targets in ``[0, 512]`` pixels: 256 and 128."""
+    residual_decoder: bool = False
+    """The decoder predicts a residual over the static background: ``recon = background +
+    decoder(z)`` (linear; :meth:`PatchModel.decode` clips to ``[0, 1]``), the background
+    ``(H, W, 3)`` a buffer set by training (:meth:`PatchModel.set_background`) and saved with the
+    weights, so that the table and the goal cost the decoder nothing. False (every checkpoint
+    before it): ``sigmoid(decoder(z))``."""
+    decoder_width: int = 32
+    """Hidden channels of the :class:`PatchDecoder` (the autoencoder's half)."""
 
     def __post_init__(self) -> None:
-        for name in ("env_action_dim", "action_block", "image_size", "grid", "channels", "hidden"):
+        ints = ("env_action_dim", "action_block", "image_size", "grid", "channels", "hidden")
+        for name in (*ints, "decoder_width"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"PatchConfig.{name} must be an int >= 1, got {value!r}")
@@ -174,7 +183,11 @@ class PatchDecoder(nn.Module):
         self.grid = grid
 
     def forward(self, features: Tensor) -> Tensor:
-        """Patch features ``(N, P, C)`` -> images ``(N, 3, H, W)`` (logits of ``[0, 1]``)."""
+        """Patch features ``(N, P, C)`` -> ``(N, 3, H, W)``: logits, or a background residual.
+
+        Logits of ``[0, 1]``; a residual over the background with
+        ``PatchConfig.residual_decoder``.
+        """
         n, p, c = features.shape
         x = features.transpose(1, 2).reshape(n, c, self.grid, self.grid)
         return self.net(x)
@@ -234,7 +247,10 @@ class PatchModel(nn.Module):
         )
         if not isinstance(self.encoder, nn.Module):
             raise ValueError(f"encoder {config.encoder!r} must return an nn.Module")
-        self.decoder = PatchDecoder(config.image_size, config.grid, C)
+        self.decoder = PatchDecoder(config.image_size, config.grid, C, config.decoder_width)
+        if config.residual_decoder:
+            side = config.image_size
+            self.register_buffer("background", torch.full((side, side, 3), 0.5))
         self.predictor = PatchPredictor(config.grid, C, config.hidden, self.action_dim)
         self.register_buffer("latent_loc", torch.zeros(C))
         self.register_buffer("latent_scale", torch.ones(C))
@@ -288,13 +304,30 @@ class PatchModel(nn.Module):
         out = self.predictor(tokens, a)
         return out.reshape(*lead, P * C)
 
+    def reconstruct(self, features: Tensor) -> Tensor:
+        """Raw patch features ``(N, P, C)`` -> images ``(N, H, W, 3)``, the training target's units.
+
+        In ``[0, 1]``, except for a residual decoder's overshoot, which :meth:`decode` clips.
+        """
+        out = self.decoder(features).permute(0, 2, 3, 1)
+        if self.config.residual_decoder:
+            return self.background + out
+        return torch.sigmoid(out)
+
     def decode(self, z: Tensor) -> Tensor:
         """Normalised latents ``(..., D)`` -> reconstructed images ``(..., H, W, 3)`` in [0, 1]."""
         lead = z.shape[:-1]
         P, C = self.token_shape
         raw = z.reshape(-1, P, C) * self.latent_scale + self.latent_loc
-        x = torch.sigmoid(self.decoder(raw)).permute(0, 2, 3, 1)
+        x = self.reconstruct(raw).clamp(0.0, 1.0)
         return x.reshape(*lead, *x.shape[1:])
+
+    @torch.no_grad()
+    def set_background(self, background: Tensor) -> None:
+        """The residual decoder's static background ``(H, W, 3)`` in ``[0, 1]``."""
+        if not self.config.residual_decoder:
+            raise ValueError("set_background: this PatchModel has no residual decoder")
+        self.background.copy_(background)
 
     @torch.no_grad()
     def set_latent_normalization(self, features: Tensor) -> None:

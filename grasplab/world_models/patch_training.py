@@ -58,6 +58,9 @@ SPREAD_FLOOR = 0.05
 the channel's std over the data): patches the agent never reaches are constant on the data, and
 a zero spread would freeze GRASP's virtual states there entirely."""
 
+FOREGROUND_MODES = ("mask", "soft")
+"""Ways of weighting the foreground in :func:`recon_loss`."""
+
 
 @dataclass(frozen=True)
 class PatchTrainConfig:
@@ -90,6 +93,9 @@ class PatchTrainConfig:
     """Env steps per model step; 0: the dataset's."""
     foreground_weight: float = 30.0
     """Extra reconstruction weight of pixels that differ from the background."""
+    foreground: str = "mask"
+    """How ``foreground_weight`` applies: ``mask``, to pixels more than 0.05 from the background
+    (any channel); ``soft``, in proportion to that distance (``1 + weight * |x - bg|_max``)."""
     val_fraction: float = 0.1
     """Fraction of episodes held out (the last ones) for validation."""
     episodes: tuple[int, int] | None = None
@@ -136,6 +142,11 @@ class PatchTrainConfig:
             object.__setattr__(self, "episodes", bounds)
         if not isinstance(self.model, dict):
             raise ValueError("PatchTrainConfig.model must be a dict of PatchConfig fields")
+        if self.foreground not in FOREGROUND_MODES:
+            raise ValueError(
+                f"PatchTrainConfig.foreground must be one of {FOREGROUND_MODES}, "
+                f"got {self.foreground!r}"
+            )
 
     @property
     def stage1_steps(self) -> int:
@@ -185,13 +196,24 @@ def _frames(data: Episodes, episodes: range, count: int, g: torch.Generator) -> 
     return data.images[ep, t]
 
 
-def recon_loss(model: PatchModel, images: Tensor, bg: Tensor, weight: float) -> Tensor:
-    """Background-weighted reconstruction error of images ``(N, H, W, 3)`` uint8."""
+def recon_loss(
+    model: PatchModel, images: Tensor, bg: Tensor, weight: float, mode: str = "mask"
+) -> Tensor:
+    """Background-weighted reconstruction error of images ``(N, H, W, 3)`` uint8.
+
+    Args:
+        model: The patch model (its encoder and decoder).
+        images: Frames ``(N, H, W, 3)`` uint8.
+        bg: The static background ``(H, W, 3)`` in ``[0, 1]``.
+        weight: Extra weight of the foreground (see ``mode``).
+        mode: ``mask`` (pixels more than 0.05 from ``bg``) or ``soft`` (proportional to the
+            distance); :attr:`PatchTrainConfig.foreground`.
+    """
     x = model.images_to_input(images)
     target = x.permute(0, 2, 3, 1)
     fg = (target - bg).abs().amax(-1, keepdim=True)  # (N, H, W, 1)
-    w = 1.0 + weight * (fg > 0.05).to(x.dtype)
-    recon = torch.sigmoid(model.decoder(model.encoder(x))).permute(0, 2, 3, 1)
+    w = 1.0 + weight * (fg if mode == "soft" else (fg > 0.05).to(x.dtype))
+    recon = model.reconstruct(model.encoder(x))
     return ((recon - target).square() * w).sum() / (w.sum() * 3)
 
 
@@ -301,7 +323,7 @@ class _Run:
         cfg = self.cfg
         if not self.stage2(step):
             images = _frames(self.data, self.train_eps, cfg.encoder_batch, g)
-            loss = recon_loss(self.model, images, self.bg, cfg.foreground_weight)
+            loss = recon_loss(self.model, images, self.bg, cfg.foreground_weight, cfg.foreground)
             return loss, {"recon": float(loss.detach())}
         assert self.latents is not None
         w = draw_windows(
@@ -315,8 +337,9 @@ class _Run:
         if not self.stage2(step):
             g = torch.Generator().manual_seed(20_011 + self.cfg.seed)
             images = _frames(self.data, self.val_eps, 128, g)
-            weight = self.cfg.foreground_weight
-            return {"val_recon": float(recon_loss(self.model, images, self.bg, weight))}
+            cfg = self.cfg
+            loss = recon_loss(self.model, images, self.bg, cfg.foreground_weight, cfg.foreground)
+            return {"val_recon": float(loss)}
         weight = self.cfg.one_step_weight
         parts = [predictor_loss(self.model, w.images, w.actions, weight)[1] for w in self.val]
         return {f"val_{k}": sum(p[k] for p in parts) / len(parts) for k in parts[0]}
@@ -332,6 +355,8 @@ def _prepare(cfg: PatchTrainConfig, data_dir: str | Path) -> _Run:
     model = build_model(cfg, manifest, block)
     assert data.images is not None
     bg = background(data.images[train_eps.start : train_eps.stop, 0])
+    if model.config.residual_decoder:
+        model.set_background(bg)
     return _Run(cfg, model, data, train_eps, val_eps, block, bg)
 
 
