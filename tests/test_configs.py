@@ -142,7 +142,11 @@ EXTRA = {
     "long_horizon": ["sweep.horizons=[4,6]", GRASP_50.format("grasp")],
     "grasp_vs_baselines": [GRASP_50.format("grasp")],
     # Push-T in the real simulator on the shipped held-out excerpt and state MLP
+    # (its recipe sets protocol fields, which win over the `protocol=tiny` group: set them here)
     "pusht": [
+        "protocol.horizon=6",
+        "protocol.tune_episodes=4",
+        "protocol.test_episodes=4",
         GRASP_50.format("grasp"),
         GRASP_50.format("grasp_reference"),
         "planners.latco.config.n_steps=50",
@@ -159,6 +163,7 @@ def test_every_experiment_runs_at_tiny_size(experiment, tmp_path: Path, local_ra
     assert len(result.outcomes) == len(spec.planners) * len(spec.horizons)
     assert {o.horizon for o in result.outcomes} == set(spec.horizons)
     assert all(o.test["n"] == spec.protocol.test_episodes for o in result.outcomes)
+    assert spec.protocol.test_episodes <= 8 and spec.protocol.horizon <= 8  # tiny, as named
     assert state.status == "finished"
 
 
