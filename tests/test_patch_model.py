@@ -165,10 +165,35 @@ def test_bench_measures_speed_ratios_on_a_patch_checkpoint(tmp_path):
     figures = json.loads((tmp_path / "b.json").read_text())
     # timings are measured, not asserted: a ratio of two differences of tiny timed budgets can
     # come out negative on a loaded machine (seen once at -12); only that it was computed
-    assert figures["grasp_ratio"]["step_fwd_bwd_s"] > 0
+    assert figures["grasp_ratio"]["step_fwd_bwd_single_s"] > 0
+    assert math.isfinite(figures["grasp_ratio"]["ratio"])
     assert math.isfinite(figures["cem_ratio"]["ratio"])
+    assert math.isfinite(figures["cem_ratio"]["ratio_single"])
     assert "table" not in figures and "batching" not in figures
     assert len(figures["machine"]["loadavg"]) == 3
+
+
+def test_paired_per_iteration_uses_one_estimator_interleaved(monkeypatch):
+    # a fake clock that only the runs advance: a loop with a fixed cost of 5 and 2 per iteration
+    # and a floor of 3 per iteration; the estimator removes the fixed cost, and the loops take
+    # turns within each repeat (so both see the same stretch of machine load)
+    from grasplab.bench import planners, timing
+
+    clock, calls = [0.0], []
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+
+    def loop(n):
+        calls.append(("loop", n))
+        clock[0] += 5 + 2 * n
+
+    def floor(n):
+        calls.append(("floor", n))
+        clock[0] += 3 * n
+
+    per = planners.paired_per_iteration({"loop": loop, "floor": floor}, 2, 6, "cpu", repeats=2)
+    assert per == {"loop": 2.0, "floor": 3.0}
+    timed = calls[2:]  # after one warm-up run each
+    assert timed == [("loop", 2), ("loop", 6), ("floor", 2), ("floor", 6)] * 2
 
 
 def test_bench_grasp_ratio_alone_and_compiled(tmp_path, monkeypatch):
@@ -196,7 +221,7 @@ def test_bench_grasp_ratio_alone_and_compiled(tmp_path, monkeypatch):
     argv += ["--ratios", "grasp", "--json", str(tmp_path / "b.json")]
     assert planners.main(argv) == 0
     figures = json.loads((tmp_path / "b.json").read_text())
-    assert figures["grasp_ratio"]["step_fwd_bwd_s"] > 0 and "cem_ratio" not in figures
+    assert figures["grasp_ratio"]["step_fwd_bwd_single_s"] > 0 and "cem_ratio" not in figures
     assert compiled == []
     assert planners.main([*argv, "--grasp-compile"]) == 0
     assert compiled and all(fn is grasp_module._scaled_lifted_losses for fn in compiled)
