@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from grasplab import cli_parsers
+from grasplab.malloc import keep_freed_memory
 
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sweep",): ("grasplab.platform.sweep", "Tune + Optuna sweep tracked in MLflow (main job)"),
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if words in cli_parsers.PARSERS and any(arg in HELP for arg in rest):
         cli_parsers.PARSERS[words]().print_help()  # the command's module is not imported
         return 0
+    keep_freed_memory()  # fewer page faults in tensor-heavy commands (grasplab/malloc.py)
     return int(importlib.import_module(COMMANDS[words][0]).main(rest) or 0)
 
 

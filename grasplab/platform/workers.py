@@ -36,6 +36,7 @@ from grasplab.envs import Simulator
 from grasplab.eval import EvalProtocol, evaluate
 from grasplab.eval.models import load_model
 from grasplab.eval.runner import normalized_actions, reached_steps, true_env
+from grasplab.malloc import keep_freed_memory
 from grasplab.planners import PlanProblem, make_planner
 from grasplab.platform.config import MODEL_URI_SCHEMES
 from grasplab.world_models import WorldModel
@@ -88,6 +89,7 @@ class WorldModelWorker:
     """
 
     def __init__(self, num_threads: int = 1, device: str = "auto") -> None:
+        keep_freed_memory()  # fewer page faults per planner iteration (grasplab/malloc.py)
         torch.set_num_threads(max(1, num_threads))
         self.device = worker_device(device, list(ray.get_gpu_ids()))
         self.models: dict[tuple[str, str, str, int], WorldModel] = {}
