@@ -5,7 +5,7 @@ larger than its mmap threshold (128 KiB at start, raised adaptively) with a fres
 returns it to the kernel on ``free``; the next tensor of that size then touches fresh pages, one
 page fault per 4 KiB. A planner iteration on a 1,024-d patch model (50 problems x 50 steps)
 creates and frees many ~10 MB tensors; its benchmark process measured ~13-19 million minor page
-faults against ~0.3-0.4 million with the setting below, and GRASP's iteration on `wall-patch-b1`
+faults against ~0.3-0.7 million with the setting below, and GRASP's iteration on `wall-patch-b1`
 took 22-26% less time (BENCHMARKS section 7). Raising the mmap threshold to glibc's maximum (32 MiB)
 and the trim threshold keeps such blocks in the heap for reuse.
 

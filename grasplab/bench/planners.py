@@ -227,6 +227,41 @@ def paired_per_iteration(
     return {name: (best[name, hi] - best[name, lo]) / (hi - lo) for name in runs}
 
 
+def _against_floor(
+    planner_run: Any,
+    floor_call: Any,
+    floor_key: str,
+    budgets: tuple[int, int],
+    device: str,
+    repeats: int,
+    single_repeats: int,
+    single_warmup: int = 1,
+) -> dict[str, float]:
+    """A planner's iteration over its floor call, both by :func:`paired_per_iteration`.
+
+    ``planner_run(n)`` plans with ``n`` iterations; ``floor_call()`` is one model call. Keys:
+    ``iteration_s``, ``<floor_key>_s``, ``ratio``, and the floor as the best of single calls
+    (``<floor_key>_single_s``, ``ratio_single``).
+    """
+
+    def floor_run(n: int) -> None:
+        for _ in range(n):
+            floor_call()
+
+    per = paired_per_iteration(
+        {"planner": planner_run, "floor": floor_run}, *budgets, device=device, repeats=repeats
+    )
+    single = best_time(floor_call, repeats=single_repeats, warmup=single_warmup, device=device)
+    it, floor = per["planner"], per["floor"]
+    return {
+        "iteration_s": it,
+        f"{floor_key}_s": floor,
+        "ratio": it / floor,
+        f"{floor_key}_single_s": single,
+        "ratio_single": it / single,
+    }
+
+
 def grasp_ratio(
     env: str,
     batch: int,
@@ -260,22 +295,9 @@ def grasp_ratio(
     def grasp_run(n: int) -> None:
         make_planner("grasp", dataclasses.replace(base, n_steps=n)).plan(p)
 
-    def floor_run(n: int) -> None:
-        for _ in range(n):
-            forward_backward()
-
-    per = paired_per_iteration(
-        {"grasp": grasp_run, "floor": floor_run}, *budgets, device=device, repeats=repeats
+    return _against_floor(
+        grasp_run, forward_backward, "step_fwd_bwd", budgets, device, repeats, 4 * repeats, 3
     )
-    single = best_time(forward_backward, repeats=4 * repeats, warmup=3, device=device)
-    it, floor = per["grasp"], per["floor"]
-    return {
-        "iteration_s": it,
-        "step_fwd_bwd_s": floor,
-        "ratio": it / floor,
-        "step_fwd_bwd_single_s": single,
-        "ratio_single": it / single,
-    }
 
 
 def cem_ratio(
@@ -309,22 +331,7 @@ def cem_ratio(
     def cem_run(n: int) -> None:
         make_planner("cem", dataclasses.replace(base, n_iterations=n)).plan(p)
 
-    def floor_run(n: int) -> None:
-        for _ in range(n):
-            forward()
-
-    per = paired_per_iteration(
-        {"cem": cem_run, "floor": floor_run}, *budgets, device=device, repeats=repeats
-    )
-    single = best_time(forward, repeats=repeats, device=device)
-    it, floor = per["cem"], per["floor"]
-    return {
-        "iteration_s": it,
-        "rollout_fwd_s": floor,
-        "ratio": it / floor,
-        "rollout_fwd_single_s": single,
-        "ratio_single": it / single,
-    }
+    return _against_floor(cem_run, forward, "rollout_fwd", budgets, device, repeats, repeats)
 
 
 def batch_speedup(env: str, batch: int, horizon: int, device: str) -> dict[str, dict]:
