@@ -40,24 +40,31 @@ def summarize(
     final_distance: Sequence[float] | np.ndarray,
     model_steps: Sequence[float] | np.ndarray,
     wall_time: float,
+    model_steps_to_success: Sequence[float] | np.ndarray | None = None,
 ) -> dict[str, float]:
     """Aggregate per-episode results into the reported metrics.
 
     Returns:
         ``n``, ``success_rate``, ``ci_low``, ``ci_high``, ``median_time_to_success`` (over
-        successes; NaN when none), ``final_distance`` (mean), ``model_steps`` (mean per
+        successes; NaN when none), ``median_steps_to_success`` (model steps, over successes;
+        NaN when none or not recorded), ``final_distance`` (mean), ``model_steps`` (mean per
         episode), ``wall_time`` (seconds).
     """
     ok = np.asarray(success, dtype=bool)
     n, k = int(ok.size), int(ok.sum())
     low, high = wilson_interval(k, n)
     tts = np.asarray(time_to_success, dtype=float)[ok]
+    steps = np.full(ok.size, np.nan)
+    if model_steps_to_success is not None:
+        steps = np.asarray(model_steps_to_success, dtype=float)
+    steps = steps[ok & ~np.isnan(steps)]
     return {
         "n": n,
         "success_rate": k / n if n else float("nan"),
         "ci_low": low,
         "ci_high": high,
         "median_time_to_success": float(np.median(tts)) if tts.size else float("nan"),
+        "median_steps_to_success": float(np.median(steps)) if steps.size else float("nan"),
         "final_distance": float(np.mean(final_distance)) if n else float("nan"),
         "model_steps": float(np.mean(model_steps)) if n else float("nan"),
         "wall_time": float(wall_time),

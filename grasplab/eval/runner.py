@@ -24,6 +24,7 @@ from grasplab.envs import Env, Simulator
 from grasplab.eval.protocol import EvalProtocol, Split
 from grasplab.eval.results import EpisodeResults
 from grasplab.planners import Planner, PlanProblem, PlanResult
+from grasplab.planners.streams import SPLITS, EpisodeStreams, stream_key
 from grasplab.world_models import WorldModel
 
 
@@ -325,10 +326,16 @@ def evaluate(
     split: Split = "tune",
     indices: Sequence[int] | None = None,
     *,
-    seed: int | None = None,
+    seed: int = 0,
     sim: Simulator | None = None,
 ) -> EpisodeResults:
     """Plan the selected episodes in ONE batched call and score them in the true env.
+
+    Every random draw the planner makes for episode ``i`` comes from its own stream, keyed by
+    (``protocol.seed``, ``split``, ``i``, ``seed``) (:class:`EpisodeStreams`), so an episode's
+    plan and outcome are bit-identical whether it is planned alone, in a chunk or in one batch
+    of all goals, on one worker or many (same device type and dtype). Only the wall-clock
+    fields (``time_to_success``, ``plan_time``) depend on the batch: they time the batched call.
 
     Args:
         protocol: The evaluation protocol.
@@ -336,7 +343,7 @@ def evaluate(
         model: World model; its device is the planning device.
         split: ``tune`` or ``test`` task set.
         indices: Task indices within the split (default: all).
-        seed: Planner seed (default: derived from the protocol seed and the first index).
+        seed: Planner seed, the last part of every episode's stream key.
         sim: For ``env: sim:...`` protocols, the simulator to execute in (a platform worker
             keeps one); default: a new one, closed before returning.
 
@@ -359,17 +366,26 @@ def evaluate(
             )
         device = model_device(model)
         tasks = all_tasks.select(idx).to(device)
-        if seed is None:
-            seed = 7919 * protocol.seed + idx[0] + (0 if split == "tune" else 10**6)
-        generator = torch.Generator(device=device).manual_seed(seed)
+        streams = episode_streams(protocol, split, idx, seed, device)
         run = _open_loop if protocol.mode == "open_loop" else _mpc
         env, model = normalized_actions(env, model)
-        results = run(protocol, env, planner, model, tasks.start, tasks.goal, generator)
+        results = run(protocol, env, planner, model, tasks.start, tasks.goal, streams)
     results.index = np.asarray(idx)
     return results
 
 
-def _problem(
+def episode_streams(
+    protocol: EvalProtocol,
+    split: Split,
+    indices: Sequence[int],
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> EpisodeStreams:
+    """The planner's random streams for episodes ``indices`` of ``split`` (see :func:`evaluate`)."""
+    return EpisodeStreams.for_episodes(protocol.seed, split, indices, seed, device)
+
+
+def plan_problem(
     protocol: EvalProtocol,
     env: TrueEnv,
     model: WorldModel,
@@ -377,6 +393,11 @@ def _problem(
     goal: Tensor,
     horizon: int | None = None,
 ) -> PlanProblem:
+    """The planning problem of starts ``state`` and goals ``goal`` ``(B, S)`` under ``model``.
+
+    Encodes what the model observes of both (states, or renders for pixel models) and takes
+    the action bounds of one model step (``protocol.action_block`` env steps).
+    """
     with torch.no_grad():
         z0 = model.encode(env.observe(model, state))
         g = model.encode(env.observe(model, goal))
@@ -391,10 +412,10 @@ def _open_loop(
     model: WorldModel,
     start: Tensor,
     goal: Tensor,
-    generator: torch.Generator,
+    generator: EpisodeStreams,
 ) -> EpisodeResults:
     B, device = start.shape[0], start.device
-    problem = _problem(protocol, env, model, start, goal)
+    problem = plan_problem(protocol, env, model, start, goal)
     first_hit = torch.full((B,), math.nan, dtype=torch.float64)
     clock = _Clock(device)
 
@@ -413,6 +434,19 @@ def _open_loop(
     return _score(protocol, env, start, goal, result, first_hit, plan_time)
 
 
+def episode_steps(result: PlanResult) -> Tensor:
+    """Model steps each problem cost ``(B,)`` float64.
+
+    Until its probe first saw it solved, else the whole call: a solved problem's plan is
+    frozen, so later steps were spent on the others in its batch.
+    """
+    total = torch.full((result.actions.shape[0],), float(result.model_steps), dtype=torch.float64)
+    if result.solved_steps is None:
+        return total
+    at = result.solved_steps.detach().cpu().to(torch.float64)
+    return torch.where(at.isnan(), total, at)
+
+
 def _score(
     protocol: EvalProtocol,
     env: TrueEnv,
@@ -427,28 +461,37 @@ def _score(
     success = reached_steps(rollout.success, protocol.success_rule).cpu()
     tts = torch.where(first_hit.isnan(), torch.full_like(first_hit, plan_time), first_hit)
     tts = torch.where(success, tts, torch.full_like(tts, math.nan))
-    return _results(success, tts, rollout.distances, result.model_steps, result.cost, plan_time)
+    steps = episode_steps(result)
+    return _results(success, tts, rollout.distances, steps, steps, result.cost, plan_time)
 
 
 def _results(
     success: Tensor,
     tts: Tensor,
     distances: Tensor,
-    model_steps: float,
+    model_steps: Tensor,
+    steps_to_success: Tensor,
     cost: Tensor | None,
     plan_time: float,
 ) -> EpisodeResults:
-    """Per-episode arrays from tensors: success/tts ``(B,)``, distances ``(B, T)``."""
+    """Per-episode arrays from tensors: success/tts/model_steps ``(B,)``, distances ``(B, T)``.
+
+    ``steps_to_success`` ``(B,)``: model steps until the episode was solved (NaN'd for
+    failures here).
+    """
     B = distances.shape[0]
+    ok = success.cpu()
+    to_success = torch.where(ok, steps_to_success.double().cpu(), math.nan)
     return EpisodeResults(
         index=np.arange(B),
         success=success.cpu().numpy(),
         time_to_success=tts.cpu().numpy(),
         final_distance=distances[:, -1].double().cpu().numpy(),
         min_distance=distances.min(dim=1).values.double().cpu().numpy(),
-        model_steps=np.full(B, model_steps),
+        model_steps=model_steps.double().cpu().numpy(),
         model_cost=np.full(B, np.nan) if cost is None else cost.detach().double().cpu().numpy(),
         plan_time=np.full(B, plan_time),
+        model_steps_to_success=to_success.numpy(),
     )
 
 
@@ -459,18 +502,19 @@ def _mpc(
     model: WorldModel,
     start: Tensor,
     goal: Tensor,
-    generator: torch.Generator,
+    generator: EpisodeStreams,
 ) -> EpisodeResults:
     B, device, k = start.shape[0], start.device, protocol.action_block
     replans = protocol.mpc_replans or math.ceil(protocol.horizon / protocol.mpc_execute)
     state, init, spent, steps = start, None, 0.0, 0
     first_hit = torch.full((B,), math.nan, dtype=torch.float64)
+    hit_steps = torch.full((B,), math.nan, dtype=torch.float64)
     all_distances, all_success, result = [], [], None
     for r in range(replans):
         horizon = protocol.horizon
         if protocol.mpc_shrink:
             horizon = protocol.horizon - r * protocol.mpc_execute
-        problem = _problem(protocol, env, model, state, goal, horizon)
+        problem = plan_problem(protocol, env, model, state, goal, horizon)
         clock = _Clock(device)
         result = planner.plan(problem, init, generator=generator)
         spent += clock.now()
@@ -479,6 +523,7 @@ def _mpc(
         with torch.no_grad():  # the first chunk starts the episode, the next ones continue it
             rollout = env.execute(start, goal, chunk, k) if r == 0 else env.resume(goal, chunk, k)
         hit = reached_steps(rollout.success, "ever").cpu()
+        hit_steps[hit & first_hit.isnan()] = float(steps)
         first_hit[hit & first_hit.isnan()] = spent
         all_distances.append(rollout.distances)
         all_success.append(rollout.success)
@@ -489,7 +534,9 @@ def _mpc(
     success = reached_steps(torch.cat(all_success, dim=1), protocol.success_rule).cpu()
     tts = torch.where(success, first_hit, torch.full_like(first_hit, math.nan))
     tts = torch.where(success & tts.isnan(), torch.full_like(tts, spent), tts)
-    return _results(success, tts, distances, steps, result.cost, spent)
+    total = torch.full((B,), float(steps), dtype=torch.float64)
+    to_success = torch.where(hit_steps.isnan(), total, hit_steps)
+    return _results(success, tts, distances, total, to_success, result.cost, spent)
 
 
 def random_floor(
@@ -505,7 +552,9 @@ def random_floor(
     Args:
         protocol: The protocol (its tasks, horizon, success rule).
         split: Task split.
-        seed: Seed of the random actions.
+        seed: Seed of the random actions; episode ``i``'s ``r``-th rollout draws from its own
+            stream keyed by (``protocol.seed``, ``split``, ``i``, ``seed``, ``r``), so the floor
+            of an episode does not depend on which other tasks were drawn with it.
         repeats: Random rollouts per task; each counts as its own episode
             (``n = repeats * tasks``).
         sim: For ``env: sim:...`` protocols, the simulator (default: a new one, closed after).
@@ -513,17 +562,30 @@ def random_floor(
     with _OwnedSim(protocol, sim) as live:
         env = true_env(protocol, live)
         tasks = protocol.tasks(split, live) if protocol.is_sim else protocol.tasks(split)
-        g = torch.Generator().manual_seed(seed)
         start = tasks.start.repeat(repeats, 1)
         goal = tasks.goal.repeat(repeats, 1)
         N, T = start.shape[0], protocol.env_steps
-        u = torch.rand((N, T, env.action_dim), generator=g, dtype=env.action_low.dtype)
+        streams = floor_streams(protocol, split, len(tasks), seed, repeats)
+        u = streams.uniform((N, T, env.action_dim), dtype=env.action_low.dtype)
         actions = env.action_low + u * (env.action_high - env.action_low)
         actions = actions.to(start.dtype).reshape(N, protocol.horizon, -1)
         with torch.no_grad():
             rollout = env.execute(start, goal, actions, protocol.action_block)
     success = reached_steps(rollout.success, protocol.success_rule)
     tts = torch.where(success, 0.0, math.nan).double()
-    results = _results(success, tts, rollout.distances, 0, None, 0.0)
+    zero = torch.zeros(success.shape[0], dtype=torch.float64)
+    results = _results(success, tts, rollout.distances, zero, zero, None, 0.0)
     results.index = np.tile(np.arange(len(tasks)), repeats)
     return results
+
+
+def floor_streams(
+    protocol: EvalProtocol, split: Split, n_tasks: int, seed: int, repeats: int
+) -> EpisodeStreams:
+    """Streams of the random-policy floor's ``repeats x n_tasks`` rollouts (repeat-major)."""
+    keys = [
+        stream_key(protocol.seed, SPLITS["floor"], SPLITS[split], i, seed, r)
+        for r in range(repeats)
+        for i in range(n_tasks)
+    ]
+    return EpisodeStreams(keys)

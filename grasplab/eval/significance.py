@@ -4,7 +4,12 @@ Two planners scored on the same test split solve the SAME goals, so their per-ep
 are paired by task index. Success is compared with McNemar's exact test (an exact binomial test
 on the discordant pairs); time-to-success with the Wilcoxon signed-rank test on the episodes both
 planners solved. When the episodes are not paired (different task sets), Fisher's exact test and
-the Mann-Whitney U test are used instead. p-values are Holm-adjusted over all comparisons of a
+the Mann-Whitney U test are used instead. The time-to-success tests compare each episode's
+model steps to success (``model_steps_to_success``: exact, and the episode's own, whatever
+else shared its batched call), not wall-clock seconds: an episode's wall time is the time of
+the batched call it was planned in, shared by every episode of its chunk, so seconds are
+neither independent nor really paired. Records made before that field existed fall back to
+seconds (``tts_unit`` says which). p-values are Holm-adjusted over all comparisons of a
 family (one family for success, one for time-to-success). The tests are scipy's and
 statsmodels', not re-implemented here.
 """
@@ -44,10 +49,14 @@ class Comparison:
         p_success_adj: Holm-adjusted p-value (NaN until :func:`holm_adjust`).
         n_tts: Episodes in the time-to-success test (pairs both solved, or successes of both).
         tts_diff: Paired: median of ``a - b`` over goals both solved; else difference of medians
-            (seconds; negative means ``a`` is faster).
+            (in ``tts_unit``; negative means ``a`` reaches the goal cheaper).
         tts_test: Name of the test used on time-to-success.
         p_tts: Its two-sided p-value (raw; NaN when too few successes to test).
         p_tts_adj: Holm-adjusted p-value.
+        tts_unit: ``model steps`` (per-episode model steps to success) or ``s`` (wall seconds,
+            for records without model steps to success).
+        seconds_diff: The same difference in wall seconds to success (descriptive only: the
+            seconds of a batched call, not tested).
     """
 
     a: str
@@ -67,6 +76,8 @@ class Comparison:
     p_tts: float
     p_success_adj: float = math.nan
     p_tts_adj: float = math.nan
+    tts_unit: str = "model steps"
+    seconds_diff: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON)."""
@@ -141,11 +152,20 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-def _arrays(records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _arrays(
+    records: Sequence[Mapping[str, Any]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     index = np.asarray([int(r["index"]) for r in records], dtype=int)
     success = np.asarray([bool(r["success"]) for r in records], dtype=bool)
     tts = np.asarray([float(r["time_to_success"]) for r in records], dtype=float)
-    return index, success, tts
+    steps = np.asarray(
+        [float(r.get("model_steps_to_success", math.nan)) for r in records], dtype=float
+    )
+    return index, success, tts, steps
+
+
+def _median_diff(x: np.ndarray) -> float:
+    return float(np.median(x)) if x.size else math.nan
 
 
 def compare(
@@ -160,16 +180,21 @@ def compare(
     Args:
         key_a: Name of the first result set.
         key_b: Name of the second.
-        records_a: Per-episode records with ``index``, ``success``, ``time_to_success``.
+        records_a: Per-episode records with ``index``, ``success``, ``time_to_success`` and
+            (since protocol 2026-12-04) ``model_steps_to_success``.
         records_b: The same for ``b``.
         horizon: Horizon both were scored at (carried into the result).
     """
-    ia, sa, ta = _arrays(records_a)
-    ib, sb, tb = _arrays(records_b)
+    ia, sa, wa, ma = _arrays(records_a)
+    ib, sb, wb, mb = _arrays(records_b)
+    steps = not (np.isnan(ma[sa]).any() or np.isnan(mb[sb]).any())
+    ta, tb = (ma, mb) if steps else (wa, wb)
+    unit = "model steps" if steps else "s"
     paired = ia.size > 0 and sorted(ia.tolist()) == sorted(ib.tolist()) and len(set(ia)) == ia.size
     if paired:
         oa, ob = np.argsort(ia), np.argsort(ib)
         sa, ta, sb, tb = sa[oa], ta[oa], sb[ob], tb[ob]
+        wa, wb = wa[oa], wb[ob]
         both = sa & sb
         diff = ta[both] - tb[both]
         return Comparison(
@@ -188,6 +213,8 @@ def compare(
             tts_diff=float(np.median(diff)) if diff.size else math.nan,
             tts_test=WILCOXON,
             p_tts=wilcoxon_paired(ta[both], tb[both]),
+            tts_unit=unit,
+            seconds_diff=_median_diff(wa[both] - wb[both]),
         )
     fa, fb = ta[sa], tb[sb]
     return Comparison(
@@ -206,6 +233,10 @@ def compare(
         tts_diff=float(np.median(fa) - np.median(fb)) if fa.size and fb.size else math.nan,
         tts_test=MANN_WHITNEY,
         p_tts=mann_whitney(fa, fb),
+        tts_unit=unit,
+        seconds_diff=float(np.median(wa[sa]) - np.median(wb[sb]))
+        if fa.size and fb.size
+        else math.nan,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol, Self
 import torch
 from torch import Tensor
 
+from grasplab.planners.streams import EpisodeStreams, RandomSource
 from grasplab.world_models.base import WorldModel, rollout
 
 Probe = Callable[[int, Tensor], Tensor]
@@ -93,6 +94,8 @@ class PlanResult:
         extras: What a warm start needs (e.g. GRASP's ``virtual_states`` ``(B, H-1, D)``, CEM's
             ``std`` ``(B, H, A)``).
         solved: ``(B,)`` bool, problems the probe reported solved (all False without a probe).
+        solved_steps: ``(B,)`` float64, the model steps spent when the probe first reported each
+            problem solved (NaN for the others; None without a probe).
     """
 
     actions: Tensor
@@ -103,6 +106,7 @@ class PlanResult:
     iterations: int
     extras: dict[str, Tensor] = field(default_factory=dict)
     solved: Tensor | None = None
+    solved_steps: Tensor | None = None
 
     def shifted(self, executed: int, horizon: int | None = None) -> PlanResult:
         """Warm start for the next MPC replan after executing ``executed`` model steps.
@@ -148,10 +152,15 @@ class Planner(Protocol):
         problem: PlanProblem,
         init: PlanResult | None = None,
         *,
-        generator: torch.Generator | None = None,
+        generator: RandomSource | None = None,
         probe: Probe | None = None,
     ) -> PlanResult:
-        """Solve all ``B`` problems in one call."""
+        """Solve all ``B`` problems in one call.
+
+        ``generator``: a ``torch.Generator`` shared by the batch, or
+        :class:`~grasplab.planners.streams.EpisodeStreams` (one stream per problem, so a
+        problem's plan does not depend on the others in the batch).
+        """
         ...
 
 
@@ -289,20 +298,29 @@ def terminal_state(model: WorldModel, z0: Tensor, actions: Tensor) -> Tensor:
     return z
 
 
-def randn(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
+def randn(
+    shape: tuple[int, ...],
+    like: Tensor,
+    generator: RandomSource | None,
+    batch_dim: int = 0,
+) -> Tensor:
     """Standard normal draws of ``shape`` on ``like``'s device/dtype from ``generator``.
 
     A generator on another device draws there and the result is moved, so that a CPU
     generator gives the same numbers whatever the planning device. On ``meta`` no draw happens.
+    With :class:`~grasplab.planners.streams.EpisodeStreams`, the slice ``b`` along
+    ``batch_dim`` (the problems' dimension) comes from problem ``b``'s own stream.
     """
     if like.device.type == "meta":
         return torch.empty(shape, device="meta", dtype=like.dtype)
+    if isinstance(generator, EpisodeStreams):
+        return generator.normal(shape, batch_dim=batch_dim, dtype=like.dtype, device=like.device)
     device = generator.device if generator is not None else like.device
     out = torch.randn(shape, generator=generator, device=device, dtype=like.dtype)
     return out.to(like.device)
 
 
-def randn_into(out: Tensor, generator: torch.Generator | None) -> Tensor:
+def randn_into(out: Tensor, generator: RandomSource | None, batch_dim: int = 0) -> Tensor:
     """Fill ``out`` in place with the draws :func:`randn` would return for its shape.
 
     Reuses ``out``'s memory (no new tensor per draw); the same numbers as ``randn(out.shape,
@@ -310,6 +328,8 @@ def randn_into(out: Tensor, generator: torch.Generator | None) -> Tensor:
     """
     if out.device.type == "meta":
         return out
+    if isinstance(generator, EpisodeStreams):
+        return out.copy_(randn(tuple(out.shape), out, generator, batch_dim))
     if generator is not None and generator.device != out.device:
         return out.copy_(randn(tuple(out.shape), out, generator))
     return out.normal_(generator=generator)
@@ -333,24 +353,35 @@ class ProbeSchedule:
     """Calls the caller's probe every ``every`` iterations; remembers solved plans.
 
     Once the probe reports problem ``b`` solved, its plan is frozen: :meth:`apply` restores the
-    plan the probe saw, so the returned plan is the one that reached the goal.
+    plan the probe saw, so the returned plan is the one that reached the goal. ``solved_steps``
+    ``(B,)`` float64 holds the planner's model steps when each problem was first reported
+    solved (NaN until then): what that problem cost, whatever else shared its batch.
     """
 
     def __init__(self, probe: Probe | None, every: int, batch: int, like: Tensor) -> None:
         self.probe = probe
         self.every = every
         self.solved = torch.zeros(batch, dtype=torch.bool, device=like.device)
+        self.solved_steps = torch.full((batch,), math.nan, dtype=torch.float64)
         self.frozen: Tensor | None = None
 
-    def __call__(self, iteration: int, actions: Tensor, force: bool = False) -> bool:
-        """Probe if due (or ``force``); returns True when every problem is solved."""
+    def __call__(
+        self, iteration: int, actions: Tensor, force: bool = False, steps: int | None = None
+    ) -> bool:
+        """Probe if due (or ``force``); returns True when every problem is solved.
+
+        ``steps``: the planner's model steps so far (recorded for newly solved problems).
+        """
         if self.probe is None or not (force or (iteration + 1) % self.every == 0):
             return False
         actions = actions.detach()
         solved = self.probe(iteration, actions).to(self.solved.device, torch.bool)
         if solved.shape != self.solved.shape:
             raise ValueError(f"probe must return (B,)={tuple(self.solved.shape)} bools")
-        new = (solved & ~self.solved).view(-1, *([1] * (actions.dim() - 1)))
+        fresh = solved & ~self.solved
+        if steps is not None:
+            self.solved_steps[fresh.cpu()] = float(steps)
+        new = fresh.view(-1, *([1] * (actions.dim() - 1)))
         self.frozen = torch.where(new, actions, actions if self.frozen is None else self.frozen)
         self.solved |= solved
         return bool(self.solved.all())
@@ -366,6 +397,12 @@ class ProbeSchedule:
         mask = self.solved.view(-1, *([1] * (actions.dim() - 1)))
         return torch.where(mask, self.frozen, actions)
 
+    def result_fields(self) -> dict[str, Tensor | None]:
+        """``solved`` and ``solved_steps`` for :func:`finish` (None without a probe)."""
+        if self.probe is None:
+            return {"solved": None, "solved_steps": None}
+        return {"solved": self.solved, "solved_steps": self.solved_steps}
+
 
 def finish(
     problem: PlanProblem,
@@ -375,6 +412,7 @@ def finish(
     iterations: int,
     extras: dict[str, Tensor] | None = None,
     solved: Tensor | None = None,
+    solved_steps: Tensor | None = None,
 ) -> PlanResult:
     """Assemble a :class:`PlanResult`: roll the plan out once for its states and true cost."""
     with torch.no_grad():
@@ -391,4 +429,5 @@ def finish(
         iterations=iterations,
         extras=extras or {},
         solved=solved,
+        solved_steps=solved_steps,
     )

@@ -20,6 +20,7 @@ from grasplab.planners.base import (
     randn,
     terminal_state,
 )
+from grasplab.planners.streams import RandomSource
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class GDPlanner:
         problem: PlanProblem,
         init: PlanResult | None = None,
         *,
-        generator: torch.Generator | None = None,
+        generator: RandomSource | None = None,
         probe: Probe | None = None,
     ) -> PlanResult:
         """Solve all ``B`` problems in one call."""
@@ -85,7 +86,7 @@ class GDPlanner:
                 actions.copy_(probes.apply(actions))
             trace["iteration"].append(torch.tensor(iteration))
             trace["cost"].append(cost.detach())
-            if probes(iteration, actions):
+            if probes(iteration, actions, steps=(iteration + 1) * p.horizon):
                 break
         return finish(
             p,
@@ -93,5 +94,5 @@ class GDPlanner:
             trace,
             (iteration + 1) * p.horizon,
             iteration + 1,
-            solved=probes.solved if probe is not None else None,
+            **probes.result_fields(),
         )

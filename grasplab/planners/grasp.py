@@ -38,6 +38,7 @@ from grasplab.planners.lifted import (
     lifted_losses,
     schedule_factor,
 )
+from grasplab.planners.streams import RandomSource
 from grasplab.world_models.base import WorldModel, rollout
 
 Schedule = Literal["constant", "linear", "phase"]
@@ -82,7 +83,9 @@ class GRASPConfig(PlannerConfig):
     the learned wall model unclamped actions drift to ``|a| ~ 6.6``, far outside the data."""
     batch_reduction: Literal["sum", "mean"] = "sum"
     """How the per-problem losses are reduced over the batch before ``backward``: ``sum``
-    (every problem's gradient independent of ``B``) or ``mean`` (the authors' solver)."""
+    (every problem's gradient independent of ``B``) or ``mean`` (the authors' solver; the same
+    Adam update with ``eps * B``, so a plan then depends, at the level of ``eps``, on how many
+    problems share its batch)."""
     sync_mode: Literal["gd", "cem"] = "gd"
     """``gd``: backprop through the full rollout; ``cem``: sample around the current actions."""
     sync_samples: int = 64
@@ -131,7 +134,11 @@ class GRASPConfig(PlannerConfig):
         """The authors' released solver, step for step, except that actions stay clamped.
 
         Fresh sync Adam per sync phase, main Adam re-created after each sync, no initial noise
-        on the states, losses averaged over the batch. The authors never clamp actions; this
+        on the states. The authors average the losses over the batch; this preset sums them
+        (``batch_reduction="sum"``), which is the same Adam update with ``eps`` scaled by
+        ``1/B``: ``eps = 1e-8`` against gradients many orders larger, while a mean would make
+        every problem's plan depend on how many others share its batch. The authors never
+        clamp actions; this
         preset does (``clamp_actions=True``): unclamped, their solver falls from 30% to 9% on
         the learned wall model at H = 50 because its actions leave the model's data. Pass
         ``clamp_actions=False`` for the exact original.
@@ -140,7 +147,7 @@ class GRASPConfig(PlannerConfig):
             "sync_optimizer": "fresh",
             "reset_optimizer": True,
             "init_noise": 0.0,
-            "batch_reduction": "mean",
+            "batch_reduction": "sum",
             "clamp_actions": True,
         }
         values.update(overrides)
@@ -170,7 +177,7 @@ class GRASPPlanner:
         problem: PlanProblem,
         init: PlanResult | None = None,
         *,
-        generator: torch.Generator | None = None,
+        generator: RandomSource | None = None,
         probe: Probe | None = None,
     ) -> PlanResult:
         """Solve all ``B`` problems in one call; returns the last iterate (after a sync)."""
@@ -186,7 +193,7 @@ class _Sync:
         self.optimizer: torch.optim.Adam | None = None
 
     def __call__(
-        self, actions: Tensor, states: Tensor, generator: torch.Generator | None
+        self, actions: Tensor, states: Tensor, generator: RandomSource | None
     ) -> tuple[Tensor, int]:
         """Run ``sync_steps``; returns per-problem true cost ``(B,)`` and model steps used."""
         if self.config.sync_mode == "gd":
@@ -210,7 +217,7 @@ class _Sync:
 
     @torch.no_grad()
     def _cem(
-        self, actions: Tensor, states: Tensor, generator: torch.Generator | None
+        self, actions: Tensor, states: Tensor, generator: RandomSource | None
     ) -> tuple[Tensor, int]:
         p, cfg = self.problem, self.config
         low, high = p.bounds()
@@ -243,7 +250,7 @@ def run_lifted(
     problem: PlanProblem,
     config: GRASPConfig,
     init: PlanResult | None,
-    generator: torch.Generator | None,
+    generator: RandomSource | None,
     probe: Probe | None,
 ) -> PlanResult:
     """The lifted optimisation loop (GRASP; LatCo is the special case without noise/sync/sg)."""
@@ -291,13 +298,13 @@ def run_lifted(
             )
             if cfg.reset_optimizer:
                 optimizer = main_optimizer(scaled, actions, cfg)
-        if probes(iteration, actions):
+        if probes(iteration, actions, steps=model_steps):
             break
     if cfg.sync_interval > 0 and not synced and not probes.all_solved():
         model_steps += _run_sync(
             sync, actions, scaled.detach() * unit, generator, probes, sync_trace, iteration
         )
-        probes(iteration, actions, force=True)
+        probes(iteration, actions, force=True, steps=model_steps)
     trace.update(sync_trace)
     return finish(
         p,
@@ -306,7 +313,7 @@ def run_lifted(
         model_steps,
         iteration + 1,
         extras={"virtual_states": scaled.detach() * unit},
-        solved=probes.solved if probe is not None else None,
+        **probes.result_fields(),
     )
 
 
@@ -350,8 +357,11 @@ def _scaled_lifted_losses(
 def main_optimizer(states: Tensor, actions: Tensor, cfg: GRASPConfig) -> torch.optim.Adam:
     """The lifted loop's Adam: states at ``lr_states``, actions at ``lr_actions``.
 
-    Fused (one pass over the virtual states per step instead of ~7) where torch has a fused
-    kernel for the device; the same update up to float rounding (BENCHMARKS section 7).
+    Fused (one pass over the virtual states per step instead of ~7) on CUDA; the same update up
+    to float rounding (BENCHMARKS section 7). Not on the CPU: torch's CPU fused kernel updates
+    the vector-width body and the tail of its range by different code, so an element's
+    rounding would depend on where its problem sits in the batch, and an episode's plan would
+    change with the chunk it is planned in (:class:`~grasplab.planners.streams.EpisodeStreams`).
     """
     groups = [
         {"params": [states], "lr": cfg.lr_states},
@@ -360,8 +370,8 @@ def main_optimizer(states: Tensor, actions: Tensor, cfg: GRASPConfig) -> torch.o
     return torch.optim.Adam(groups, fused=states.device.type in FUSED_ADAM_DEVICES or None)
 
 
-FUSED_ADAM_DEVICES = ("cpu", "cuda")
-"""Devices on which the lifted loop uses torch's fused Adam (``meta`` has no kernel)."""
+FUSED_ADAM_DEVICES = ("cuda",)
+"""Devices on which the lifted loop uses torch's fused Adam (see :func:`main_optimizer`)."""
 
 
 def reduce(losses: Tensor, how: str) -> Tensor:
@@ -373,7 +383,7 @@ def _run_sync(
     sync: _Sync,
     actions: Tensor,
     states: Tensor,
-    generator: torch.Generator | None,
+    generator: RandomSource | None,
     probes: ProbeSchedule,
     sync_trace: dict[str, list[Tensor]],
     iteration: int,

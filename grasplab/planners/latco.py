@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
 from grasplab.planners.base import (
     PlannerConfig,
     PlanProblem,
@@ -21,6 +19,7 @@ from grasplab.planners.base import (
     positive,
 )
 from grasplab.planners.grasp import GRASPConfig, run_lifted
+from grasplab.planners.streams import RandomSource
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ class LatCoPlanner:
         problem: PlanProblem,
         init: PlanResult | None = None,
         *,
-        generator: torch.Generator | None = None,
+        generator: RandomSource | None = None,
         probe: Probe | None = None,
     ) -> PlanResult:
         """Solve all ``B`` problems in one call."""

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from grasplab.planners.base import PlanProblem, PlanResult, goal_cost, model_cost, randn
+from grasplab.planners.streams import RandomSource
 from grasplab.world_models.base import WorldModel
 
 
@@ -156,7 +157,7 @@ def initial_states(
     problem: PlanProblem,
     init: PlanResult | None,
     noise: float,
-    generator: torch.Generator | None,
+    generator: RandomSource | None,
 ) -> Tensor:
     """Virtual states ``(B, H-1, D)``: warm start, else the line from ``z0`` to the goal + noise.
 

@@ -26,6 +26,7 @@ from grasplab.planners.base import (
     positive,
     randn,
 )
+from grasplab.planners.streams import RandomSource
 from grasplab.world_models.base import WorldModel
 
 Refit = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -127,7 +128,7 @@ class CEMPlanner:
         problem: PlanProblem,
         init: PlanResult | None = None,
         *,
-        generator: torch.Generator | None = None,
+        generator: RandomSource | None = None,
         probe: Probe | None = None,
     ) -> PlanResult:
         """Solve all ``B`` problems in one call; returns the final Gaussian mean."""
@@ -150,7 +151,7 @@ class MPPIPlanner:
         problem: PlanProblem,
         init: PlanResult | None = None,
         *,
-        generator: torch.Generator | None = None,
+        generator: RandomSource | None = None,
         probe: Probe | None = None,
     ) -> PlanResult:
         """Solve all ``B`` problems in one call; returns the final weighted mean."""
@@ -179,7 +180,7 @@ def terminal_state_time_major(model: WorldModel, z0: Tensor, actions: Tensor) ->
 def sample_loop(
     problem: PlanProblem,
     init: PlanResult | None,
-    generator: torch.Generator | None,
+    generator: RandomSource | None,
     probe: Probe | None,
     cfg: CEMConfig | MPPIConfig,
     init_std: float,
@@ -202,7 +203,7 @@ def sample_loop(
         for iteration in range(cfg.n_iterations):
             # Candidates are drawn time-major (H, B, S, A) so that every rollout step reads a
             # contiguous (B, S, A) slice; in-place ops avoid extra (B, S, H, A) temporaries.
-            samples = randn((H, B, S, A), mean, generator)
+            samples = randn((H, B, S, A), mean, generator, batch_dim=1)
             samples.mul_(std.transpose(0, 1).unsqueeze(2)).add_(mean.transpose(0, 1).unsqueeze(2))
             samples.clamp_(low, high)
             cost = p.cost(terminal_state_time_major(p.model, z0s, samples), goals)  # (B, S)
@@ -213,7 +214,7 @@ def sample_loop(
             trace["iteration"].append(torch.tensor(iteration))
             trace["elite_cost"].append(elite_cost[:, 0])
             trace["std"].append(std.mean(dim=(1, 2)))
-            if probes(iteration, mean):
+            if probes(iteration, mean, steps=(iteration + 1) * S * H):
                 break
     return finish(
         p,
@@ -222,5 +223,5 @@ def sample_loop(
         (iteration + 1) * S * H,
         iteration + 1,
         extras={"std": std},
-        solved=probes.solved if probe is not None else None,
+        **probes.result_fields(),
     )

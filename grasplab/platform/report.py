@@ -79,6 +79,11 @@ def _tts(metrics: Mapping[str, float]) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.2f} s"
 
 
+def _sts(metrics: Mapping[str, float]) -> str:
+    value = metrics.get("median_steps_to_success", math.nan)
+    return "-" if value is None or math.isnan(value) else f"{value:.0f}"
+
+
 def comparison_rows(
     outcomes: Sequence[StageOutcome], floors: Mapping[int, Mapping[str, float]]
 ) -> list[dict[str, str]]:
@@ -90,6 +95,7 @@ def comparison_rows(
             "best config": config_text(o.tuned),
             "test success [95% CI] / median tts": format_cell(o.test),
             "median tts": _tts(o.test),
+            "median model steps to success": _sts(o.test),
             "model steps": f"{o.test.get('model_steps', math.nan):.0f}",
             "n": f"{o.test.get('n', 0):.0f}",
         }
@@ -103,6 +109,7 @@ def comparison_rows(
                 "best config": "uniform random actions",
                 "test success [95% CI] / median tts": format_cell(floor),
                 "median tts": "-",
+                "median model steps to success": "0",
                 "model steps": "0",
                 "n": f"{floor.get('n', 0):.0f}",
             }
@@ -392,9 +399,11 @@ WIDTH = 120
 """The printed table fits this many columns."""
 LEGEND = (
     "H: plan horizon (model steps); SR: success rate on the n held-out test goals, % with its "
-    "95% Wilson CI; TTS: median time-to-success over solved goals (s); steps: mean world-model "
-    "steps per episode; best config: the tuned fields Optuna picked (full configs in "
-    "comparison.json); random floor: uniform random actions."
+    "95% Wilson CI; TTS: median wall time to success over solved goals (s: the time of the "
+    "batched planning call at the chunk size and device in the header); STS: median world-model "
+    "steps to success over solved goals (the episode's own, exact); steps: mean world-model "
+    "steps per episode; paired cost tests use STS; best config: the tuned fields Optuna picked "
+    "(full configs in comparison.json); random floor: uniform random actions."
 )
 ALPHA = 0.05
 """Significance level of the verdict (on Holm-adjusted p-values)."""
@@ -417,6 +426,7 @@ def summary_rows(
             "H": str(o.horizon),
             "SR % [95% CI]": _sr(o.test),
             "TTS (s)": _tts(o.test).removesuffix(" s"),
+            "STS": _sts(o.test),
             "steps": f"{o.test.get('model_steps', math.nan):.0f}",
             "n": f"{o.test.get('n', 0):.0f}",
             "best config": config_text(o.tuned),
@@ -430,6 +440,7 @@ def summary_rows(
                 "H": str(horizon),
                 "SR % [95% CI]": _sr(floor),
                 "TTS (s)": "-",
+                "STS": "0",
                 "steps": "0",
                 "n": f"{floor.get('n', 0):.0f}",
                 "best config": "-",
@@ -499,13 +510,34 @@ def _tts_clause(group: Sequence[Any], comparisons: Sequence[Any], alpha: float) 
         return "time-to-success not testable (too few goals solved by both)"
     if not significant:
         return f"no time-to-success difference is significant ({found[0].tts_test})"
-    parts = [
-        f"{keys[c.a] if c.tts_diff < 0 else keys[c.b]} solves faster than "
-        f"{keys[c.b] if c.tts_diff < 0 else keys[c.a]} (median {abs(c.tts_diff):.2f} s less, "
-        f"p={_p(c.p_tts_adj)}, {c.tts_test})"
-        for c in significant
-    ]
-    return "; ".join(parts)
+    return "; ".join(_cost_phrase(c, keys) for c in significant)
+
+
+def _cost_phrase(c: Any, keys: Mapping[str, str]) -> str:
+    """The phrase for one significant cost difference.
+
+    ``GRASP reaches the goal in fewer model steps than CEM (median 3100 steps less, p=...;
+    wall seconds to success, median GRASP minus CEM: +0.12 s)``: the tested unit first, the
+    wall seconds (of batched calls, not tested) after it.
+    """
+    cheaper, dearer = (c.a, c.b) if c.tts_diff < 0 else (c.b, c.a)
+    sign = 1 if c.tts_diff < 0 else -1
+    if getattr(c, "tts_unit", "s") == "model steps":
+        head = (
+            f"{keys[cheaper]} reaches the goal in fewer model steps than {keys[dearer]} "
+            f"(median {abs(c.tts_diff):.0f} steps less, p={_p(c.p_tts_adj)}, {c.tts_test}"
+        )
+        seconds = getattr(c, "seconds_diff", math.nan)
+        if not math.isnan(seconds):
+            head += (
+                f"; wall seconds to success, median {keys[cheaper]} minus {keys[dearer]}: "
+                f"{sign * seconds:+.2f} s"
+            )
+        return head + ")"
+    return (
+        f"{keys[cheaper]} solves faster than {keys[dearer]} (median {abs(c.tts_diff):.2f} s "
+        f"less, p={_p(c.p_tts_adj)}, {c.tts_test} on wall seconds)"
+    )
 
 
 def verdict(
@@ -555,16 +587,27 @@ def where_text(env: str, env_overrides: Mapping[str, Any], world_model: str) -> 
 
 
 def header_lines(
-    where: str, horizons: Sequence[int], version: str, fingerprint: str, n: Sequence[int]
+    where: str,
+    horizons: Sequence[int],
+    version: str,
+    fingerprint: str,
+    n: Sequence[int],
+    timing: str = "",
 ) -> list[str]:
-    """The summary's first lines: env and world model, horizons, protocol, n."""
+    """The summary's first lines: env and world model, horizons, protocol, n, what TTS times.
+
+    ``timing``: e.g. ``batched calls of 8 episodes on cpu`` (what a wall time to success is).
+    """
     counts = sorted(set(n))
-    return [
+    lines = [
         f"env / world model: {where}",
         f"horizon(s): {', '.join(str(h) for h in sorted(set(horizons)))} model steps",
         f"protocol: version {version} (fingerprint {fingerprint})",
         f"n: {', '.join(str(c) for c in counts)} held-out test goals per planner",
     ]
+    if timing:
+        lines.append(f"wall times (TTS): {timing}")
+    return lines
 
 
 def significance_rows(comparisons: Sequence[Any]) -> list[dict[str, str]]:
@@ -582,14 +625,23 @@ def significance_rows(comparisons: Sequence[Any]) -> list[dict[str, str]]:
             "success test": c.success_test,
             "p": _p(c.p_success),
             "p (Holm)": _p(c.p_success_adj),
-            "TTS A-B (s)": "-" if math.isnan(c.tts_diff) else f"{c.tts_diff:+.2f}",
-            "n TTS": str(c.n_tts),
-            "TTS test": c.tts_test,
-            "p TTS": _p(c.p_tts),
-            "p TTS (Holm)": _p(c.p_tts_adj),
+            "cost A-B": _cost_diff(c),
+            "n cost": str(c.n_tts),
+            "cost test": c.tts_test,
+            "p cost": _p(c.p_tts),
+            "p cost (Holm)": _p(c.p_tts_adj),
         }
         for c in comparisons
     ]
+
+
+def _cost_diff(c: Any) -> str:
+    """Median paired cost difference in its unit (model steps to success, or seconds)."""
+    if math.isnan(c.tts_diff):
+        return "-"
+    if getattr(c, "tts_unit", "s") == "model steps":
+        return f"{c.tts_diff:+.0f} steps"
+    return f"{c.tts_diff:+.2f} s"
 
 
 def significance_metrics(comparisons: Sequence[Any]) -> dict[str, float]:

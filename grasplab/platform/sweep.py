@@ -508,6 +508,7 @@ def summarize_result(spec: SweepSpec, result: SweepResult, url: str) -> None:
         protocol.VERSION,
         protocol.fingerprint(),
         [int(o.test.get("n", 0)) for o in outcomes],
+        timing=f"batched calls of {spec.sweep.chunk_size} episodes on {spec.cluster['device']}",
     )
     result.summary = report.summary_text(
         result.extras["header"], result.verdict, result.table, url, result.ui

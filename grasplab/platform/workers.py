@@ -35,7 +35,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from grasplab.envs import Simulator
 from grasplab.eval import EvalProtocol, evaluate
 from grasplab.eval.models import load_model
-from grasplab.eval.runner import normalized_actions, reached_steps, true_env
+from grasplab.eval.runner import episode_streams, normalized_actions, reached_steps, true_env
 from grasplab.malloc import keep_freed_memory
 from grasplab.planners import PlanProblem, make_planner
 from grasplab.platform.config import MODEL_URI_SCHEMES
@@ -161,10 +161,10 @@ class WorldModelWorker:
     ) -> dict[str, Any]:
         """Plan one episode and render its execution in the TRUE environment.
 
-        Open loop, the episode is planned in the same batch (``batch``: the chunk of episodes it
-        was evaluated in), with the same seed and success probe as
-        :func:`grasplab.eval.evaluate`, so the replay reproduces the evaluated plan. An MPC
-        protocol's episode is planned once, open loop, alone.
+        Open loop, the episode is planned alone with its own random stream and the same success
+        probe as :func:`grasplab.eval.evaluate`, so the replay reproduces the evaluated plan
+        whatever chunk it was evaluated in (``batch``, the chunk, is only checked to contain
+        it). An MPC protocol's episode is planned once, open loop.
 
         Returns:
             ``frames`` uint8 ``(T+1, S, S, 3)``: the start and every executed env state;
@@ -174,9 +174,9 @@ class WorldModelWorker:
         """
         start = time.perf_counter()
         proto = EvalProtocol.from_dict(protocol)
-        idx = [int(i) for i in batch] if batch and proto.mode == "open_loop" else [int(index)]
-        if int(index) not in idx:
-            raise ValueError(f"plan_frames: episode {index} is not in its batch {idx}")
+        if batch and int(index) not in [int(i) for i in batch]:
+            raise ValueError(f"plan_frames: episode {index} is not in its batch {list(batch)}")
+        idx = [int(index)]
         sim = self.sim(proto)
         env, model = normalized_actions(true_env(proto, sim), self.model(spec, proto))
         tasks = proto.tasks(split, sim) if sim is not None else proto.tasks(split)
@@ -185,8 +185,7 @@ class WorldModelWorker:
             z0 = model.encode(env.observe(model, tasks.start))
             goal = model.encode(env.observe(model, tasks.goal))
         problem = PlanProblem(model, z0, goal, proto.horizon, *env.bounds(proto.action_block, z0))
-        seed = 7919 * proto.seed + idx[0] + (0 if split == "tune" else 10**6)  # as evaluate()
-        generator = torch.Generator(device=self.device).manual_seed(seed)
+        generator = episode_streams(proto, split, idx, 0, self.device)  # as evaluate()
 
         def probe(iteration: int, actions: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
