@@ -188,7 +188,12 @@ def test_printed_summary_has_header_verdict_url_and_a_120_column_table(swept):
     table = [line for line in out.splitlines() if line.startswith("|")]
     assert len(table) == 2 + 3 and all(len(line) <= 120 for line in table)
     legend = " ".join(out.split())
-    assert "SR: success rate" in legend and "TTS: median time-to-success" in legend
+    assert "SR: success rate" in legend and "TTS: median wall time to success" in legend
+    assert "STS: median world-model steps to success" in legend
+    # what a wall time is: the batched call at the sweep's chunk size and device
+    assert re.search(r"wall times \(TTS\): batched calls of \d+ episodes on \w+", out)
+    header = table[0].split("|")
+    assert "STS" in [c.strip() for c in header]
 
 
 def test_parent_run_carries_the_description_and_the_tests_as_metrics(swept):
