@@ -10,7 +10,7 @@ def moved_names(module: str, homes: Mapping[str, str]) -> Callable[[str], object
 
     Args:
         module: The old module's name (``__name__``).
-        homes: Moved name -> the module that now holds it.
+        homes: Moved name -> its new dotted home (``package.module.name``).
 
     Returns:
         The function to assign to the old module's ``__getattr__``: for a moved name it raises
@@ -20,7 +20,7 @@ def moved_names(module: str, homes: Mapping[str, str]) -> Callable[[str], object
 
     def __getattr__(name: str) -> object:
         if name in homes:
-            raise ImportError(f"{module}.{name} moved: import it from {homes[name]}")
+            raise ImportError(f"{module}.{name} moved to {homes[name]}")
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
 
     return __getattr__

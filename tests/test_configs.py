@@ -188,7 +188,7 @@ def test_ray_cluster_yaml_passes_rays_own_schema_validation():
 
 
 def test_jobs_start_from_their_experiment_and_let_overrides_win():
-    from grasplab.platform.jobs import JOBS, job_overrides
+    from grasplab.cli.jobs import JOBS, job_overrides
 
     repo = config_dir().parent
     # jobs/train.py trains a world model (grasplab.platform.train.job_overrides), not a sweep

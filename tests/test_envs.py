@@ -345,6 +345,6 @@ def test_oracle_model_unit_scale(name, kw):
 def test_names_moved_out_of_geometry_name_their_new_home():
     from grasplab.envs import planar
 
-    with pytest.raises(ImportError, match="import it from grasplab.envs.planar"):
+    with pytest.raises(ImportError, match="moved to grasplab.envs.planar.PlanarEnv"):
         from grasplab.envs.geometry import PlanarEnv  # noqa: F401
     assert planar.PlanarEnv.__module__ == "grasplab.envs.planar"

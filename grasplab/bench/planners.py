@@ -30,8 +30,8 @@ from typing import Any
 import torch
 
 from grasplab.bench.timing import best_time
-from grasplab.cli_parsers import bench_planners_parser
 from grasplab.eval import EvalProtocol, evaluate, format_cell, random_floor
+from grasplab.moved import moved_names
 from grasplab.planners import (
     PLANNERS,
     CEMConfig,
@@ -54,18 +54,19 @@ SPEEDUP_BUDGETS: dict[str, dict[str, Any]] = {
 }
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    """Command-line options."""
-    p = bench_planners_parser()
-    args = p.parse_args(argv)
+def check(args: argparse.Namespace) -> None:
+    """Validate ``grasplab bench planners``' options (``--quick`` fills its cells in place).
+
+    Raises:
+        ValueError: An unknown planner or speed ratio.
+    """
     if args.quick:
         args.envs, args.horizons, args.episodes = "pointmaze", "10,25", 10
     for name in args.planners.split(","):
         if name not in PLANNERS:
-            p.error(f"unknown planner {name!r}; known: {sorted(PLANNERS)}")
+            raise ValueError(f"unknown planner {name!r}; known: {sorted(PLANNERS)}")
     if unknown := set(args.ratios.split(",")) - {"grasp", "cem"}:
-        p.error(f"--ratios: unknown {sorted(unknown)}; known: grasp, cem")
-    return args
+        raise ValueError(f"--ratios: unknown {sorted(unknown)}; known: grasp, cem")
 
 
 def machine() -> dict[str, Any]:
@@ -400,9 +401,8 @@ def speed_ratios(args: argparse.Namespace, env: str, learned: Any) -> dict[str, 
     return figures
 
 
-def main(argv: list[str]) -> int:
-    """Run the benchmark and print its figures."""
-    args = parse(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark on checked options (:func:`check`) and print its figures."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     figures: dict[str, Any] = {"machine": machine(), "args": vars(args)}
@@ -421,3 +421,9 @@ def main(argv: list[str]) -> int:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=1, default=float)
     return 0
+
+
+__getattr__ = moved_names(
+    __name__,
+    {"main": "grasplab.cli.bench_planners.main", "parse": "grasplab.cli.bench_planners.parse"},
+)

@@ -403,8 +403,8 @@ def capped(vec: Tensor, limit: float = 1.0) -> Tensor:
 
 __getattr__ = moved_names(
     __name__,
-    dict.fromkeys(
-        ("Layout", "PlanarEnv", "require", "require_positive", "require_common"),
-        "grasplab.envs.planar",
-    ),
+    {
+        name: f"grasplab.envs.planar.{name}"
+        for name in ("Layout", "PlanarEnv", "require", "require_positive", "require_common")
+    },
 )
