@@ -211,8 +211,7 @@ def train_options() -> list[str]:
 @pytest.mark.parametrize("kind", train_options())
 def test_every_train_config_composes_and_validates(kind, env, tmp_path):
     from grasplab.platform import train
-    from grasplab.world_models.patch_training import PatchTrainConfig
-    from grasplab.world_models.training import TrainConfig
+    from grasplab.world_models.training import PatchTrainConfig, TrainConfig
 
     assert set(train_options()) == set(train.KINDS)
     spec = train.load([f"world_model={kind}", f"env={env}"], tmp_path)

@@ -267,7 +267,7 @@ def test_old_checkpoints_have_no_background_and_decode_as_before():
 
 
 def test_soft_foreground_weight_follows_the_distance_from_the_background():
-    from grasplab.world_models.patch_training import PatchTrainConfig, recon_loss
+    from grasplab.world_models.training.patch import PatchTrainConfig, recon_loss
 
     torch.manual_seed(0)
     model = PatchModel(PatchConfig(env_action_dim=2))

@@ -289,24 +289,19 @@ def train_config(spec: TrainSpec) -> Any:
     Raises:
         ValueError, TypeError: An unknown or invalid setting.
     """
+    from grasplab.world_models.training import PatchTrainConfig, TrainConfig
+
     if spec.kind == "patch":
-        from grasplab.world_models.patch_training import PatchTrainConfig
-
         return PatchTrainConfig(seed=spec.seed, model=spec.model, **spec.options)
-    from grasplab.world_models.training import TrainConfig
-
     return TrainConfig(kind=spec.kind, seed=spec.seed, model=spec.model, **spec.options)
 
 
 def run_identity(spec: TrainSpec) -> dict[str, Any]:
     """The settings a resumed training must share with the ``train_state`` it continues."""
-    if spec.kind == "patch":
-        from grasplab.world_models import patch_training
+    from grasplab.world_models.training import patch, state_pixel
 
-        return patch_training.run_identity(train_config(spec))
-    from grasplab.world_models import training
-
-    return training.run_identity(train_config(spec))
+    kind = patch if spec.kind == "patch" else state_pixel
+    return kind.run_identity(train_config(spec))
 
 
 def model_config_class(kind: str) -> type:
