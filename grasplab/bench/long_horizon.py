@@ -54,10 +54,11 @@ from grasplab.bench.decoded_probe import decodes_images, fit_decoded_probe
 from grasplab.bench.planners import machine
 from grasplab.bench.quality import FLOORS, PositionReadout, fit_position_probe, predicted_positions
 from grasplab.envs import Env, Simulator, make, make_sim
-from grasplab.eval import EvalProtocol, evaluate, execute, format_cell, random_floor
+from grasplab.eval import EvalProtocol, evaluate, execute, format_cell, models, random_floor
+from grasplab.eval.models import ORACLE, checkpoint_protocol
 from grasplab.moved import moved_names
 from grasplab.planners import PLANNERS, Planner, PlanProblem, PlanResult, Probe, make_planner
-from grasplab.world_models import OracleModel, WorldModel, checkpoint
+from grasplab.world_models import WorldModel, checkpoint
 from grasplab.world_models.checkpoint import CHECKPOINTS
 
 ORDER = ["cem", "gd", "mppi", "latco", "grasp", "grasp_reference"]
@@ -206,24 +207,22 @@ def load_world_model(
         ValueError: A checkpoint trained on another env or layout.
     """
     if kind == "oracle" and path is None:
-        model = OracleModel(make(env, **LAYOUTS[env]), 1)
+        model = models.load_model(ORACLE, EvalProtocol(env=env, env_overrides=LAYOUTS[env]), device)
         model.device = device
         return model, "oracle"
     folder = Path(path) if path else CHECKPOINTS / checkpoint_name(env, kind)
     name = str(folder) if path else folder.name
     if not folder.is_dir():
         raise ValueError(f"no checkpoint directory {folder}")
-    model = checkpoint.load(folder, device=device)
-    info = checkpoint.info(folder)
+    protocol = checkpoint_protocol(folder)
     if env in SIMS:
-        if info.get("env") != SIMS[env]:
-            raise ValueError(f"checkpoint {name} was trained on {info.get('env')}, not {SIMS[env]}")
-        return model, name
-    if info.get("env") != env or dict(info.get("env_overrides", {})) != LAYOUTS[env]:
+        if protocol.env != SIMS[env]:
+            raise ValueError(f"checkpoint {name} was trained on {protocol.env}, not {SIMS[env]}")
+    elif protocol.env != env or dict(protocol.env_overrides) != LAYOUTS[env]:
         raise ValueError(
-            f"checkpoint {name} was trained on {info.get('env')} {info.get('env_overrides')}"
+            f"checkpoint {name} was trained on {protocol.env} {dict(protocol.env_overrides)}"
         )
-    return model, name
+    return models.load_model(str(folder), protocol, device), name
 
 
 def planner_config(

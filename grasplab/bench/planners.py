@@ -30,7 +30,10 @@ from typing import Any
 import torch
 
 from grasplab.bench.timing import best_time
-from grasplab.eval import EvalProtocol, evaluate, format_cell, random_floor
+from grasplab.eval import EvalProtocol, evaluate, format_cell, models, random_floor
+from grasplab.eval.models import checkpoint_protocol
+from grasplab.eval.runner import _problem as plan_problem  # the runner's problem builder
+from grasplab.eval.runner import normalized_actions, true_env
 from grasplab.moved import moved_names
 from grasplab.planners import (
     PLANNERS,
@@ -40,7 +43,7 @@ from grasplab.planners import (
     make_planner,
 )
 from grasplab.planners.sampling import terminal_state_time_major
-from grasplab.world_models import OracleModel, checkpoint
+from grasplab.world_models import OracleModel, WorldModel
 
 ORDER = ["cem", "gd", "mppi", "latco", "grasp"]
 LAYOUTS = {"pointmaze": {"layout": "medium"}, "wall": {}}
@@ -138,71 +141,37 @@ def print_table(rows: list[dict[str, Any]], names: list[str]) -> None:
         print(f"| {r['env']} | {r['horizon']} | {rnd} | {cells} |")
 
 
-def load_model(path: str, device: str) -> tuple[Any, dict[str, Any]]:
-    """``(model, info)`` of a checkpoint, the model frozen on ``device`` (``--model``)."""
-    model = checkpoint.load(path).to(device)
-    model.requires_grad_(False)
-    return model.eval(), checkpoint.info(path)
+def load_model(path: str, device: str) -> tuple[WorldModel, EvalProtocol]:
+    """A checkpoint (``--model``) by eval's loader, with the protocol of the env it learned."""
+    protocol = checkpoint_protocol(path, tune_episodes=0, test_episodes=1)
+    return models.load_model(path, protocol, device), protocol
 
 
-def _problem(env: str, batch: int, horizon: int, device: str, learned: Any = None) -> PlanProblem:
-    """``batch`` held-out test tasks as a problem.
+def _problem(
+    env: str,
+    batch: int,
+    horizon: int,
+    device: str,
+    learned: tuple[WorldModel, EvalProtocol] | None = None,
+) -> PlanProblem:
+    """``batch`` held-out test tasks as the problem the eval runner would plan.
 
-    Through ``learned = (model, info)`` (:func:`load_model`), else the oracle of ``env``.
+    Through ``learned`` (:func:`load_model`), else the oracle of ``env``.
     """
-    from grasplab.eval.runner import observe
-
     if learned is None:
         protocol = protocol_for(env, horizon, batch, 0)
-        oracle = OracleModel(protocol.make_env(), 1)
-        tasks = protocol.tasks("test").to(device)
-        z0, goal = oracle.encode(tasks.start), oracle.encode(tasks.goal)
-        low, high = oracle.env.action_low.to(z0), oracle.env.action_high.to(z0)
-        return PlanProblem(oracle, z0, goal, horizon, low, high)
-    model, info = learned
-    protocol = EvalProtocol(
-        env=info["env"],
-        env_overrides={
-            k: tuple(v) if isinstance(v, list) else v for k, v in info["env_overrides"].items()
-        },
-        horizon=horizon,
-        action_block=model.action_block,
-        seed=0,
-        tune_episodes=0,
-        test_episodes=batch,
-    )
-    tasks = protocol.tasks("test")
-    if protocol.is_sim:  # a real simulator renders the tasks; plan as the runner does
-        return _sim_problem(protocol, model, tasks, horizon, device)
-    env_obj = protocol.make_env()
-    with torch.no_grad():
-        z0 = model.encode(observe(model, env_obj, tasks.start).to(device))
-        goal = model.encode(observe(model, env_obj, tasks.goal).to(device))
-    low = env_obj.action_low.to(z0).repeat(model.action_block)
-    high = env_obj.action_high.to(z0).repeat(model.action_block)
-    return PlanProblem(model, z0, goal, horizon, low, high)
-
-
-def _sim_problem(
-    protocol: EvalProtocol, model: Any, tasks: Any, horizon: int, device: str
-) -> PlanProblem:
-    """The tasks of a ``sim:`` env (e.g. Push-T) as a planning problem.
-
-    The simulator renders the observations; actions are normalised to ``[-1, 1]`` as the eval
-    runner hands them to planners (:func:`grasplab.eval.runner.normalized_actions`).
-    """
-    from grasplab.eval.runner import action_bounds, normalized_actions, true_env
-
-    sim = protocol.make_sim()
+        model: WorldModel = OracleModel(protocol.make_env(), 1)
+    else:
+        model, trained_on = learned
+        protocol = dataclasses.replace(trained_on, horizon=horizon, test_episodes=batch)
+    tasks = protocol.tasks("test").to(device)
+    sim = protocol.make_sim() if protocol.is_sim else None  # renders the tasks (Push-T)
     try:
-        env_obj, planned = normalized_actions(true_env(protocol, sim), model)
-        with torch.no_grad():
-            z0 = model.encode(env_obj.observe(model, tasks.start).to(device))
-            goal = model.encode(env_obj.observe(model, tasks.goal).to(device))
+        true, planned = normalized_actions(true_env(protocol, sim), model)
+        return plan_problem(protocol, true, planned, tasks.start, tasks.goal, horizon)
     finally:
-        sim.close()
-    low, high = action_bounds(env_obj, model.action_block, z0)
-    return PlanProblem(planned, z0, goal, horizon, low, high)
+        if sim is not None:
+            sim.close()
 
 
 def paired_per_iteration(

@@ -36,6 +36,18 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ),
     ("bench", "platform"): ("grasplab.cli.bench_platform", "sweep overhead and worker scaling"),
     ("bench", "sims"): ("grasplab.cli.bench_sims", "real simulators: episodes/s, 1 vs 2 workers"),
+    ("bench", "quality"): (
+        "grasplab.cli.bench_quality",
+        "record a shipped checkpoint's quality (floors.json)",
+    ),
+    ("bench", "quality-pusht"): (
+        "grasplab.cli.bench_quality_pusht",
+        "record a shipped Push-T checkpoint's quality (floors.json)",
+    ),
+    ("bench", "decoded-probe"): (
+        "grasplab.cli.bench_decoded_probe",
+        "a pixel checkpoint's position read-outs and k-step errors",
+    ),
 }
 """Command words -> (its module in :mod:`grasplab.cli`, one line of help)."""
 HELP = ("-h", "--help")

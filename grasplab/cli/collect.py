@@ -6,9 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from grasplab.cli.common import module_doc, new_parser
-
-HELP = ("-h", "--help")
+from grasplab.cli.common import HELP_FLAGS, module_doc, new_parser
 
 
 def parser() -> argparse.ArgumentParser:
@@ -27,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Collect (or resume) a dataset and print one summary line; 2 on bad input."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in HELP:
+    if argv and argv[0] in HELP_FLAGS:
         parser().print_help()
         return 0
     from grasplab.world_models import data

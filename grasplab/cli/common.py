@@ -63,6 +63,7 @@ TRAIN_OVERRIDES = (
     ("cluster={cluster}", "remote: the MLflow server of the Ray cluster's head"),
     ("mlflow.tracking_uri=URI", "MLflow server (default: sqlite:///<root>/mlflow.db)"),
 )
+HELP_FLAGS = ("-h", "--help")
 COLUMN, WIDTH = 34, 100
 """Where an override's meaning starts, and the line width of the overrides block."""
 
@@ -187,4 +188,21 @@ def checked(
         check(args)
     except ValueError as error:
         p.error(str(error))
+    return args
+
+
+def key_values(prog: str, argv: Sequence[str], required: set[str], known: set[str]) -> dict:
+    """``key=value`` arguments (values read as YAML-ish scalars and lists), checked.
+
+    Raises:
+        ValueError: An item without ``=``, a required key missing or an unknown key (one line
+            naming them and ``prog``'s usage).
+    """
+    from grasplab.world_models.data import parse_overrides
+
+    args = parse_overrides(list(argv))
+    unknown = sorted(set(args) - known)
+    missing = sorted(required - set(args))
+    if unknown or missing:
+        raise ValueError(f"unknown keys {unknown}, missing keys {missing}; see {prog} --help")
     return args
