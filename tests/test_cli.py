@@ -174,6 +174,17 @@ def test_each_command_module_holds_its_parser_and_main():
         ("grasplab.bench.long_horizon", "parse", "grasplab.cli.bench_long_horizon.parse"),
         ("grasplab.cli_parsers", "sweep_parser", "grasplab.cli.sweep.parser"),
         ("grasplab.platform.jobs", "run_job", "grasplab.cli.jobs.run_job"),
+        ("grasplab.envs.geometry", "PlanarEnv", "grasplab.envs.planar.PlanarEnv"),
+        (
+            "grasplab.world_models.training",
+            "mlp_loss",
+            "grasplab.world_models.training.state_pixel.mlp_loss",
+        ),
+        (
+            "grasplab.world_models.patch_training",
+            "_frames",
+            "grasplab.world_models.training.patch.sample_frames",
+        ),
     ],
 )
 def test_moved_names_fail_naming_their_new_home(old, name, home):
@@ -183,6 +194,31 @@ def test_moved_names_fail_naming_their_new_home(old, name, home):
     assert str(error.value) == f"{old}.{name} moved to {home}"
     new_module, _, new_name = home.rpartition(".")
     assert callable(getattr(importlib.import_module(new_module), new_name))
+
+
+@pytest.mark.parametrize(
+    ("module", "command"),
+    [
+        ("grasplab.world_models.training", "grasplab train"),
+        ("grasplab.bench.quality", "grasplab bench quality"),
+        ("grasplab.bench.decoded_probe", "grasplab bench decoded-probe"),
+    ],
+)
+def test_retired_module_entry_points_name_the_command(module, command):
+    done = subprocess.run(
+        [sys.executable, "-m", module], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and command in done.stderr
+
+
+def test_key_value_bench_command_refuses_bad_keys_in_one_line():
+    done = grasplab("bench", "quality", "name=wall-mlp", "bogus=1")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "grasplab bench quality: unknown keys ['bogus'], missing keys ['data']; see grasplab "
+        "bench quality --help"
+    ]
 
 
 def test_commands_parse_with_their_parsers(capsys):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from grasplab.cli.common import PLANNER_ORDER, checked, module_doc, new_parser
+from grasplab.cli.common import PLANNER_ORDER, checked_by, module_doc, new_parser, run_by
+
+MODULE = "grasplab.bench.long_horizon"
 
 LONG_HORIZONS = "10,20,30,40,50,60,70,80"
 """Default ``--horizons`` (the same as :data:`grasplab.bench.long_horizon.HORIZONS`)."""
@@ -87,14 +89,9 @@ def parser() -> argparse.ArgumentParser:
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     """Options checked by :func:`grasplab.bench.long_horizon.check` (bad input: exit 2)."""
-    from grasplab.bench import long_horizon
-
-    return checked(parser(), argv, long_horizon.check)
+    return checked_by(parser(), argv, MODULE)
 
 
 def main(argv: Sequence[str]) -> int:
     """Run the benchmark (:func:`grasplab.bench.long_horizon.run`)."""
-    args = parse(argv)
-    from grasplab.bench import long_horizon
-
-    return long_horizon.run(args)
+    return run_by(parse(argv), MODULE)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from grasplab.cli.common import PLANNER_ORDER, checked, module_doc, new_parser
+from grasplab.cli.common import PLANNER_ORDER, checked_by, module_doc, new_parser, run_by
+
+MODULE = "grasplab.bench.planners"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,14 +50,9 @@ def parser() -> argparse.ArgumentParser:
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     """Options checked by :func:`grasplab.bench.planners.check` (bad input: exit 2)."""
-    from grasplab.bench import planners
-
-    return checked(parser(), argv, planners.check)
+    return checked_by(parser(), argv, MODULE)
 
 
 def main(argv: Sequence[str]) -> int:
     """Run the benchmark (:func:`grasplab.bench.planners.run`)."""
-    args = parse(argv)
-    from grasplab.bench import planners
-
-    return planners.run(args)
+    return run_by(parse(argv), MODULE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from grasplab.cli.common import module_doc, new_parser, sweep_epilog
+from grasplab.cli.common import module_doc, new_parser, run_by, sweep_epilog
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,7 +42,4 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     """Run the benchmark (:func:`grasplab.platform.bench.run`); 2 on a bad override."""
-    args = parser().parse_args(list(argv))
-    from grasplab.platform import bench
-
-    return bench.run(args)
+    return run_by(parser().parse_args(list(argv)), "grasplab.platform.bench")

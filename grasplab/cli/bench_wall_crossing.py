@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from grasplab.cli.common import checked, module_doc, new_parser
+from grasplab.cli.common import checked_by, module_doc, new_parser, run_by
+
+MODULE = "grasplab.bench.wall_crossing"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -25,14 +27,9 @@ def parser() -> argparse.ArgumentParser:
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     """Options checked by :func:`grasplab.bench.wall_crossing.check` (bad input: exit 2)."""
-    from grasplab.bench import wall_crossing
-
-    return checked(parser(), argv, wall_crossing.check)
+    return checked_by(parser(), argv, MODULE)
 
 
 def main(argv: Sequence[str]) -> int:
     """Run the benchmark (:func:`grasplab.bench.wall_crossing.run`)."""
-    args = parse(argv)
-    from grasplab.bench import wall_crossing
-
-    return wall_crossing.run(args)
+    return run_by(parse(argv), MODULE)

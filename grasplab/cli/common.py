@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
+import json
 import os
 import re
+import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 """The ``grasplab`` package folder."""
@@ -191,18 +195,55 @@ def checked(
     return args
 
 
-def key_values(prog: str, argv: Sequence[str], required: set[str], known: set[str]) -> dict:
-    """``key=value`` arguments (values read as YAML-ish scalars and lists), checked.
+def checked_by(p: argparse.ArgumentParser, argv: Sequence[str], module: str) -> argparse.Namespace:
+    """``p``'s parse of ``argv`` checked by ``check(args)`` of capability ``module``."""
+    return checked(p, argv, importlib.import_module(module).check)
 
-    Raises:
-        ValueError: An item without ``=``, a required key missing or an unknown key (one line
-            naming them and ``prog``'s usage).
+
+def run_by(args: argparse.Namespace, module: str) -> int:
+    """``run(args)`` of capability ``module``: its exit code."""
+    return int(importlib.import_module(module).run(args))
+
+
+def key_value_parser(prog: str, module: str, usage: str, what: str) -> argparse.ArgumentParser:
+    """The help-only parser of a ``key=value`` command that runs ``module`` (its docstring)."""
+    p = new_parser(prog, module_doc(module))
+    p.usage = usage
+    p.add_argument("settings", nargs="*", metavar="key=value", help=what)
+    return p
+
+
+def run_key_values(
+    prog: str,
+    argv: Sequence[str],
+    keys: tuple[set[str], set[str]],
+    run: Callable[[dict], Any],
+    indent: int = 2,
+) -> int:
+    """Run a ``key=value`` command: ``run(settings)``'s result printed as JSON.
+
+    Args:
+        prog: The command (``grasplab bench quality``), for messages.
+        argv: Its ``key=value`` arguments.
+        keys: ``(required, known)`` keys.
+        run: Does the work with the parsed settings (values read as YAML-ish scalars, lists).
+        indent: JSON indent of the printed result.
+
+    Returns:
+        0, or 2 with one line on stderr for an item without ``=``, a missing or unknown key, or
+        a ``ValueError`` of ``run``.
     """
     from grasplab.world_models.data import parse_overrides
 
-    args = parse_overrides(list(argv))
-    unknown = sorted(set(args) - known)
-    missing = sorted(required - set(args))
-    if unknown or missing:
-        raise ValueError(f"unknown keys {unknown}, missing keys {missing}; see {prog} --help")
-    return args
+    required, known = keys
+    try:
+        args = parse_overrides(list(argv))
+        unknown, missing = sorted(set(args) - known), sorted(required - set(args))
+        if unknown or missing:
+            raise ValueError(f"unknown keys {unknown}, missing keys {missing}; see {prog} --help")
+        result = run(args)
+    except ValueError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=indent, default=float))
+    return 0

@@ -25,17 +25,9 @@ from grasplab.world_models.training import patch, state_pixel
 from grasplab.world_models.training.loop import STATE_DIR, Log
 from grasplab.world_models.training.patch import PatchTrainConfig
 from grasplab.world_models.training.state_pixel import TrainConfig
-from grasplab.world_models.training.windows import (
-    ACTION_NORMALIZATION,
-    Windows,
-    background,
-    draw_windows,
-    latent_spread,
-    split_episodes,
-)
+from grasplab.world_models.training.windows import Windows, background, draw_windows
 
 __all__ = [
-    "ACTION_NORMALIZATION",
     "STATE_DIR",
     "Log",
     "PatchTrainConfig",
@@ -43,8 +35,6 @@ __all__ = [
     "Windows",
     "background",
     "draw_windows",
-    "latent_spread",
-    "split_episodes",
     "train",
 ]
 
@@ -106,6 +96,7 @@ __getattr__ = moved_names(
                 "run_identity",
             ),
             "loop": ("save_state", "load_state"),
+            "windows": ("ACTION_NORMALIZATION", "latent_spread", "split_episodes"),
         }.items()
         for name in names
     },
