@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working dir's grasplab
 
-from grasplab.platform.jobs import run_job  # noqa: E402
+from grasplab.cli.jobs import run_job  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(run_job("sweep"))

@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working dir's grasplab
 
-from grasplab.platform.train import job_overrides, main  # noqa: E402
+from grasplab.cli.train import main  # noqa: E402
+from grasplab.platform.train import job_overrides  # noqa: E402
 
 
 def interrupt(signum: int, frame: object) -> None:

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from grasplab.cli import sweep as cli_sweep
 from grasplab.eval import evaluate
 from grasplab.eval.models import load_model, probe_model, target_spec
 from grasplab.planners import PlanProblem, make_planner, planner_classes
-from grasplab.platform import sweep
 from grasplab.platform.config import load
 from grasplab.world_models import FlatLatents, OracleModel, as_flat
 
@@ -237,7 +237,7 @@ def test_bad_user_code_is_one_line_and_exit_code_2(
     tmp_path, monkeypatch, capsys, overrides, needle
 ):
     monkeypatch.chdir(tmp_path)
-    assert sweep.main(["protocol=tiny", *overrides]) == 2
+    assert cli_sweep.main(["protocol=tiny", *overrides]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("grasplab sweep: error"), err
     assert needle in err, err

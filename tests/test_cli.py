@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from grasplab import cli, cli_parsers
+from grasplab import cli
+from grasplab.cli import common
 from grasplab.eval import EvalProtocol
 from grasplab.platform import config
 from grasplab.platform.config import ConfigError, compose, load
@@ -33,7 +35,7 @@ HELPS = [
     ["bench"],
     ["bench", "--help"],
     ["bench", "wall-crossing", "-h"],
-    *([*words, "--help"] for words in cli_parsers.PARSERS),
+    *([*words, "--help"] for words in cli.COMMANDS),
 ]
 HEAVY = ("ray", "torch", "mlflow", "hydra", "omegaconf", "optuna", "numpy")
 
@@ -140,50 +142,110 @@ def test_mistyped_command_suggests_the_right_one(args, message):
     ],
 )
 def test_help_prints_the_module_docstring_as_written(module, args):
-    doc = cli_parsers.module_doc(module)
+    doc = common.module_doc(module)
     assert doc.count("\n") >= 3  # argparse's default formatter would re-wrap these lines
     done = grasplab(*args)
     assert done.returncode == 0
     assert doc in done.stdout  # line breaks and bullets kept, not re-wrapped
 
 
-def test_parsers_match_the_commands_and_the_modules():
+def test_each_command_module_holds_its_parser_and_main():
     from grasplab.bench import long_horizon, planners
+    from grasplab.cli import bench_long_horizon, bench_planners
 
-    assert set(cli_parsers.PARSERS) <= set(cli.COMMANDS)
-    lh = cli_parsers.long_horizon_parser()
-    assert lh.get_default("planners") == ",".join(long_horizon.ORDER)
-    assert cli_parsers.LONG_HORIZONS == long_horizon.HORIZONS
-    assert cli_parsers.bench_planners_parser().get_default("planners") == ",".join(planners.ORDER)
-    assert cli_parsers.config_dir() == config.config_dir()
-    for words, build in cli_parsers.PARSERS.items():
-        assert build().prog == f"grasplab {' '.join(words)}"
-        assert cli_parsers.module_doc(cli.COMMANDS[words][0]), words
-
-
-def test_command_without_a_light_parser_gets_its_modules_help(monkeypatch, capsys):
-    monkeypatch.delitem(cli_parsers.PARSERS, ("bench", "planners"))
-    with pytest.raises(SystemExit) as done:
-        cli.main(["bench", "planners", "--help"])  # the module's own parse answers
-    assert done.value.code == 0
-    assert capsys.readouterr().out.startswith("usage: grasplab bench planners")
+    assert bench_long_horizon.parser().get_default("planners") == ",".join(long_horizon.ORDER)
+    assert bench_long_horizon.LONG_HORIZONS == long_horizon.HORIZONS
+    assert bench_planners.parser().get_default("planners") == ",".join(planners.ORDER)
+    assert common.config_dir() == config.config_dir()
+    for words, (name, _) in cli.COMMANDS.items():
+        module = importlib.import_module(name)
+        assert module.parser().prog == f"grasplab {' '.join(words)}"
+        assert callable(module.main) and common.module_doc(name), words
 
 
-def test_modules_parse_with_the_shared_parsers(capsys):
-    from grasplab.bench import long_horizon, wall_crossing
-    from grasplab.platform import train
-    from grasplab.world_models import data
+@pytest.mark.parametrize(
+    ("old", "name", "home"),
+    [
+        ("grasplab.platform.sweep", "main", "grasplab.cli.sweep.main"),
+        ("grasplab.platform.study", "main", "grasplab.cli.ablate.main"),
+        ("grasplab.platform.reporting", "main", "grasplab.cli.report.main"),
+        ("grasplab.platform.train", "parse_args", "grasplab.cli.train.parser"),
+        ("grasplab.world_models.data", "main", "grasplab.cli.collect.main"),
+        ("grasplab.bench.long_horizon", "parse", "grasplab.cli.bench_long_horizon.parse"),
+        ("grasplab.cli_parsers", "sweep_parser", "grasplab.cli.sweep.parser"),
+        ("grasplab.platform.jobs", "run_job", "grasplab.cli.jobs.run_job"),
+        ("grasplab.envs.geometry", "PlanarEnv", "grasplab.envs.planar.PlanarEnv"),
+        (
+            "grasplab.world_models.training",
+            "mlp_loss",
+            "grasplab.world_models.training.state_pixel.mlp_loss",
+        ),
+        (
+            "grasplab.world_models.patch_training",
+            "_frames",
+            "grasplab.world_models.training.patch.sample_frames",
+        ),
+    ],
+)
+def test_moved_names_fail_naming_their_new_home(old, name, home):
+    module = importlib.import_module(old)
+    with pytest.raises(ImportError) as error:
+        getattr(module, name)
+    assert str(error.value) == f"{old}.{name} moved to {home}"
+    new_module, _, new_name = home.rpartition(".")
+    assert callable(getattr(importlib.import_module(new_module), new_name))
 
-    assert train.parse_args(["env=wall", "train.steps=3"]).overrides == [
+
+@pytest.mark.parametrize(
+    ("module", "command"),
+    [
+        ("grasplab.world_models.training", "grasplab train"),
+        ("grasplab.bench.quality", "grasplab bench quality"),
+        ("grasplab.bench.decoded_probe", "grasplab bench decoded-probe"),
+    ],
+)
+def test_retired_module_entry_points_name_the_command(module, command):
+    done = subprocess.run(
+        [sys.executable, "-m", module], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and command in done.stderr
+
+
+def test_key_value_bench_command_refuses_bad_keys_in_one_line():
+    done = grasplab("bench", "quality", "name=wall-mlp", "bogus=1")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "grasplab bench quality: unknown keys ['bogus'], missing keys ['data']; see grasplab "
+        "bench quality --help"
+    ]
+
+
+def test_commands_parse_with_their_parsers(capsys):
+    from grasplab.cli import bench_long_horizon, bench_wall_crossing, collect, train
+
+    assert train.parser().parse_args(["env=wall", "train.steps=3"]).overrides == [
         "env=wall",
         "train.steps=3",
     ]
-    assert long_horizon.parse(["--quick"]).horizons == "10,50"
-    assert wall_crossing.parse(["--episodes", "3"]).episodes == 3
-    assert data.main(["--help"]) == 0
+    assert bench_long_horizon.parse(["--quick"]).horizons == "10,50"
+    assert bench_wall_crossing.parse(["--episodes", "3"]).episodes == 3
+    assert collect.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: grasplab collect env=<pointmaze|wall|ballnav|sim:SIMULATOR>")
-    assert cli_parsers.module_doc("grasplab.world_models.data") in out
+    assert common.module_doc("grasplab.world_models.data") in out
+
+
+def test_bad_option_is_one_line_and_exit_code_2(capsys):
+    from grasplab.cli import bench_long_horizon
+
+    with pytest.raises(SystemExit) as done:
+        bench_long_horizon.parse(["--envs", "nowhere"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "grasplab bench long-horizon: error: unknown env 'nowhere'; known: "
+        "['pointmaze', 'pusht', 'wall']"
+    )
 
 
 # --- unknown override keys name the nearest valid key --------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import ray
 
+from grasplab.cli import sweep as cli_sweep
 from grasplab.platform import sweep
 from grasplab.platform.testing import (
     BIN,
@@ -125,7 +126,7 @@ def test_unreachable_cluster_address_fails_fast_with_one_line(tmp_path):
 )
 def test_bad_cluster_settings_are_config_errors(tmp_path, monkeypatch, capsys, override, needle):
     monkeypatch.chdir(tmp_path)
-    assert sweep.main([override]) == 2
+    assert cli_sweep.main([override]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err
 

@@ -188,7 +188,7 @@ def test_ray_cluster_yaml_passes_rays_own_schema_validation():
 
 
 def test_jobs_start_from_their_experiment_and_let_overrides_win():
-    from grasplab.platform.jobs import JOBS, job_overrides
+    from grasplab.cli.jobs import JOBS, job_overrides
 
     repo = config_dir().parent
     # jobs/train.py trains a world model (grasplab.platform.train.job_overrides), not a sweep
@@ -211,8 +211,7 @@ def train_options() -> list[str]:
 @pytest.mark.parametrize("kind", train_options())
 def test_every_train_config_composes_and_validates(kind, env, tmp_path):
     from grasplab.platform import train
-    from grasplab.world_models.patch_training import PatchTrainConfig
-    from grasplab.world_models.training import TrainConfig
+    from grasplab.world_models.training import PatchTrainConfig, TrainConfig
 
     assert set(train_options()) == set(train.KINDS)
     spec = train.load([f"world_model={kind}", f"env={env}"], tmp_path)

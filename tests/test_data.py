@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from grasplab.world_models import data as wm_data
+from grasplab.cli import collect as cli_collect
 from grasplab.world_models.data import DatasetError, collect, load_episodes
 
 torch.set_num_threads(1)
@@ -82,7 +82,7 @@ def test_resume_refuses_a_different_collection(tmp_path):
 
 def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
-    code = wm_data.main(
+    code = cli_collect.main(
         [
             "env=wall",
             "episodes=2",
@@ -97,7 +97,7 @@ def test_cli(tmp_path, capsys):
     assert code == 0
     assert "2/2 episodes" in capsys.readouterr().out
     assert json.loads((out / "manifest.json").read_text())["env_overrides"] == {"max_step": 2.0}
-    assert wm_data.main(["env=wall", "episodes=2", "steps=4", f"out={out}", "bogus=1"]) == 2
+    assert cli_collect.main(["env=wall", "episodes=2", "steps=4", f"out={out}", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
-    assert wm_data.main(["env=nowhere", "episodes=2", "steps=4", f"out={out}"]) == 2
-    assert wm_data.main(["env=wall", "episodes=2"]) == 2
+    assert cli_collect.main(["env=nowhere", "episodes=2", "steps=4", f"out={out}"]) == 2
+    assert cli_collect.main(["env=wall", "episodes=2"]) == 2

@@ -340,3 +340,11 @@ def test_oracle_model_unit_scale(name, kw):
     z1 = model.step(z, torch.rand(64, 6, generator=gen(1)) * 2 - 1)
     assert z1.shape == z.shape
     assert not inside_obstacle(env, model.decode(z1)[:, :2]).any()
+
+
+def test_names_moved_out_of_geometry_name_their_new_home():
+    from grasplab.envs import planar
+
+    with pytest.raises(ImportError, match="moved to grasplab.envs.planar.PlanarEnv"):
+        from grasplab.envs.geometry import PlanarEnv  # noqa: F401
+    assert planar.PlanarEnv.__module__ == "grasplab.envs.planar"

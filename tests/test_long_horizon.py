@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from grasplab.bench import long_horizon, wall_crossing
+from grasplab.cli import bench_long_horizon, bench_wall_crossing
 from grasplab.envs import make
 from grasplab.eval import EvalProtocol
 from grasplab.world_models import OracleModel, rollout
@@ -45,13 +46,13 @@ def test_plan_error_is_zero_for_exact_dynamics_and_sees_a_wrong_model():
 
 
 def test_quick_defaults_and_reduced_budgets():
-    args = long_horizon.parse(["--quick"])
+    args = bench_long_horizon.parse(["--quick"])
     assert (args.horizons, args.episodes) == ("10,50", 16)
-    assert long_horizon.parse([]).episodes == 100
+    assert bench_long_horizon.parse([]).episodes == 100
     assert long_horizon.planner_config("grasp", 1.0) == {}
     assert long_horizon.planner_config("grasp", 0.1) == {"n_steps": 75}
     assert long_horizon.planner_config("cem", 0.01) == {"n_iterations": 1}
-    args = long_horizon.parse(["--planners", "grasp", "--set", "grasp.goal_weight=0.1"])
+    args = bench_long_horizon.parse(["--planners", "grasp", "--set", "grasp.goal_weight=0.1"])
     assert long_horizon.planner_config("grasp", 0.1, args.overrides) == {
         "n_steps": 75,
         "goal_weight": 0.1,
@@ -63,7 +64,7 @@ def test_quick_defaults_and_reduced_budgets():
 )
 def test_bad_set_is_a_usage_error(item, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        long_horizon.parse(["--planners", "grasp", "--set", item])
+        bench_long_horizon.parse(["--planners", "grasp", "--set", item])
     assert exit_info.value.code == 2
     assert "error" in capsys.readouterr().err
 
@@ -72,7 +73,7 @@ def test_oracle_model_has_no_model_vs_true_gap(tmp_path, capsys):
     out = tmp_path / "oracle.json"
     argv = ["--model", "oracle", "--envs", "wall", "--horizons", "10,80", "--episodes", "4"]
     argv += ["--budget", "0.05", "--planners", "cem,gd,grasp", "--json", str(out)]
-    assert long_horizon.main(argv) == 0
+    assert bench_long_horizon.main(argv) == 0
     rows = json.loads(out.read_text())["rows"]
     assert "skipped" in rows[1] and rows[1]["horizon"] == 80  # wall supports H <= 68 at block 1
     for name, cell in rows[0]["cells"].items():
@@ -89,11 +90,11 @@ def test_final_plan_scores_without_freezing_probed_iterates(tmp_path, capsys):
     out = tmp_path / "final.json"
     argv = ["--model", "oracle", "--envs", "wall", "--horizons", "10", "--episodes", "3"]
     argv += ["--budget", "0.05", "--planners", "gd", "--final-plan", "--json", str(out)]
-    assert long_horizon.main(argv) == 0
+    assert bench_long_horizon.main(argv) == 0
     row = json.loads(out.read_text())["rows"][0]
     assert row["protocol"]["stop_on_success"] is False
     assert "scoring the final plan only" in capsys.readouterr().out
-    assert long_horizon.parse([]).final_plan is False
+    assert bench_long_horizon.parse([]).final_plan is False
 
 
 @pytest.mark.skipif(
@@ -103,7 +104,7 @@ def test_tiny_run_on_the_shipped_pixel_models(tmp_path, capsys):
     out = tmp_path / "pixel.json"
     argv = ["--envs", "pointmaze,wall", "--horizons", "10", "--episodes", "3"]
     argv += ["--budget", "0.02", "--json", str(out)]
-    assert long_horizon.main(argv) == 0
+    assert bench_long_horizon.main(argv) == 0
     figures = json.loads(out.read_text())
     assert [r["env"] for r in figures["rows"]] == ["pointmaze", "wall"]
     for row in figures["rows"]:
@@ -131,7 +132,7 @@ def test_wall_crossing_counts_paths_through_solid_wall_only():
 
 def test_wall_crossing_cli_on_the_oracle(capsys):
     argv = ["--model", "oracle", "--horizon", "20", "--episodes", "3", "--planners", "gd"]
-    assert wall_crossing.main(argv + ["--set", "gd.n_steps=5"]) == 0
+    assert bench_wall_crossing.main(argv + ["--set", "gd.n_steps=5"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| gd |")]
     assert len(lines) == 1
     cells = [c.strip() for c in lines[0].split("|")]

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from grasplab.cli import bench_planners
 from grasplab.planners import PlanProblem, make_planner
 from grasplab.targets import import_target
 from grasplab.world_models import WorldModel
@@ -151,7 +152,6 @@ def test_two_stage_training_runs_resumes_and_records_what_it_trained_on(tmp_path
 def test_bench_measures_speed_ratios_on_a_patch_checkpoint(tmp_path):
     import json
 
-    from grasplab.bench import planners
     from grasplab.world_models import checkpoint
 
     torch.manual_seed(0)
@@ -161,7 +161,7 @@ def test_bench_measures_speed_ratios_on_a_patch_checkpoint(tmp_path):
     argv = ["--model", str(tmp_path / "ck"), "--envs", "wall", "--ratio-batch", "3"]
     argv += ["--ratio-horizon", "4", "--grasp-budgets", "1,2", "--cem-budgets", "1,2"]
     argv += ["--cem-samples", "20", "--repeats", "1", "--json", str(tmp_path / "b.json")]
-    assert planners.main(argv) == 0
+    assert bench_planners.main(argv) == 0
     figures = json.loads((tmp_path / "b.json").read_text())
     # timings are measured, not asserted: a ratio of two differences of tiny timed budgets can
     # come out negative on a loaded machine (seen once at -12); only that it was computed
@@ -202,7 +202,6 @@ def test_bench_grasp_ratio_alone_and_compiled(tmp_path, monkeypatch):
     import json
 
     import grasplab.planners.grasp as grasp_module
-    from grasplab.bench import planners
     from grasplab.world_models import checkpoint
 
     compiled, compile_ = [], torch.compile
@@ -219,14 +218,14 @@ def test_bench_grasp_ratio_alone_and_compiled(tmp_path, monkeypatch):
     argv = ["--model", str(tmp_path / "ck"), "--envs", "wall", "--ratio-batch", "3"]
     argv += ["--ratio-horizon", "4", "--grasp-budgets", "1,2", "--repeats", "1"]
     argv += ["--ratios", "grasp", "--json", str(tmp_path / "b.json")]
-    assert planners.main(argv) == 0
+    assert bench_planners.main(argv) == 0
     figures = json.loads((tmp_path / "b.json").read_text())
     assert figures["grasp_ratio"]["step_fwd_bwd_single_s"] > 0 and "cem_ratio" not in figures
     assert compiled == []
-    assert planners.main([*argv, "--grasp-compile"]) == 0
+    assert bench_planners.main([*argv, "--grasp-compile"]) == 0
     assert compiled and all(fn is grasp_module._scaled_lifted_losses for fn in compiled)
     with pytest.raises(SystemExit):
-        planners.parse(["--ratios", "grasp,ddp"])
+        bench_planners.parse(["--ratios", "grasp,ddp"])
 
 
 def test_residual_decoder_starts_from_the_background_and_survives_a_checkpoint(tmp_path):
@@ -268,7 +267,7 @@ def test_old_checkpoints_have_no_background_and_decode_as_before():
 
 
 def test_soft_foreground_weight_follows_the_distance_from_the_background():
-    from grasplab.world_models.patch_training import PatchTrainConfig, recon_loss
+    from grasplab.world_models.training.patch import PatchTrainConfig, recon_loss
 
     torch.manual_seed(0)
     model = PatchModel(PatchConfig(env_action_dim=2))

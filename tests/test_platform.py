@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import ray
 
+from grasplab.cli import sweep as cli_sweep
 from grasplab.platform import sweep
 from grasplab.platform.search import LABEL, PlannerSearch
 from grasplab.platform.testing import BIN, stop, sweep_runs, trials_and_parents
@@ -376,7 +377,7 @@ def test_killed_driver_resumes_without_duplicate_runs(tmp_path):
 )
 def test_bad_config_is_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys, overrides, needle):
     monkeypatch.chdir(tmp_path)
-    assert sweep.main(overrides) == 2
+    assert cli_sweep.main(overrides) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and err.startswith("grasplab sweep: error")
     assert not (tmp_path / "mlflow.db").exists()  # validated before any MLflow run existed
@@ -400,7 +401,7 @@ def test_cli_bad_override_exit_code_2(tmp_path):
 
 def test_resume_without_a_sweep_is_a_config_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert sweep.main(["name=never_ran", "--resume"]) == 2
+    assert cli_sweep.main(["name=never_ran", "--resume"]) == 2
     assert "no unfinished sweep named 'never_ran'" in capsys.readouterr().err
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from grasplab.cli import train as cli_train
 from grasplab.platform import sweep, train
 from grasplab.platform.testing import sweep_runs
 from grasplab.platform.tracking import default_tracking
@@ -41,7 +42,7 @@ def run_main(overrides: list[str]) -> tuple[int, str]:
     """``train.main`` with its stdout captured."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = train.main(overrides)
+        code = cli_train.main(overrides)
     return code, out.getvalue()
 
 
@@ -207,7 +208,7 @@ def test_failed_or_interrupted_training_ends_its_run(trained, monkeypatch, error
     ],
 )
 def test_bad_override_is_one_line_and_exit_code_2(tmp_path, capsys, override, needle):
-    assert train.main([f"root={tmp_path}", override]) == 2
+    assert cli_train.main([f"root={tmp_path}", override]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and err.startswith("grasplab train: error")
     assert not (tmp_path / "mlflow.db").exists()  # validated before any store or run existed
@@ -216,7 +217,7 @@ def test_bad_override_is_one_line_and_exit_code_2(tmp_path, capsys, override, ne
 def test_resuming_another_trainings_state_is_refused(trained, capsys):
     root, _ = trained
     assert (root / "runs" / "wall-mlp" / STATE_DIR / "state.json").is_file()
-    assert train.main([*TINY, f"root={root}", "model.width=32"]) == 2
+    assert cli_train.main([*TINY, f"root={root}", "model.width=32"]) == 2
     assert "differs in ['model']" in capsys.readouterr().err
     assert len(train_runs(root)) == 1  # no run was opened
 

@@ -140,7 +140,7 @@ def test_heldout_excerpt_gives_the_same_tasks_as_the_dataset(pusht_data, tmp_pat
 
 def test_pixel_models_of_pusht_normalise_the_actions():
     from grasplab.world_models.pixel import PixelConfig, PixelModel
-    from grasplab.world_models.training import TrainConfig, build_model
+    from grasplab.world_models.training.state_pixel import TrainConfig, build_model
 
     manifest = {"env": "sim:pusht", "state_dim": 5, "action_dim": 2, "image_size": 64}
     model = build_model(
@@ -158,7 +158,8 @@ def test_pixel_models_of_pusht_normalise_the_actions():
 
 
 def test_mlp_loss_units_divide_by_a_power_of_the_increment_scale():
-    from grasplab.world_models.training import TrainConfig, Windows, mlp_loss
+    from grasplab.world_models.training import TrainConfig, Windows
+    from grasplab.world_models.training.state_pixel import mlp_loss
 
     model = angle_model()
     g = torch.Generator().manual_seed(1)
@@ -176,7 +177,7 @@ def test_mlp_loss_units_divide_by_a_power_of_the_increment_scale():
 
 def test_patch_models_of_pusht_normalise_the_actions():
     from grasplab.world_models.patch import PatchConfig, PatchModel
-    from grasplab.world_models.patch_training import PatchTrainConfig, build_model
+    from grasplab.world_models.training.patch import PatchTrainConfig, build_model
 
     manifest = {"env": "sim:pusht", "state_dim": 5, "action_dim": 2, "image_size": 64}
     model = build_model(PatchTrainConfig(model={"hidden": 8}), manifest, 1)

@@ -22,8 +22,10 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
+from grasplab.cli import report as cli_report
+from grasplab.cli import sweep as cli_sweep
 from grasplab.eval import significance as sig
-from grasplab.platform import report, reporting, sweep
+from grasplab.platform import report, reporting
 from grasplab.platform.testing import trials_and_parents
 from grasplab.platform.tracking import Tracker, default_tracking
 
@@ -162,7 +164,7 @@ def swept(tmp_path_factory):
     os.chdir(folder)
     try:
         with contextlib.redirect_stdout(stdout):
-            assert sweep.main([*TINY, "--quiet"]) == 0
+            assert cli_sweep.main([*TINY, "--quiet"]) == 0
     finally:
         os.chdir(cwd)
     uri = default_tracking(folder)[0]
@@ -273,7 +275,7 @@ def expected_rows(run) -> dict[str, list[str]]:
 def test_report_from_mlflow_renders_in_chromium_with_the_runs_numbers(swept, capsys):
     out = swept.folder / "out"
     name = swept.parent.data.params["sweep_name"]
-    assert reporting.main([name, "--out", str(out), "--tracking-uri", swept.uri]) == 0
+    assert cli_report.main([name, "--out", str(out), "--tracking-uri", swept.uri]) == 0
     assert capsys.readouterr().out.split() == [str(out / "report.html"), str(out / "report.md")]
     client = MlflowClient(swept.uri)
     run_id = swept.parent.info.run_id
@@ -325,7 +327,9 @@ def test_two_sweeps_line_up_side_by_side(swept, capsys):
     tracker.end(twin)
     out = swept.folder / "twin"
     assert (
-        reporting.main([parent.info.run_id, "twin", "--out", str(out), "--tracking-uri", swept.uri])
+        cli_report.main(
+            [parent.info.run_id, "twin", "--out", str(out), "--tracking-uri", swept.uri]
+        )
         == 0
     )
     capsys.readouterr()
@@ -353,16 +357,16 @@ def test_mixing_protocol_versions_or_task_sets_is_refused(swept, capsys):
         ids[name] = tracker.start_parent(f"fake-{name}", f"fake-{name}", params)
         tracker.end(ids[name])
     run_id = parent.info.run_id
-    assert reporting.main([run_id, ids["old"], "--tracking-uri", swept.uri]) == 2
+    assert cli_report.main([run_id, ids["old"], "--tracking-uri", swept.uri]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"grasplab report: error: cannot mix protocol versions: {parent.info.run_name} has "
         "version 1, fake-old has version 0"
     ]
-    assert reporting.main([run_id, ids["seed"], "--tracking-uri", swept.uri]) == 2
+    assert cli_report.main([run_id, ids["seed"], "--tracking-uri", swept.uri]) == 2
     err = capsys.readouterr().err
     assert "cannot mix task sets" in err and "differ in protocol.seed" in err
-    assert reporting.main(["no_such_sweep", "--tracking-uri", swept.uri]) == 2
+    assert cli_report.main(["no_such_sweep", "--tracking-uri", swept.uri]) == 2
     assert "no sweep named 'no_such_sweep'" in capsys.readouterr().err
 
 

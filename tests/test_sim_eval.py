@@ -17,6 +17,8 @@ import pytest
 import ray
 import torch
 
+from grasplab.cli import bench_long_horizon
+from grasplab.cli import sweep as cli_sweep
 from grasplab.eval import EvalProtocol
 from grasplab.eval.runner import evaluate, random_floor
 from grasplab.eval.tasks import TaskSet, check_train_overlap
@@ -278,7 +280,6 @@ def gym_without_set_state(**kwargs):
 def test_adapter_without_reset_to_state_is_refused_on_the_driver(
     factory, needle, pusht_model, tmp_path, monkeypatch, capsys
 ):
-    from grasplab.platform import sweep
 
     monkeypatch.chdir(tmp_path)
     overrides = [
@@ -286,7 +287,7 @@ def test_adapter_without_reset_to_state_is_refused_on_the_driver(
         "world_model=checkpoint",
         f"world_model.spec={pusht_model}",
     ]
-    assert sweep.main(overrides) == 2
+    assert cli_sweep.main(overrides) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and err.startswith("grasplab sweep: error")
     assert not (tmp_path / "mlflow.db").exists()  # refused before any MLflow run existed
@@ -295,14 +296,13 @@ def test_adapter_without_reset_to_state_is_refused_on_the_driver(
 def test_split_overlapping_the_training_split_is_refused_on_the_driver(
     pusht_data, pusht_model, tmp_path, monkeypatch, capsys
 ):
-    from grasplab.platform import sweep
 
     monkeypatch.chdir(tmp_path)
     overrides = [
         *sweep_overrides(pusht_data, pusht_model),
         "tasks.splits.tune=[4,7]",
     ]
-    assert sweep.main(overrides) == 2
+    assert cli_sweep.main(overrides) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "tune episodes [4, 7) overlap the training episodes [0, 6)" in err
@@ -391,13 +391,12 @@ def test_a_worker_builds_its_simulator_once_and_closes_it(pusht_data, pusht_mode
 
 def test_tiny_pusht_long_horizon_bench_end_to_end(pusht_data, pusht_model, tmp_path, capsys):
     """``grasplab bench long-horizon --envs pusht``: dataset tasks judged in the real simulator."""
-    from grasplab.bench import long_horizon
 
     out = tmp_path / "pusht.json"
     argv = ["--envs", "pusht", "--checkpoint", str(pusht_model), "--data", str(pusht_data)]
     argv += ["--splits", "6:7,7:8", "--horizons", "4", "--episodes", "2", "--floor-repeats", "1"]
     argv += ["--planners", "cem,grasp,grasp_reference", "--budget", "0.02", "--json", str(out)]
-    assert long_horizon.main(argv) == 0
+    assert bench_long_horizon.main(argv) == 0
     printed = capsys.readouterr().out
     assert "### pusht: success % [95% Wilson CI]" in printed
     assert "judged in the real simulator" in printed
@@ -410,18 +409,17 @@ def test_tiny_pusht_long_horizon_bench_end_to_end(pusht_data, pusht_model, tmp_p
     assert row["cells"]["grasp_reference"]["config"]["reset_optimizer"] is True
     assert row["random"]["n"] == 2
     with pytest.raises(ValueError, match="overlap the training episodes"):
-        long_horizon.main([*argv[:6], "--splits", "0:1,7:8", *argv[8:]])
+        bench_long_horizon.main([*argv[:6], "--splits", "0:1,7:8", *argv[8:]])
 
 
 def test_tiny_pusht_long_horizon_bench_under_mpc(pusht_data, pusht_model, tmp_path, capsys):
     """``--mpc E``: the row's protocol replans every E steps; each plan counts in model steps."""
-    from grasplab.bench import long_horizon
 
     out = tmp_path / "mpc.json"
     argv = ["--envs", "pusht", "--checkpoint", str(pusht_model), "--data", str(pusht_data)]
     argv += ["--splits", "6:7,7:8", "--horizons", "4", "--episodes", "2", "--floor-repeats", "1"]
     argv += ["--planners", "gd", "--budget", "0.05", "--final-plan", "--json", str(out)]
-    assert long_horizon.main([*argv, "--mpc", "2"]) == 0
+    assert bench_long_horizon.main([*argv, "--mpc", "2"]) == 0
     assert "MPC (execute 2 model steps per replan" in capsys.readouterr().out
     (row,) = json.loads(out.read_text())["rows"]
     assert row["protocol"]["mode"] == "mpc" and row["protocol"]["mpc_execute"] == 2
@@ -431,4 +429,4 @@ def test_tiny_pusht_long_horizon_bench_under_mpc(pusht_data, pusht_model, tmp_pa
     steps_open_loop = 15 * 4 + 4
     assert cell["summary"]["model_steps"] > steps_open_loop
     with pytest.raises(SystemExit):
-        long_horizon.main([*argv, "--mpc", "5"])  # E longer than the horizon
+        bench_long_horizon.main([*argv, "--mpc", "5"])  # E longer than the horizon

@@ -17,8 +17,10 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
+from grasplab.cli import ablate as cli_ablate
+from grasplab.cli import report as cli_report
 from grasplab.eval.metrics import wilson_interval
-from grasplab.platform import reporting, study
+from grasplab.platform import study
 from grasplab.platform.config import ConfigError
 from grasplab.platform.tracking import PARENT, ROLE, default_tracking
 
@@ -51,7 +53,7 @@ def studied(tmp_path_factory):
     os.chdir(folder)
     try:
         with contextlib.redirect_stdout(stdout):
-            assert study.main([*TINY, "--quiet"]) == 0
+            assert cli_ablate.main([*TINY, "--quiet"]) == 0
     finally:
         os.chdir(cwd)
     uri = default_tracking(folder)[0]
@@ -111,7 +113,7 @@ def test_pooled_table_equals_the_sweeps_test_records(studied):
 def test_report_rebuilds_the_study_from_mlflow(studied, capsys):
     out = studied.folder / "rebuilt"
     ref = studied.run.data.params["study_name"]
-    assert reporting.main([ref, "--out", str(out), "--tracking-uri", studied.uri]) == 0
+    assert cli_report.main([ref, "--out", str(out), "--tracking-uri", studied.uri]) == 0
     printed = capsys.readouterr().out.split()
     assert [p.rsplit("/", 1)[-1] for p in printed] == [
         "ablation.html",
@@ -133,7 +135,7 @@ def test_resume_of_a_finished_study_is_refused(studied, capsys):
     cwd = os.getcwd()
     os.chdir(studied.folder)
     try:
-        assert study.main([*TINY, "--resume"]) == 2
+        assert cli_ablate.main([*TINY, "--resume"]) == 2
     finally:
         os.chdir(cwd)
     assert "no unfinished study named 'ablation'" in capsys.readouterr().err
@@ -153,7 +155,7 @@ def test_bad_study_input_exits_2_before_anything_exists(override, message, tmp_p
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        assert study.main(["protocol=tiny", override]) == 2
+        assert cli_ablate.main(["protocol=tiny", override]) == 2
     finally:
         os.chdir(cwd)
     err = capsys.readouterr().err
@@ -185,10 +187,10 @@ def test_bars_draw_rates_of_zero_and_one():
 
 
 def test_the_ablation_job_runs_the_study(monkeypatch):
-    from grasplab.platform import jobs, sweep
+    from grasplab.cli import jobs, sweep
 
     seen = {}
-    monkeypatch.setattr(study, "main", lambda argv: seen.setdefault("study", argv) and 0)
+    monkeypatch.setattr(cli_ablate, "main", lambda argv: seen.setdefault("study", argv) and 0)
     monkeypatch.setattr(sweep, "main", lambda argv: seen.setdefault("sweep", argv) and 0)
     jobs.run_job("ablation", ["study=learned"])
     jobs.run_job("long_horizon", [])

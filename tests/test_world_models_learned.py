@@ -14,9 +14,9 @@ from grasplab.world_models.base import WorldModel
 from grasplab.world_models.checkpoint import CHECKPOINTS, CheckpointError
 from grasplab.world_models.data import collect
 from grasplab.world_models.mlp import MLPConfig, MLPModel
-from grasplab.world_models.patch_training import SPREAD_FLOOR
 from grasplab.world_models.pixel import PixelConfig, PixelModel
 from grasplab.world_models.training import train
+from grasplab.world_models.training.patch import SPREAD_FLOOR
 
 torch.set_num_threads(1)
 
@@ -251,7 +251,7 @@ def test_shipped_checkpoints_declare_their_latent_spread(name):
     assert spread.shape == (model.state_dim,)
     if model.kind == "patch":
         # latents are unit-scale per channel over all patches; most patches (the layout) barely
-        # vary, so most dims sit at the floor (patch_training.SPREAD_FLOOR), the agent's do not
+        # vary, so most dims sit at the floor (training.patch.SPREAD_FLOOR), the agent's do not
         assert float(spread.min()) >= SPREAD_FLOOR - 1e-6 and float(spread.max()) < 3.0
         assert float(spread.max()) > 2 * SPREAD_FLOOR
     else:

@@ -29,7 +29,6 @@ free of ``grasplab/bench``).
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,10 +215,6 @@ def fit_decoded_probe(
     )
 
 
-USAGE = (
-    "usage: python -m grasplab.bench.decoded_probe name=<checkpoint dir under "
-    "grasplab/world_models/checkpoints/> data=DIR [ks=[1,2,...,80] windows=256]"
-)
 DEFAULT_KS = list(range(1, 81))
 """Every depth to 80: a plan's mean error over its H steps can be set beside the mean over
 ``k = 1..H`` on behaviour data."""
@@ -254,24 +249,5 @@ def measure(name: str, data_dir: str, ks: list[int], windows: int = 256) -> dict
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print :func:`measure` as JSON; one-line error and exit code 2 on bad input."""
-    from grasplab.world_models.data import parse_overrides
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parse_overrides(argv)
-        unknown = sorted(set(args) - {"name", "data", "ks", "windows"})
-        if unknown or not {"name", "data"} <= set(args):
-            raise ValueError(f"bad or missing keys (unknown: {unknown}); {USAGE}")
-        ks = [int(k) for k in args.get("ks", DEFAULT_KS)]
-        result = measure(str(args["name"]), str(args["data"]), ks, int(args.get("windows", 256)))
-    except ValueError as err:
-        print(f"decoded_probe: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(result, indent=1, default=float))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit("python -m grasplab.bench.decoded_probe is gone; run: grasplab bench decoded-probe")

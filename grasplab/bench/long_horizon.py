@@ -53,11 +53,12 @@ import torch
 from grasplab.bench.decoded_probe import decodes_images, fit_decoded_probe
 from grasplab.bench.planners import machine
 from grasplab.bench.quality import FLOORS, PositionReadout, fit_position_probe, predicted_positions
-from grasplab.cli_parsers import long_horizon_parser
 from grasplab.envs import Env, Simulator, make, make_sim
-from grasplab.eval import EvalProtocol, evaluate, execute, format_cell, random_floor
+from grasplab.eval import EvalProtocol, evaluate, execute, format_cell, models, random_floor
+from grasplab.eval.models import ORACLE, checkpoint_protocol
+from grasplab.moved import moved_names
 from grasplab.planners import PLANNERS, Planner, PlanProblem, PlanResult, Probe, make_planner
-from grasplab.world_models import OracleModel, WorldModel, checkpoint
+from grasplab.world_models import WorldModel, checkpoint
 from grasplab.world_models.checkpoint import CHECKPOINTS
 
 ORDER = ["cem", "gd", "mppi", "latco", "grasp", "grasp_reference"]
@@ -104,44 +105,48 @@ NON_GREEDY_DETOUR = 1.1
 """A task counts as non-greedy when its geodesic exceeds the straight line by this factor."""
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    """Command-line options (``--quick``: H in {10, 50}, 16 episodes, unless given)."""
-    p = long_horizon_parser()
-    args = p.parse_args(argv)
+def check(args: argparse.Namespace) -> None:
+    """Validate ``grasplab bench long-horizon``' options and fill the derived ones in place.
+
+    ``--quick`` (H in {10, 50}, 16 episodes) fills what is not given; sets ``split_ranges``
+    (``--splits``) and ``overrides`` (``--set``, scaled by ``--budget``).
+
+    Raises:
+        ValueError: Naming the first bad option.
+    """
     if args.horizons is None:
         args.horizons = QUICK_HORIZONS if args.quick else HORIZONS
     if args.episodes is None:
         args.episodes = QUICK_EPISODES if args.quick else 100
     for env in args.envs.split(","):
         if env not in LAYOUTS and env not in SIMS:
-            p.error(f"unknown env {env!r}; known: {sorted([*LAYOUTS, *SIMS])}")
+            raise ValueError(f"unknown env {env!r}; known: {sorted([*LAYOUTS, *SIMS])}")
         if env in SIMS and args.model == "oracle":
-            p.error(f"{env} is a real simulator: no oracle model (use --model mlp|pixel|patch)")
+            raise ValueError(
+                f"{env} is a real simulator: no oracle model (use --model mlp|pixel|patch)"
+            )
         name = checkpoint_name(env, args.model)
         if args.checkpoint:
             if not Path(args.checkpoint).is_dir() or "," in args.envs:
-                p.error("--checkpoint must be a checkpoint directory, with one env in --envs")
+                raise ValueError(
+                    "--checkpoint must be a checkpoint directory, with one env in --envs"
+                )
         elif args.model != "oracle" and not (CHECKPOINTS / name).is_dir():
-            p.error(f"no shipped checkpoint {name} in {CHECKPOINTS} (RECIPE.md makes them)")
+            raise ValueError(
+                f"no shipped checkpoint {name} in {CHECKPOINTS} (RECIPE.md makes them)"
+            )
         data = Path(args.data or SIM_DATA.get(env, ""))
         if env in SIMS and not (data / "manifest.json").is_file():
-            p.error(
+            raise ValueError(
                 f"{env}: no dataset at {data} (--data); collect it with: grasplab collect "
                 f"env={SIMS[env]} behaviour=pusher episodes=1000 steps=100 seed=0 out={data}"
             )
-    try:
-        args.split_ranges = parse_splits(args.splits)
-    except ValueError as err:
-        p.error(str(err))
+    args.split_ranges = parse_splits(args.splits)
     if args.budget <= 0 or args.episodes < 1:
-        p.error("--budget must be > 0 and --episodes >= 1")
+        raise ValueError("--budget must be > 0 and --episodes >= 1")
     if args.mpc < 0 or any(args.mpc > int(h) for h in str(args.horizons).split(",")):
-        p.error(f"--mpc E must be >= 1 and <= every horizon (got {args.mpc})")
-    try:
-        args.overrides = checked_overrides(args.planners.split(","), args.set, args.budget)
-    except ValueError as err:
-        p.error(str(err))
-    return args
+        raise ValueError(f"--mpc E must be >= 1 and <= every horizon (got {args.mpc})")
+    args.overrides = checked_overrides(args.planners.split(","), args.set, args.budget)
 
 
 def parse_splits(text: str) -> dict[str, tuple[int, int]]:
@@ -202,24 +207,22 @@ def load_world_model(
         ValueError: A checkpoint trained on another env or layout.
     """
     if kind == "oracle" and path is None:
-        model = OracleModel(make(env, **LAYOUTS[env]), 1)
+        model = models.load_model(ORACLE, EvalProtocol(env=env, env_overrides=LAYOUTS[env]), device)
         model.device = device
         return model, "oracle"
     folder = Path(path) if path else CHECKPOINTS / checkpoint_name(env, kind)
     name = str(folder) if path else folder.name
     if not folder.is_dir():
         raise ValueError(f"no checkpoint directory {folder}")
-    model = checkpoint.load(folder, device=device)
-    info = checkpoint.info(folder)
+    protocol = checkpoint_protocol(folder)
     if env in SIMS:
-        if info.get("env") != SIMS[env]:
-            raise ValueError(f"checkpoint {name} was trained on {info.get('env')}, not {SIMS[env]}")
-        return model, name
-    if info.get("env") != env or dict(info.get("env_overrides", {})) != LAYOUTS[env]:
+        if protocol.env != SIMS[env]:
+            raise ValueError(f"checkpoint {name} was trained on {protocol.env}, not {SIMS[env]}")
+    elif protocol.env != env or dict(protocol.env_overrides) != LAYOUTS[env]:
         raise ValueError(
-            f"checkpoint {name} was trained on {info.get('env')} {info.get('env_overrides')}"
+            f"checkpoint {name} was trained on {protocol.env} {dict(protocol.env_overrides)}"
         )
-    return model, name
+    return models.load_model(str(folder), protocol, device), name
 
 
 def planner_config(
@@ -805,9 +808,8 @@ def run_env(args: argparse.Namespace, env: str, figures: dict[str, Any]) -> None
         write_json(args.json, figures)
 
 
-def main(argv: list[str]) -> int:
-    """Run the benchmark, print its tables and verdicts."""
-    args = parse(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark on checked options (:func:`check`), print its tables and verdicts."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -823,3 +825,12 @@ def main(argv: list[str]) -> int:
     print(f"\ntotal {figures['seconds']:.0f} s")
     write_json(args.json, figures)
     return 0
+
+
+__getattr__ = moved_names(
+    __name__,
+    {
+        "main": "grasplab.cli.bench_long_horizon.main",
+        "parse": "grasplab.cli.bench_long_horizon.parse",
+    },
+)

@@ -30,8 +30,11 @@ from typing import Any
 import torch
 
 from grasplab.bench.timing import best_time
-from grasplab.cli_parsers import bench_planners_parser
-from grasplab.eval import EvalProtocol, evaluate, format_cell, random_floor
+from grasplab.eval import EvalProtocol, evaluate, format_cell, models, random_floor
+from grasplab.eval.models import checkpoint_protocol
+from grasplab.eval.runner import _problem as plan_problem  # the runner's problem builder
+from grasplab.eval.runner import normalized_actions, true_env
+from grasplab.moved import moved_names
 from grasplab.planners import (
     PLANNERS,
     CEMConfig,
@@ -40,7 +43,7 @@ from grasplab.planners import (
     make_planner,
 )
 from grasplab.planners.sampling import terminal_state_time_major
-from grasplab.world_models import OracleModel, checkpoint
+from grasplab.world_models import OracleModel, WorldModel
 
 ORDER = ["cem", "gd", "mppi", "latco", "grasp"]
 LAYOUTS = {"pointmaze": {"layout": "medium"}, "wall": {}}
@@ -54,18 +57,19 @@ SPEEDUP_BUDGETS: dict[str, dict[str, Any]] = {
 }
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    """Command-line options."""
-    p = bench_planners_parser()
-    args = p.parse_args(argv)
+def check(args: argparse.Namespace) -> None:
+    """Validate ``grasplab bench planners``' options (``--quick`` fills its cells in place).
+
+    Raises:
+        ValueError: An unknown planner or speed ratio.
+    """
     if args.quick:
         args.envs, args.horizons, args.episodes = "pointmaze", "10,25", 10
     for name in args.planners.split(","):
         if name not in PLANNERS:
-            p.error(f"unknown planner {name!r}; known: {sorted(PLANNERS)}")
+            raise ValueError(f"unknown planner {name!r}; known: {sorted(PLANNERS)}")
     if unknown := set(args.ratios.split(",")) - {"grasp", "cem"}:
-        p.error(f"--ratios: unknown {sorted(unknown)}; known: grasp, cem")
-    return args
+        raise ValueError(f"--ratios: unknown {sorted(unknown)}; known: grasp, cem")
 
 
 def machine() -> dict[str, Any]:
@@ -137,71 +141,37 @@ def print_table(rows: list[dict[str, Any]], names: list[str]) -> None:
         print(f"| {r['env']} | {r['horizon']} | {rnd} | {cells} |")
 
 
-def load_model(path: str, device: str) -> tuple[Any, dict[str, Any]]:
-    """``(model, info)`` of a checkpoint, the model frozen on ``device`` (``--model``)."""
-    model = checkpoint.load(path).to(device)
-    model.requires_grad_(False)
-    return model.eval(), checkpoint.info(path)
+def load_model(path: str, device: str) -> tuple[WorldModel, EvalProtocol]:
+    """A checkpoint (``--model``) by eval's loader, with the protocol of the env it learned."""
+    protocol = checkpoint_protocol(path, tune_episodes=0, test_episodes=1)
+    return models.load_model(path, protocol, device), protocol
 
 
-def _problem(env: str, batch: int, horizon: int, device: str, learned: Any = None) -> PlanProblem:
-    """``batch`` held-out test tasks as a problem.
+def _problem(
+    env: str,
+    batch: int,
+    horizon: int,
+    device: str,
+    learned: tuple[WorldModel, EvalProtocol] | None = None,
+) -> PlanProblem:
+    """``batch`` held-out test tasks as the problem the eval runner would plan.
 
-    Through ``learned = (model, info)`` (:func:`load_model`), else the oracle of ``env``.
+    Through ``learned`` (:func:`load_model`), else the oracle of ``env``.
     """
-    from grasplab.eval.runner import observe
-
     if learned is None:
         protocol = protocol_for(env, horizon, batch, 0)
-        oracle = OracleModel(protocol.make_env(), 1)
-        tasks = protocol.tasks("test").to(device)
-        z0, goal = oracle.encode(tasks.start), oracle.encode(tasks.goal)
-        low, high = oracle.env.action_low.to(z0), oracle.env.action_high.to(z0)
-        return PlanProblem(oracle, z0, goal, horizon, low, high)
-    model, info = learned
-    protocol = EvalProtocol(
-        env=info["env"],
-        env_overrides={
-            k: tuple(v) if isinstance(v, list) else v for k, v in info["env_overrides"].items()
-        },
-        horizon=horizon,
-        action_block=model.action_block,
-        seed=0,
-        tune_episodes=0,
-        test_episodes=batch,
-    )
-    tasks = protocol.tasks("test")
-    if protocol.is_sim:  # a real simulator renders the tasks; plan as the runner does
-        return _sim_problem(protocol, model, tasks, horizon, device)
-    env_obj = protocol.make_env()
-    with torch.no_grad():
-        z0 = model.encode(observe(model, env_obj, tasks.start).to(device))
-        goal = model.encode(observe(model, env_obj, tasks.goal).to(device))
-    low = env_obj.action_low.to(z0).repeat(model.action_block)
-    high = env_obj.action_high.to(z0).repeat(model.action_block)
-    return PlanProblem(model, z0, goal, horizon, low, high)
-
-
-def _sim_problem(
-    protocol: EvalProtocol, model: Any, tasks: Any, horizon: int, device: str
-) -> PlanProblem:
-    """The tasks of a ``sim:`` env (e.g. Push-T) as a planning problem.
-
-    The simulator renders the observations; actions are normalised to ``[-1, 1]`` as the eval
-    runner hands them to planners (:func:`grasplab.eval.runner.normalized_actions`).
-    """
-    from grasplab.eval.runner import action_bounds, normalized_actions, true_env
-
-    sim = protocol.make_sim()
+        model: WorldModel = OracleModel(protocol.make_env(), 1)
+    else:
+        model, trained_on = learned
+        protocol = dataclasses.replace(trained_on, horizon=horizon, test_episodes=batch)
+    tasks = protocol.tasks("test").to(device)
+    sim = protocol.make_sim() if protocol.is_sim else None  # renders the tasks (Push-T)
     try:
-        env_obj, planned = normalized_actions(true_env(protocol, sim), model)
-        with torch.no_grad():
-            z0 = model.encode(env_obj.observe(model, tasks.start).to(device))
-            goal = model.encode(env_obj.observe(model, tasks.goal).to(device))
+        true, planned = normalized_actions(true_env(protocol, sim), model)
+        return plan_problem(protocol, true, planned, tasks.start, tasks.goal, horizon)
     finally:
-        sim.close()
-    low, high = action_bounds(env_obj, model.action_block, z0)
-    return PlanProblem(planned, z0, goal, horizon, low, high)
+        if sim is not None:
+            sim.close()
 
 
 def paired_per_iteration(
@@ -400,9 +370,8 @@ def speed_ratios(args: argparse.Namespace, env: str, learned: Any) -> dict[str, 
     return figures
 
 
-def main(argv: list[str]) -> int:
-    """Run the benchmark and print its figures."""
-    args = parse(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark on checked options (:func:`check`) and print its figures."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     figures: dict[str, Any] = {"machine": machine(), "args": vars(args)}
@@ -421,3 +390,9 @@ def main(argv: list[str]) -> int:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=1, default=float)
     return 0
+
+
+__getattr__ = moved_names(
+    __name__,
+    {"main": "grasplab.cli.bench_planners.main", "parse": "grasplab.cli.bench_planners.parse"},
+)

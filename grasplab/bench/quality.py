@@ -34,7 +34,7 @@ from grasplab.eval import EvalProtocol, evaluate, random_floor
 from grasplab.planners import make_planner
 from grasplab.world_models import checkpoint
 from grasplab.world_models.checkpoint import CHECKPOINTS
-from grasplab.world_models.data import Episodes, load_episodes, parse_overrides
+from grasplab.world_models.data import Episodes, load_episodes
 from grasplab.world_models.training import draw_windows
 
 FLOORS = "floors.json"
@@ -442,23 +442,6 @@ def guard_planner_config(test_cem: tuple[int, int, int] | list[int] | None) -> d
     return dict(zip(names, map(int, test_cem), strict=True))
 
 
-def record_main(argv: list[str] | None, record_fn: Any, usage: str, prog: str) -> int:
-    """``python -m`` entry of a ``record``: prints its entry; bad input: one line, code 2."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parse_overrides(argv)
-        known = {"name", "data", "horizon", "episodes", "test_episodes", "ks", "test_cem"}
-        unknown = sorted(set(args) - known)
-        if unknown or not {"name", "data"} <= set(args):
-            raise ValueError(f"bad or missing keys (unknown: {unknown}); {usage}")
-        entry = record_fn(str(args.pop("name")), str(args.pop("data")), **args)
-    except ValueError as err:
-        print(f"{prog}: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(entry, indent=2))
-    return 0
-
-
 def _update_json(file: Path, key: str, value: Any) -> None:
     """Set ``key`` in the JSON object stored in ``file`` (created when missing)."""
     data = json.loads(file.read_text()) if file.is_file() else {}
@@ -466,18 +449,5 @@ def _update_json(file: Path, key: str, value: Any) -> None:
     checkpoint.write_json_atomic(file, dict(sorted(data.items())))
 
 
-USAGE = (
-    "usage: python -m grasplab.bench.quality name=<checkpoint dir under "
-    "grasplab/world_models/checkpoints/> data=DIR [horizon=10 episodes=100 test_episodes=20 "
-    "ks=[1,5,20] "
-    "test_cem=[iterations,samples,elites]]"
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Record a shipped checkpoint's quality; one-line error and exit code 2 on bad input."""
-    return record_main(argv, record, USAGE, "quality")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit("python -m grasplab.bench.quality is gone; run: grasplab bench quality")

@@ -43,7 +43,6 @@ from grasplab.bench.quality import (
     guard_planner_config,
     hashes,
     planning_success,
-    record_main,
 )
 from grasplab.eval import EvalProtocol
 from grasplab.world_models import checkpoint
@@ -419,17 +418,5 @@ def _check_same_tasks(
         raise ValueError("the held-out excerpt's test tasks differ from the full dataset's")
 
 
-USAGE = (
-    "usage: python -m grasplab.bench.quality_pusht name=<checkpoint dir under "
-    "grasplab/world_models/checkpoints/> data=DIR [horizon=10 episodes=100 test_episodes=20 "
-    "ks=[1,5,10,25,50] test_cem=[iterations,samples,elites]]"
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Record a shipped Push-T checkpoint's quality; one-line error and exit code 2 on bad input."""
-    return record_main(argv, record, USAGE, "quality_pusht")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit("python -m grasplab.bench.quality_pusht is gone; run: grasplab bench quality-pusht")

@@ -20,30 +20,25 @@ from typing import Any
 import numpy as np
 
 from grasplab.envs import make_sim, sim_names
+from grasplab.moved import moved_names
 
 
-def parser() -> argparse.ArgumentParser:
-    """The command-line parser of ``grasplab bench sims`` (:mod:`grasplab.cli_parsers`)."""
-    from grasplab.cli_parsers import bench_sims_parser
+def check(args: argparse.Namespace) -> None:
+    """Validate ``grasplab bench sims``' options; ``sims`` and ``workers`` become lists.
 
-    return bench_sims_parser()
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    """Command-line options, validated (``SystemExit(2)`` with one line on bad input)."""
-    p = parser()
-    args = p.parse_args(argv)
+    Raises:
+        ValueError: An unknown simulator or a count below 1.
+    """
     args.sims = args.sims.split(",") if args.sims else sim_names()
     unknown = sorted(set(args.sims) - set(sim_names()))
     if unknown:
-        p.error(f"unknown simulators {unknown}; known: {', '.join(sim_names())}")
+        raise ValueError(f"unknown simulators {unknown}; known: {', '.join(sim_names())}")
     try:
         args.workers = [int(w) for w in args.workers.split(",")]
     except ValueError:
-        p.error("--workers must be comma-separated integers")
+        raise ValueError("--workers must be comma-separated integers") from None
     if min(args.workers) < 1 or args.episodes < 1 or args.steps < 1 or args.repeats < 1:
-        p.error("--workers, --episodes, --steps and --repeats must be >= 1")
-    return args
+        raise ValueError("--workers, --episodes, --steps and --repeats must be >= 1")
 
 
 def _plans(sim: Any, args: argparse.Namespace) -> tuple[np.ndarray, ...]:
@@ -132,9 +127,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    """Entry point of ``grasplab bench sims``."""
-    args = parse(argv)
+def run(args: argparse.Namespace) -> int:
+    """Measure on checked options (:func:`check`); print the figures and the table."""
     load = os.getloadavg()[0]
     rows = []
     for name in args.sims:
@@ -151,3 +145,13 @@ def main(argv: list[str]) -> int:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
     return 0
+
+
+__getattr__ = moved_names(
+    __name__,
+    {
+        "main": "grasplab.cli.bench_sims.main",
+        "parse": "grasplab.cli.bench_sims.parse",
+        "parser": "grasplab.cli.bench_sims.parser",
+    },
+)

@@ -25,23 +25,21 @@ import torch
 
 from grasplab.bench import long_horizon as lh
 from grasplab.bench.quality import fit_position_probe
-from grasplab.cli_parsers import wall_crossing_parser
 from grasplab.envs import Env, make
 from grasplab.eval import EvalProtocol, evaluate, execute, format_cell
+from grasplab.moved import moved_names
 from grasplab.planners import make_planner
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    """Command-line options."""
-    p = wall_crossing_parser()
-    args = p.parse_args(argv)
-    try:
-        args.overrides = lh.checked_overrides(args.planners.split(","), args.set)
-    except ValueError as err:
-        p.error(str(err))
+def check(args: argparse.Namespace) -> None:
+    """Validate ``grasplab bench wall-crossing``' options; sets ``args.overrides`` (``--set``).
+
+    Raises:
+        ValueError: A bad ``--set`` item, ``--episodes`` or ``--margin``.
+    """
+    args.overrides = lh.checked_overrides(args.planners.split(","), args.set)
     if args.episodes < 1 or args.margin < 0:
-        p.error("--episodes must be >= 1 and --margin >= 0")
-    return args
+        raise ValueError("--episodes must be >= 1 and --margin >= 0")
 
 
 def through_wall(env: Env, pos: torch.Tensor, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,9 +85,8 @@ def measure(
     }
 
 
-def main(argv: list[str]) -> int:
-    """Run every planner; print one line each."""
-    args = parse(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run every planner on checked options (:func:`check`); print one line each."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     model, model_name = lh.load_world_model("wall", args.model, "cpu")
@@ -125,3 +122,12 @@ def main(argv: list[str]) -> int:
             flush=True,
         )
     return 0
+
+
+__getattr__ = moved_names(
+    __name__,
+    {
+        "main": "grasplab.cli.bench_wall_crossing.main",
+        "parse": "grasplab.cli.bench_wall_crossing.parse",
+    },
+)

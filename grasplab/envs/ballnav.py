@@ -17,8 +17,6 @@ import numpy as np
 from torch import Tensor
 
 from grasplab.envs.geometry import (
-    Layout,
-    PlanarEnv,
     capped,
     disc_vertices,
     grid_geodesics,
@@ -26,10 +24,8 @@ from grasplab.envs.geometry import (
     pixel_centres,
     points_free,
     project_discs,
-    require,
-    require_common,
-    require_positive,
 )
+from grasplab.envs.planar import Layout, PlanarEnv, require, require_common, require_positive
 
 
 def _barrier(x: float, ys: tuple[float, ...], radius: float = 0.6) -> tuple[tuple[float, ...], ...]:

@@ -23,18 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from grasplab.envs.geometry import (
-    Layout,
-    PlanarEnv,
-    capped,
-    grid_geodesics,
-    paint,
-    pixel_centres,
-    points_free,
-    require,
-    require_common,
-    require_positive,
-)
+from grasplab.envs.geometry import capped, grid_geodesics, paint, pixel_centres, points_free
+from grasplab.envs.planar import Layout, PlanarEnv, require, require_common, require_positive
 
 LAYOUTS: dict[str, tuple[str, ...]] = {
     "umaze": ("#####", "#GOO#", "###O#", "#OOO#", "#####"),

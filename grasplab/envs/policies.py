@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from grasplab.envs.geometry import PlanarEnv, capped
+from grasplab.envs.geometry import capped
+from grasplab.envs.planar import PlanarEnv
 from grasplab.envs.pointmaze import PointMazeEnv
 
 

@@ -14,18 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from grasplab.envs.geometry import (
-    Layout,
-    PlanarEnv,
-    capped,
-    grid_geodesics,
-    paint,
-    pixel_centres,
-    points_free,
-    require,
-    require_common,
-    require_positive,
-)
+from grasplab.envs.geometry import capped, grid_geodesics, paint, pixel_centres, points_free
+from grasplab.envs.planar import Layout, PlanarEnv, require, require_common, require_positive
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,29 @@ def load_model(
     )
 
 
+def checkpoint_protocol(path: str | Path, **fields: Any) -> EvalProtocol:
+    """The protocol of the env a checkpoint was trained on, at the checkpoint's action block.
+
+    Args:
+        path: A checkpoint directory written by ``grasplab train``.
+        **fields: Other :class:`EvalProtocol` fields (``horizon``, ``test_episodes``, ...).
+
+    Raises:
+        ValueError: The checkpoint does not record its env (or is not one).
+    """
+    from grasplab.world_models import checkpoint
+
+    record = checkpoint.read_config(path)
+    info = record.get("info") or {}
+    if "env" not in info:
+        raise ValueError(f"checkpoint {path} does not record the env it was trained on")
+    overrides = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in info.get("env_overrides", {}).items()
+    }
+    block = int(record["config"]["action_block"])
+    return EvalProtocol(env=info["env"], env_overrides=overrides, action_block=block, **fields)
+
+
 def build_target(
     target: str,
     kwargs: Mapping[str, Any],

@@ -27,16 +27,11 @@ from typing import Any
 
 import ray
 
-from grasplab.cli_parsers import bench_platform_parser
+from grasplab.moved import moved_names
 from grasplab.platform import runtime, sweep
 from grasplab.platform.config import ConfigError, load
 from grasplab.platform.trial import chunk_indices, evaluate_chunks
 from grasplab.platform.workers import Placement, plan_placement, request_capacity, start_pool
-
-
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """CLI arguments (the parser lives in :mod:`grasplab.cli_parsers`)."""
-    return bench_platform_parser().parse_args(list(argv))
 
 
 def scaling_run(spec: Any, workers: int, chunks: int) -> dict[str, Any]:
@@ -129,9 +124,8 @@ def overhead_run(overrides: Sequence[str], workers: int | None) -> dict[str, Any
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run(args: argparse.Namespace) -> int:
     """Print the overhead and scaling figures (2 on a bad override)."""
-    args = parse_args(argv or [])
     try:
         spec = load(args.overrides)
     except ConfigError as error:
@@ -303,3 +297,12 @@ def cluster_bench(spec: Any, max_nodes: int, chunks: int, gpu_nodes: int = 2) ->
         f"autoscaled placement: {gpu_nodes} GPU workers ({placement.describe()}) on a cluster "
         f"that had 0 GPU nodes: all placed after {placed:.1f} s on {len(nodes)} launched nodes"
     )
+
+
+__getattr__ = moved_names(
+    __name__,
+    {
+        "main": "grasplab.cli.bench_platform.main",
+        "parse_args": "grasplab.cli.bench_platform.parser",
+    },
+)

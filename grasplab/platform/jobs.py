@@ -1,63 +1,15 @@
-"""Entry points of ``ray job submit --working-dir . -- python jobs/<job>.py [overrides]``.
-
-From another working dir (your own project): ``python -m grasplab.platform.jobs <job> [overrides]``.
-A job's driver runs on the cluster's head node: it connects to the running cluster (its
-``RAY_ADDRESS``), logs to the head's MLflow server and keeps Tune's state outside Ray's temporary
-copy of the working directory — the ``cluster=remote`` config, prepended so that the job's own
-overrides still win.
-"""
+"""Moved to :mod:`grasplab.cli.jobs`; ``python -m grasplab.platform.jobs`` still runs it there."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
+import runpy
 
-JOBS: dict[str, list[str]] = {
-    "sweep": [],
-    "ablation": ["experiment=ablation"],
-    "long_horizon": ["experiment=long_horizon"],
-    "pusht": ["experiment=pusht"],
-}
-"""Sweep job name -> overrides it starts from (``jobs/train.py`` is ``grasplab train``'s job:
-see :func:`grasplab.platform.train.job_overrides`)."""
+from grasplab.moved import moved_names
 
-
-def job_overrides(job: str, argv: Sequence[str]) -> list[str]:
-    """The job's base overrides, ``cluster=remote`` unless a cluster is given, then ``argv``."""
-    if job not in JOBS:
-        raise ValueError(f"unknown job {job!r}; known: {sorted(JOBS)}")
-    extra = [] if any(a.startswith("cluster=") for a in argv) else ["cluster=remote"]
-    return [*JOBS[job], *extra, *argv]
-
-
-STUDIES = ("ablation",)
-"""Jobs that run a study (``grasplab ablate``: the study's cells x seeds) rather than one sweep."""
-
-
-def run_job(job: str, argv: Sequence[str] | None = None) -> int:
-    """Run ``grasplab sweep`` (``grasplab ablate`` for a study job); returns the exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if job in STUDIES:
-        from grasplab.platform import study
-
-        return study.main(job_overrides(job, args))
-    from grasplab.platform import sweep
-
-    return sweep.main(job_overrides(job, args))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m grasplab.platform.jobs <job> [overrides]``: a job from any working dir.
-
-    For ``ray job submit --working-dir <your project>``, where ``jobs/*.py`` is not uploaded
-    (grasplab itself is installed, or travels in ``py_modules``).
-    """
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in JOBS:
-        print(f"usage: python -m grasplab.platform.jobs {{{','.join(JOBS)}}} [overrides...]")
-        return 2
-    return run_job(args[0], args[1:])
-
+__getattr__ = moved_names(
+    __name__,
+    {name: f"grasplab.cli.jobs.{name}" for name in ("JOBS", "job_overrides", "run_job", "main")},
+)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("grasplab.cli.jobs", run_name="__main__", alter_sys=True)

@@ -1,6 +1,6 @@
-"""``grasplab report <sweep name | parent run id> [more ...] [--out DIR] [--tracking-uri URI]``.
+"""HTML + Markdown report of sweeps, behind ``grasplab report`` (:mod:`grasplab.cli.report`).
 
-Builds a report from MLflow alone (never from local sweep folders): the parent run's params and
+Built from MLflow alone (never from local sweep folders): the parent run's params and
 test metrics, its per-episode test tables (``test/<key>.json``), its trial child runs and its
 image artifacts. Writes a self-contained ``report.html`` (images inlined as base64, no external
 URL or script) and a ``report.md``, and logs both to every parent run under ``report/``.
@@ -21,9 +21,7 @@ import base64
 import html
 import json
 import math
-import os
 import re
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,8 +32,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from grasplab.eval.significance import Comparison, pairwise
+from grasplab.moved import moved_names
 from grasplab.platform import report
-from grasplab.platform.tracking import PARENT, ROLE, SWEEP_ID, default_tracking, run_url
+from grasplab.platform.tracking import PARENT, ROLE, SWEEP_ID, run_url
 
 TASK_SET = ("env", "env_overrides", "seed", "tune_episodes", "test_episodes", "success_rule")
 """Protocol fields that decide which goals are posed and what counts as solved."""
@@ -85,35 +84,6 @@ class Sweep:
     def sweep_id(self) -> str:
         """The sweep's id (its parent run's name)."""
         return sweep_id_of(self.run)
-
-
-def parse_args(argv: Sequence[str]) -> Any:
-    """Arguments (the parser lives in :mod:`grasplab.cli_parsers`)."""
-    from grasplab.cli_parsers import report_parser
-
-    return report_parser().parse_args(list(argv))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: 0 on success, 2 on bad input (one line on stderr)."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    uri = args.tracking_uri or default_tracking(Path.cwd())[0]
-    try:
-        client = open_store(uri)
-        if len(args.sweeps) == 1 and (found := study_run(client, args.sweeps[0])) is not None:
-            return report_study(client, uri, found, args.out)
-        runs = [resolve(client, ref) for ref in args.sweeps]
-        check_compatible(runs)
-        sweeps = [load_sweep(client, run) for run in runs]
-        out = Path(args.out or Path("reports") / sweeps[0].sweep_id).resolve()
-        paths = write_report(client, uri, sweeps, out)
-    except ReportError as error:
-        print(f"grasplab report: error: {error}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
 
 
 def study_run(client: MlflowClient, ref: str) -> Any | None:
@@ -595,3 +565,8 @@ def write_report(client: MlflowClient, uri: str, sweeps: Sequence[Sweep], out: P
         for path in paths:
             client.log_artifact(s.run.info.run_id, str(path), "report")
     return paths
+
+
+__getattr__ = moved_names(
+    __name__, {"main": "grasplab.cli.report.main", "parse_args": "grasplab.cli.report.parser"}
+)

@@ -22,14 +22,13 @@ import difflib
 import html
 import io
 import math
-import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grasplab.moved import moved_names
 from grasplab.platform import progress as live
 from grasplab.platform import runtime
 from grasplab.platform.config import ConfigError, SweepSpec, compose, parse
@@ -69,13 +68,6 @@ class Study:
     artifact_root: str | None
     experiment: str
     raw_study: dict[str, Any]
-
-
-def parse_args(argv: Sequence[str]) -> Any:
-    """Arguments (the parser lives in :mod:`grasplab.cli_parsers`)."""
-    from grasplab.cli_parsers import ablate_parser
-
-    return ablate_parser().parse_args(list(argv))
 
 
 def hydra_value(value: Any) -> str:
@@ -185,32 +177,6 @@ def load_study(overrides: Sequence[str], cwd: Path) -> Study:
         experiment=first.mlflow.get("experiment") or "grasplab",
         raw_study={"cells": dict(cells_cfg), "seeds": list(seeds)},
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: 0 on success, 2 on bad input (one line on stderr), 1 on failure."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        study = load_study(args.overrides, Path.cwd())
-    except ConfigError as error:
-        print(f"grasplab ablate: error: {error}", file=sys.stderr)
-        return 2
-    resume = f"grasplab ablate {' '.join(a for a in argv if a != '--resume')} --resume"
-    try:
-        result = run_study(study, Path.cwd(), progress=not args.quiet, resume=args.resume)
-    except (ConfigError, runtime.ConnectError) as error:
-        print(f"grasplab ablate: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"grasplab ablate: interrupted; resume with: {resume}", file=sys.stderr)
-        return 130
-    except Exception:
-        print(f"grasplab ablate: failed (traceback above); resume with: {resume}", file=sys.stderr)
-        raise
-    print(result.summary)
-    return 0
 
 
 @dataclass
@@ -766,3 +732,8 @@ def log_report(client: Any, run_id: str, rep: StudyReport, out: Path) -> list[Pa
     client.set_tag(run_id, "mlflow.note.content", rep.markdown)
     client.set_tag(run_id, "verdict", rep.verdict[:4000])
     return paths
+
+
+__getattr__ = moved_names(
+    __name__, {"main": "grasplab.cli.ablate.main", "parse_args": "grasplab.cli.ablate.parser"}
+)

@@ -1,4 +1,4 @@
-"""``grasplab sweep experiment=... [overrides] [--resume]``: the main job.
+"""A Tune + Optuna sweep of planners, behind ``grasplab sweep`` (:mod:`grasplab.cli.sweep`).
 
 Per stage (planner variant x horizon) one Tune experiment: ``OptunaSearch`` (seeded TPE) behind
 a ``ConcurrencyLimiter`` sized to the worker pool, ASHA on the success rate after every chunk of
@@ -10,7 +10,6 @@ comparison table, plots and a GIF on the parent.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import sys
@@ -32,6 +31,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from grasplab.eval import EpisodeResults, random_floor
 from grasplab.eval.significance import pairwise
+from grasplab.moved import moved_names
 from grasplab.platform import progress as live
 from grasplab.platform import report, runtime
 from grasplab.platform.config import (
@@ -59,7 +59,6 @@ from grasplab.platform.tracking import (
 )
 from grasplab.platform.trial import chunk_indices, evaluate_chunks, run_trial
 from grasplab.platform.workers import (
-    PlacementTimeout,
     Pool,
     plan_placement,
     request_capacity,
@@ -110,13 +109,6 @@ class SweepResult:
     summary: str = ""
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """``[overrides...] [--resume] [--quiet]`` (the parser lives in :mod:`grasplab.cli_parsers`)."""
-    from grasplab.cli_parsers import sweep_parser
-
-    return sweep_parser().parse_args(list(argv))
-
-
 def check_tracking(uri: str) -> None:
     """Fail fast (as a config error) when an MLflow server does not answer ``/health``."""
     if not uri.startswith("http"):
@@ -138,16 +130,22 @@ def tracking_of(spec: SweepSpec, cwd: Path) -> tuple[str, str | None]:
     return default_tracking(cwd)
 
 
-def prepare(argv: Sequence[str], cwd: Path) -> tuple[SweepSpec, runtime.SweepState]:
-    """Validate everything and build (or find, with ``--resume``) the sweep's state.
+def prepare(
+    overrides: Sequence[str], cwd: Path, *, resume: bool = False
+) -> tuple[SweepSpec, runtime.SweepState]:
+    """Validate everything and build (or find, with ``resume``) the sweep's state.
+
+    Args:
+        overrides: Hydra overrides of ``tune_configs/config.yaml``.
+        cwd: Where relative storage paths and the embedded MLflow store resolve.
+        resume: Continue the latest unfinished sweep of the config's name.
 
     Raises:
         ConfigError: Bad config or override, nothing to resume, unreachable MLflow server.
     """
-    args = parse_args(argv)
-    spec = load(args.overrides)
+    spec = load(list(overrides))
     root = runtime.storage_root(spec.cluster, cwd)
-    if args.resume:
+    if resume:
         state = runtime.find_resumable(root, spec.name)
         if state is None:
             raise ConfigError(f"--resume: no unfinished sweep named {spec.name!r} under {root}")
@@ -160,35 +158,6 @@ def prepare(argv: Sequence[str], cwd: Path) -> tuple[SweepSpec, runtime.SweepSta
         )
     check_tracking(state.tracking_uri)
     return spec, state
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: 0 on success, 2 on a bad config (one line on stderr), 1 on failure."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cwd = Path.cwd()
-    try:
-        spec, state = prepare(argv, cwd)
-    except ConfigError as error:
-        print(f"grasplab sweep: error: {error}", file=sys.stderr)
-        return 2
-    quiet = parse_args(argv).quiet
-    resume = f"grasplab sweep {' '.join(a for a in argv if a != '--resume')} --resume"
-    try:
-        result = run_sweep(spec, state, progress=not quiet)
-    except runtime.ConnectError as error:
-        print(f"grasplab sweep: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"grasplab sweep: interrupted; resume with: {resume}", file=sys.stderr)
-        return 130
-    except (PlacementTimeout, TrackingOutage) as error:
-        print(f"grasplab sweep: stopped: {error}\nresume with: {resume}", file=sys.stderr)
-        return 1
-    except Exception:
-        print(f"grasplab sweep: failed (traceback above); resume with: {resume}", file=sys.stderr)
-        raise
-    print(result.summary)
-    return 0
 
 
 def run_sweep(
@@ -903,3 +872,8 @@ def replay_episodes(
             if out["success"] == (kind == "success"):
                 shown[(key, kind)] = (o, index, out)
     return shown, compute
+
+
+__getattr__ = moved_names(
+    __name__, {"main": "grasplab.cli.sweep.main", "parse_args": "grasplab.cli.sweep.parser"}
+)

@@ -24,17 +24,15 @@ search path, so ``env=`` and ``cluster=`` are the sweep's groups). Then, in orde
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from grasplab.cli_parsers import train_parser
+from grasplab.moved import moved_names
 from grasplab.platform.config import ConfigError, config_dir, one_line
 
 KINDS = ("mlp", "pixel", "patch")
@@ -291,24 +289,19 @@ def train_config(spec: TrainSpec) -> Any:
     Raises:
         ValueError, TypeError: An unknown or invalid setting.
     """
+    from grasplab.world_models.training import PatchTrainConfig, TrainConfig
+
     if spec.kind == "patch":
-        from grasplab.world_models.patch_training import PatchTrainConfig
-
         return PatchTrainConfig(seed=spec.seed, model=spec.model, **spec.options)
-    from grasplab.world_models.training import TrainConfig
-
     return TrainConfig(kind=spec.kind, seed=spec.seed, model=spec.model, **spec.options)
 
 
 def run_identity(spec: TrainSpec) -> dict[str, Any]:
     """The settings a resumed training must share with the ``train_state`` it continues."""
-    if spec.kind == "patch":
-        from grasplab.world_models import patch_training
+    from grasplab.world_models.training import patch, state_pixel
 
-        return patch_training.run_identity(train_config(spec))
-    from grasplab.world_models import training
-
-    return training.run_identity(train_config(spec))
+    kind = patch if spec.kind == "patch" else state_pixel
+    return kind.run_identity(train_config(spec))
 
 
 def model_config_class(kind: str) -> type:
@@ -558,34 +551,6 @@ class TrainResult:
     ui: str
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """``[overrides...]`` (the parser lives in :mod:`grasplab.cli_parsers`)."""
-    return train_parser().parse_args(list(argv))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: 0 on success, 2 on a bad config (one line on stderr), 130 on Ctrl-C."""
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        spec = load(args.overrides, Path.cwd())
-        set_threads(spec)
-        tracker = open_tracker(spec)
-        manifest = ensure_dataset(spec)
-    except ConfigError as error:
-        print(f"grasplab train: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("grasplab train: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    try:
-        result = run_training(spec, tracker, manifest)
-    except KeyboardInterrupt:
-        print("grasplab train: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    print(report(result))
-    return 0
-
-
 def open_tracker(spec: TrainSpec) -> Any:
     """The MLflow client with the store and experiment created (before anything else runs).
 
@@ -682,3 +647,8 @@ def job_overrides(argv: Sequence[str], home: Path | None = None) -> list[str]:
     if not any(a.startswith("root=") for a in argv):
         extra.append(f"root={(home or Path.home()) / 'grasplab'}")
     return [*extra, *argv]
+
+
+__getattr__ = moved_names(
+    __name__, {"main": "grasplab.cli.train.main", "parse_args": "grasplab.cli.train.parser"}
+)

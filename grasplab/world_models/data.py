@@ -1,4 +1,4 @@
-"""Episode datasets: resumable collection in a torch-native env, verified loading, and a CLI.
+"""Episode datasets: resumable collection in a torch-native env and verified loading.
 
 On disk (``out_dir``)::
 
@@ -44,6 +44,7 @@ from safetensors import safe_open
 from torch import Tensor
 
 from grasplab.envs import is_sim
+from grasplab.moved import moved_names
 from grasplab.world_models.checkpoint import save_tensors_atomic, sha256_file, write_json_atomic
 
 FORMAT = "grasplab-episodes"
@@ -599,50 +600,46 @@ COLLECT_KEYS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``grasplab collect env=... episodes=... steps=... out=...``; exit code 2 on bad input."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("-h", "--help"):
-        from grasplab.cli_parsers import collect_parser
+def collect_from(settings: dict[str, Any]) -> dict[str, Any]:
+    """Collect a dataset from ``grasplab collect``'s ``key=value`` settings; its manifest.
 
-        collect_parser().print_help()
-        return 0
-    try:
-        args = parse_overrides(argv)
-        missing = sorted({"env", "episodes", "steps", "out"} - set(args))
-        if missing:
-            raise ValueError(f"missing {', '.join(missing)}")
-        from grasplab.envs import default_config
+    Args:
+        settings: :data:`COLLECT_KEYS` (``env``, ``episodes``, ``steps`` and ``out`` required)
+            plus fields of the env's config (a simulator: ``workers``, ``image_size``).
 
-        if is_sim(str(args["env"])):
-            fields = {"workers", "image_size"}
-        else:
-            fields = {f.name for f in dataclasses.fields(default_config(args["env"]))}
-        unknown = sorted(set(args) - COLLECT_KEYS - fields)
-        if unknown:
-            raise ValueError(
-                f"unknown key(s) {unknown}; collect keys: {sorted(COLLECT_KEYS)}, "
-                f"{args['env']} config fields: {sorted(fields)}"
-            )
-        overrides = {k: v for k, v in args.items() if k in fields}
-        manifest = collect(
-            args["env"],
-            args["episodes"],
-            args["steps"],
-            args.get("seed", 0),
-            str(args["out"]),
-            args.get("action_block", 1),
-            args.get("shard_episodes", 100),
-            args.get("max_shards"),
-            args.get("progress", True),
-            behaviour=args.get("behaviour", "default"),
-            **overrides,
+    Raises:
+        ValueError: A required key is missing or a key is unknown (naming the valid ones).
+        ImportError: The simulator's extra is not installed.
+    """
+    missing = sorted({"env", "episodes", "steps", "out"} - set(settings))
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    from grasplab.envs import default_config
+
+    env = str(settings["env"])
+    if is_sim(env):
+        fields = {"workers", "image_size"}
+    else:
+        fields = {f.name for f in dataclasses.fields(default_config(env))}
+    unknown = sorted(set(settings) - COLLECT_KEYS - fields)
+    if unknown:
+        raise ValueError(
+            f"unknown key(s) {unknown}; collect keys: {sorted(COLLECT_KEYS)}, "
+            f"{env} config fields: {sorted(fields)}"
         )
-    except (ValueError, ImportError) as err:
-        print(f"grasplab collect: {err}", file=sys.stderr)
-        return 2
-    print(summary_line(manifest, args["out"]))
-    return 0
+    return collect(
+        settings["env"],
+        settings["episodes"],
+        settings["steps"],
+        settings.get("seed", 0),
+        str(settings["out"]),
+        settings.get("action_block", 1),
+        settings.get("shard_episodes", 100),
+        settings.get("max_shards"),
+        settings.get("progress", True),
+        behaviour=settings.get("behaviour", "default"),
+        **{k: v for k, v in settings.items() if k in fields},
+    )
 
 
 def summary_line(manifest: dict[str, Any], out: str | Path) -> str:
@@ -660,5 +657,4 @@ def summary_line(manifest: dict[str, Any], out: str | Path) -> str:
     )
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+__getattr__ = moved_names(__name__, {"main": "grasplab.cli.collect.main"})

@@ -1,9 +1,9 @@
-"""The ``grasplab`` command: dispatches sub-commands to their modules (imported lazily).
+"""The ``grasplab`` command: dispatches each sub-command to its module in :mod:`grasplab.cli`.
 
-Each sub-command module exposes ``main(argv: list[str]) -> int``. Bad input prints a one-line
-error and exits with code 2; a mistyped command names the nearest one. ``-h``/``--help`` is
-answered from :mod:`grasplab.cli_parsers` before the command's module is imported, so help never
-waits for Ray, torch, MLflow or Hydra.
+Each command module (``grasplab/cli/<command>.py``) holds its ``parser()`` and its
+``main(argv) -> int``, and imports the capability it runs (Ray, torch, MLflow, Hydra) inside
+``main``, so ``-h``/``--help`` never waits for them. Bad input prints a one-line error and exits
+with code 2; a mistyped command names the nearest one.
 """
 
 from __future__ import annotations
@@ -13,30 +13,43 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from grasplab import cli_parsers
+from grasplab.cli.common import sweep_epilog
 from grasplab.malloc import keep_freed_memory
 
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
-    ("sweep",): ("grasplab.platform.sweep", "Tune + Optuna sweep tracked in MLflow (main job)"),
+    ("sweep",): ("grasplab.cli.sweep", "Tune + Optuna sweep tracked in MLflow (main job)"),
     ("ablate",): (
-        "grasplab.platform.study",
+        "grasplab.cli.ablate",
         "ablation study: GRASP variants + LatCo over cells x horizons x seeds, one MLflow run",
     ),
     ("report",): (
-        "grasplab.platform.reporting",
+        "grasplab.cli.report",
         "HTML + Markdown report of sweep(s) from MLflow, with significance tests",
     ),
-    ("train",): ("grasplab.platform.train", "train a world model (Hydra overrides)"),
-    ("collect",): ("grasplab.world_models.data", "collect episodes in a torch-native env"),
-    ("bench", "planners"): ("grasplab.bench.planners", "planner benchmark on oracle models"),
-    ("bench", "long-horizon"): ("grasplab.bench.long_horizon", "long-horizon table"),
+    ("train",): ("grasplab.cli.train", "train a world model (Hydra overrides)"),
+    ("collect",): ("grasplab.cli.collect", "collect episodes in a torch-native env"),
+    ("bench", "planners"): ("grasplab.cli.bench_planners", "planner benchmark on oracle models"),
+    ("bench", "long-horizon"): ("grasplab.cli.bench_long_horizon", "long-horizon table"),
     ("bench", "wall-crossing"): (
-        "grasplab.bench.wall_crossing",
+        "grasplab.cli.bench_wall_crossing",
         "does the learned wall model let plans through the wall?",
     ),
-    ("bench", "platform"): ("grasplab.platform.bench", "sweep overhead and worker scaling"),
-    ("bench", "sims"): ("grasplab.bench.sims", "real simulators: episodes/s, 1 vs 2 workers"),
+    ("bench", "platform"): ("grasplab.cli.bench_platform", "sweep overhead and worker scaling"),
+    ("bench", "sims"): ("grasplab.cli.bench_sims", "real simulators: episodes/s, 1 vs 2 workers"),
+    ("bench", "quality"): (
+        "grasplab.cli.bench_quality",
+        "record a shipped checkpoint's quality (floors.json)",
+    ),
+    ("bench", "quality-pusht"): (
+        "grasplab.cli.bench_quality_pusht",
+        "record a shipped Push-T checkpoint's quality (floors.json)",
+    ),
+    ("bench", "decoded-probe"): (
+        "grasplab.cli.bench_decoded_probe",
+        "a pixel checkpoint's position read-outs and k-step errors",
+    ),
 }
+"""Command words -> (its module in :mod:`grasplab.cli`, one line of help)."""
 HELP = ("-h", "--help")
 
 
@@ -49,7 +62,7 @@ def usage() -> str:
         "",
         "'grasplab <command> --help' describes a command.",
         "",
-        cli_parsers.sweep_epilog(),
+        sweep_epilog(),
     ]
     return "\n".join(lines)
 
@@ -115,11 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         print(unknown_command(argv), file=sys.stderr)
         return 2
     rest = argv[len(words) :]
-    if words in cli_parsers.PARSERS and any(arg in HELP for arg in rest):
-        cli_parsers.PARSERS[words]().print_help()  # the command's module is not imported
+    command = importlib.import_module(COMMANDS[words][0])  # light: heavy imports are in main()
+    if any(arg in HELP for arg in rest):
+        command.parser().print_help()
         return 0
     keep_freed_memory()  # fewer page faults in tensor-heavy commands (grasplab/malloc.py)
-    return int(importlib.import_module(COMMANDS[words][0]).main(rest) or 0)
+    return int(command.main(rest) or 0)
 
 
 if __name__ == "__main__":

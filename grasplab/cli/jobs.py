@@ -1,0 +1,60 @@
+"""Entry points of ``ray job submit --working-dir . -- python jobs/<job>.py [overrides]``.
+
+From another working dir (your own project): ``python -m grasplab.cli.jobs <job> [overrides]``.
+A job's driver runs on the cluster's head node: it connects to the running cluster (its
+``RAY_ADDRESS``), logs to the head's MLflow server and keeps Tune's state outside Ray's temporary
+copy of the working directory — the ``cluster=remote`` config, prepended so that the job's own
+overrides still win.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+JOBS: dict[str, list[str]] = {
+    "sweep": [],
+    "ablation": ["experiment=ablation"],
+    "long_horizon": ["experiment=long_horizon"],
+    "pusht": ["experiment=pusht"],
+}
+"""Sweep job name -> overrides it starts from (``jobs/train.py`` is ``grasplab train``'s job:
+see :func:`grasplab.platform.train.job_overrides`)."""
+
+
+def job_overrides(job: str, argv: Sequence[str]) -> list[str]:
+    """The job's base overrides, ``cluster=remote`` unless a cluster is given, then ``argv``."""
+    if job not in JOBS:
+        raise ValueError(f"unknown job {job!r}; known: {sorted(JOBS)}")
+    extra = [] if any(a.startswith("cluster=") for a in argv) else ["cluster=remote"]
+    return [*JOBS[job], *extra, *argv]
+
+
+STUDIES = ("ablation",)
+"""Jobs that run a study (``grasplab ablate``: the study's cells x seeds) rather than one sweep."""
+
+
+def run_job(job: str, argv: Sequence[str] | None = None) -> int:
+    """Run ``grasplab sweep`` (``grasplab ablate`` for a study job); returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    from grasplab.cli import ablate, sweep
+
+    command = ablate if job in STUDIES else sweep
+    return command.main(job_overrides(job, args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m grasplab.cli.jobs <job> [overrides]``: a job from any working dir.
+
+    For ``ray job submit --working-dir <your project>``, where ``jobs/*.py`` is not uploaded
+    (grasplab itself is installed, or travels in ``py_modules``).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in JOBS:
+        print(f"usage: python -m grasplab.cli.jobs {{{','.join(JOBS)}}} [overrides...]")
+        return 2
+    return run_job(args[0], args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
