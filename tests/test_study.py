@@ -18,7 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from grasplab.eval.metrics import wilson_interval
-from grasplab.platform import reporting, study
+from grasplab.platform import fingerprint, reporting, study
 from grasplab.platform.config import ConfigError
 from grasplab.platform.tracking import PARENT, ROLE, default_tracking
 
@@ -66,6 +66,8 @@ def studied(tmp_path_factory):
 def test_one_study_run_with_a_nested_finished_sweep_per_seed(studied):
     run = studied.run
     assert run.info.status == "FINISHED"
+    fp = fingerprint.of_run(run)  # the study run's runtime fingerprint, printed first
+    assert fp["device"] == "cpu" and fingerprint.header_lines(fp)[0] in studied.stdout
     sweeps = studied.client.search_runs(["1"], f"tags.`{PARENT}` = '{run.info.run_id}'")
     assert sorted(
         (s.data.tags["grasplab.cell"], s.data.tags["grasplab.seed"], s.info.status) for s in sweeps
