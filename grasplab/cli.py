@@ -1,6 +1,7 @@
 """The ``grasplab`` command: dispatches sub-commands to their modules (imported lazily).
 
-Each sub-command module exposes ``main(argv: list[str]) -> int``. Bad input prints a one-line
+Each sub-command module exposes ``main(argv: list[str]) -> int`` (or the function named after
+``:`` in :data:`COMMANDS`). Bad input prints a one-line
 error and exits with code 2; a mistyped command names the nearest one. ``-h``/``--help`` is
 answered from :mod:`grasplab.cli_parsers` before the command's module is imported, so help never
 waits for Ray, torch, MLflow or Hydra.
@@ -25,6 +26,14 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("report",): (
         "grasplab.platform.reporting",
         "HTML + Markdown report of sweep(s) from MLflow, with significance tests",
+    ),
+    ("export",): (
+        "grasplab.platform.bundle:export_main",
+        "result bundle of a sweep: manifest, per-episode rows, SHA-256 of every file",
+    ),
+    ("verify",): (
+        "grasplab.platform.bundle:verify_main",
+        "check a result bundle: hashes, figures recomputed from its rows, --rerun K episodes",
     ),
     ("train",): ("grasplab.platform.train", "train a world model (Hydra overrides)"),
     ("collect",): ("grasplab.world_models.data", "collect episodes in a torch-native env"),
@@ -119,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         cli_parsers.PARSERS[words]().print_help()  # the command's module is not imported
         return 0
     keep_freed_memory()  # fewer page faults in tensor-heavy commands (grasplab/malloc.py)
-    return int(importlib.import_module(COMMANDS[words][0]).main(rest) or 0)
+    module, _, function = COMMANDS[words][0].partition(":")
+    return int(getattr(importlib.import_module(module), function or "main")(rest) or 0)
 
 
 if __name__ == "__main__":

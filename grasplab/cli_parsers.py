@@ -164,6 +164,7 @@ def train_epilog() -> str:
 
 def module_doc(module: str) -> str:
     """A ``grasplab`` module's docstring, read from its source without importing it."""
+    module = module.partition(":")[0]  # ``module:function`` names a command's function
     path = PACKAGE_DIR.joinpath(*module.split(".")[1:]).with_suffix(".py")
     try:
         return ast.get_docstring(ast.parse(path.read_text())) or ""
@@ -234,6 +235,39 @@ def report_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder (default: ./reports/<first sweep id>)")
     parser.add_argument(
         "--tracking-uri", help="MLflow store (default: sqlite:///./mlflow.db, the sweep default)"
+    )
+    return parser
+
+
+def export_parser() -> argparse.ArgumentParser:
+    """``grasplab export <sweep name | sweep id | parent run id> --out DIR [--tracking-uri]``."""
+    parser = new_parser("grasplab export", module_doc("grasplab.platform.bundle"))
+    parser.add_argument(
+        "sweep", metavar="SWEEP", help="sweep name (its latest finished sweep), id or parent run id"
+    )
+    parser.add_argument("--out", required=True, help="bundle folder (new, or empty)")
+    parser.add_argument(
+        "--tracking-uri", help="MLflow store (default: sqlite:///./mlflow.db, the sweep default)"
+    )
+    return parser
+
+
+def verify_parser() -> argparse.ArgumentParser:
+    """``grasplab verify DIR [--rerun K] [--device cpu|cuda] [--tracking-uri URI]``."""
+    parser = new_parser("grasplab verify", module_doc("grasplab.platform.bundle"))
+    parser.add_argument("bundle", metavar="DIR", help="a bundle written by grasplab export")
+    parser.add_argument(
+        "--rerun",
+        type=int,
+        default=0,
+        metavar="K",
+        help="re-plan K sampled test episodes per variant here and count reproductions",
+    )
+    parser.add_argument(
+        "--device", default="cpu", choices=("cpu", "cuda"), help="device of the rerun"
+    )
+    parser.add_argument(
+        "--tracking-uri", help="MLflow store that resolves a models:/ world model (rerun)"
     )
     return parser
 
@@ -442,6 +476,8 @@ PARSERS: dict[tuple[str, ...], Callable[[], argparse.ArgumentParser]] = {
     ("sweep",): sweep_parser,
     ("ablate",): ablate_parser,
     ("report",): report_parser,
+    ("export",): export_parser,
+    ("verify",): verify_parser,
     ("train",): train_parser,
     ("collect",): collect_parser,
     ("bench", "planners"): bench_planners_parser,
