@@ -262,6 +262,27 @@ def test_export_refuses_an_unknown_or_running_sweep_naming_the_nearest(
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_a_checkpoint_travels_in_the_bundle_and_must_hash_to_the_manifest(tmp_path):
+    from grasplab.eval import EvalProtocol
+
+    shipped = Path(fingerprint.__file__).parents[1] / "world_models/checkpoints/pointmaze-mlp-b1"
+    entry = bundle.world_model_entry(str(shipped), tmp_path / bundle.MODEL_DIR)
+    assert entry["bundled"] == bundle.MODEL_DIR and set(entry["files"]) == {
+        "config.json",
+        "weights.safetensors",
+    }
+    assert entry["files"]["config.json"] == bundle.sha256_file(shipped / "config.json")
+    protocol = EvalProtocol(env_overrides={"layout": "medium"}, tune_episodes=2, test_episodes=2)
+    manifest = {"world_model": entry}
+    model = bundle.load_world_model(tmp_path, manifest, protocol, "cpu")
+    assert model.action_dim == 2
+    (tmp_path / bundle.MODEL_DIR / "config.json").write_text("{}")
+    with pytest.raises(bundle.BundleError, match="not the checkpoint the sweep used"):
+        bundle.load_world_model(tmp_path, manifest, protocol, "cpu")
+    unbundled = {"world_model": {**entry, "bundled": ""}}  # loaded from the spec, hash checked
+    assert bundle.load_world_model(tmp_path, unbundled, protocol, "cpu").action_dim == 2
+
+
 def test_rerun_reproduces_every_sampled_episode(exported, capsys):
     """Needs per-episode random streams (issue 21 point 1): an episode planned alone must match
     the one planned in its chunk of 2."""

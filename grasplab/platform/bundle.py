@@ -10,6 +10,8 @@ A bundle is a folder anyone can re-score and partly re-run:
   the planner seed of the test evaluation;
 - ``episodes/<variant key>.jsonl`` and ``episodes/random_floor-H<h>.jsonl``: one JSON row per
   test episode (NaN written as ``null``);
+- ``model/``: the world model's checkpoint files, when the spec names files (a checkpoint
+  folder or a ``models:/`` URI) of at most :data:`MAX_BUNDLED_MODEL` bytes;
 - ``SHA256SUMS``: the SHA-256 of every other file (``sha256sum -c`` reads it).
 
 :func:`verify` refuses a bundle whose hashes do not match, recomputes every figure, CI and
@@ -26,6 +28,7 @@ import hashlib
 import json
 import math
 import random
+import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -66,6 +69,10 @@ FIGURES = (
 )
 """Table figures of a result set, recomputed by :func:`verify` from its rows."""
 P_VALUES = ("p_success", "p_success_adj", "p_tts", "p_tts_adj")
+MODEL_DIR = "model"
+"""Where a bundle holds the world model's checkpoint files (when they were small enough)."""
+MAX_BUNDLED_MODEL = 256 * 2**20
+"""Checkpoints up to this many bytes travel in the bundle; larger ones are hashed only."""
 
 
 class BundleError(ValueError):
@@ -188,16 +195,18 @@ def folder_hashes(folder: Path) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): sha256_file(p) for p in files}
 
 
-def world_model_entry(spec: str, tracking_uri: str | None = None) -> dict[str, Any]:
+def world_model_entry(spec: str, out: Path | None, tracking_uri: str | None = None) -> dict:
     """The world-model spec and, where it names files, their SHA-256 (and the combined hash).
 
-    ``models:/`` and other MLflow URIs are downloaded through ``tracking_uri`` to be hashed.
+    ``models:/`` and other MLflow URIs are downloaded through ``tracking_uri``. Files up to
+    :data:`MAX_BUNDLED_MODEL` bytes in all are copied to ``out`` (the bundle's ``model/``), so
+    that a rerun needs neither the sweep's file system nor its MLflow store.
     """
     from grasplab.platform.config import MODEL_URI_SCHEMES
 
-    entry: dict[str, Any] = {"spec": spec, "files": {}, "sha256": ""}
-    folder: Path | None = None
+    entry: dict[str, Any] = {"spec": spec, "files": {}, "sha256": "", "bundled": ""}
     with tempfile.TemporaryDirectory() as tmp:
+        folder: Path | None = None
         if spec.startswith(MODEL_URI_SCHEMES):
             import mlflow
 
@@ -206,9 +215,14 @@ def world_model_entry(spec: str, tracking_uri: str | None = None) -> dict[str, A
             folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec, dst_path=tmp))
         elif Path(spec).is_dir():
             folder = Path(spec)
-        if folder is not None:
-            entry["files"] = folder_hashes(folder)
-            entry["sha256"] = combined(entry["files"])
+        if folder is None:
+            return entry
+        entry["files"] = folder_hashes(folder)
+        entry["sha256"] = combined(entry["files"])
+        size = sum((folder / name).stat().st_size for name in entry["files"])
+        if out is not None and size <= MAX_BUNDLED_MODEL:
+            shutil.copytree(folder, out)
+            entry["bundled"] = out.name
     return entry
 
 
@@ -276,8 +290,13 @@ def logged_p_values(run: Any, keys: Sequence[str]) -> list[dict[str, Any]]:
     return out
 
 
-def build_manifest(client: Any, run: Any, tracking_uri: str | None) -> tuple[dict, dict]:
-    """The manifest of a finished sweep and its per-episode rows by file name."""
+def build_manifest(
+    client: Any, run: Any, tracking_uri: str | None, model_dir: Path | None = None
+) -> tuple[dict, dict]:
+    """The manifest of a finished sweep and its per-episode rows by file name.
+
+    A world model's checkpoint files are copied to ``model_dir`` when small enough.
+    """
     from grasplab.eval import random_floor
     from grasplab.platform import fingerprint
     from grasplab.platform.reporting import load_sweep, sweep_id_of
@@ -330,7 +349,7 @@ def build_manifest(client: Any, run: Any, tracking_uri: str | None) -> tuple[dic
             "horizons": sorted({v["horizon"] for v in variants}),
         },
         "task_set": task_identity(first),
-        "world_model": world_model_entry(params.get("world_model", ""), tracking_uri),
+        "world_model": world_model_entry(params.get("world_model", ""), model_dir, tracking_uri),
         "planner_seed": PLANNER_SEED,
         "variants": variants,
         "random_floor": floors,
@@ -353,8 +372,8 @@ def export(client: Any, ref: str, out: Path, tracking_uri: str | None = None) ->
     run = resolve_sweep(client, ref)
     if out.exists() and any(out.iterdir()):
         raise BundleError(f"--out {out} exists and is not empty")
-    manifest, rows = build_manifest(client, run, tracking_uri)
     out.mkdir(parents=True, exist_ok=True)
+    manifest, rows = build_manifest(client, run, tracking_uri, out / MODEL_DIR)
     for name, records in rows.items():
         write_rows(out / EPISODES / name, records)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -528,10 +547,12 @@ def same_bits(a: Any, b: Any) -> bool:
     return a == b
 
 
-def load_world_model(manifest: Mapping[str, Any], protocol: Any, device: str) -> Any:
-    """The bundle's world model built from its spec, as a worker builds it.
+def load_world_model(folder: Path, manifest: Mapping[str, Any], protocol: Any, device: str) -> Any:
+    """The bundle's world model, built as a worker builds it.
 
-    A checkpoint folder must hash to the manifest's SHA-256.
+    From the bundle's own copy of the checkpoint when it has one, else from the spec (a
+    checkpoint folder, ``models:/`` through ``$MLFLOW_TRACKING_URI``, or an import path). A
+    checkpoint must hash to the manifest's SHA-256.
 
     Raises:
         BundleError: It cannot be loaded, or its files are not the exported ones.
@@ -542,12 +563,12 @@ def load_world_model(manifest: Mapping[str, Any], protocol: Any, device: str) ->
     entry = manifest["world_model"]
     spec = entry.get("spec", "")
     try:
-        local = resolve_spec(spec)
+        local = str(folder / entry["bundled"]) if entry.get("bundled") else resolve_spec(spec)
         if entry.get("sha256") and Path(local).is_dir():
             found = combined(folder_hashes(Path(local)))
             if found != entry["sha256"]:
                 raise BundleError(
-                    f"world model {spec!r} here hashes to {found[:12]}, the bundle's to "
+                    f"world model {spec!r} ({local}) hashes to {found[:12]}, the bundle's to "
                     f"{entry['sha256'][:12]}: not the checkpoint the sweep used"
                 )
         return load_model(local, protocol, device)
@@ -584,7 +605,7 @@ def rerun(
         for v in manifest["variants"]:
             protocol = at_horizon(manifest_protocol(manifest), v["horizon"])
             if v["horizon"] not in models:
-                models[v["horizon"]] = load_world_model(manifest, protocol, device)
+                models[v["horizon"]] = load_world_model(folder, manifest, protocol, device)
             rerun_variant(folder, manifest, v, protocol, models[v["horizon"]], k, verdict)
     finally:
         torch.set_num_threads(threads)
