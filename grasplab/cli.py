@@ -29,7 +29,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ),
     ("export",): (
         "grasplab.platform.bundle:export_main",
-        "result bundle of a sweep: manifest, per-episode rows, SHA-256 of every file",
+        "result bundle of a sweep or study: manifest, per-episode rows, SHA-256 of every file",
     ),
     ("verify",): (
         "grasplab.platform.bundle:verify_main",

@@ -240,10 +240,12 @@ def report_parser() -> argparse.ArgumentParser:
 
 
 def export_parser() -> argparse.ArgumentParser:
-    """``grasplab export <sweep name | sweep id | parent run id> --out DIR [--tracking-uri]``."""
+    """``grasplab export <sweep | study: name, id or run id> --out DIR [--tracking-uri]``."""
     parser = new_parser("grasplab export", module_doc("grasplab.platform.bundle"))
     parser.add_argument(
-        "sweep", metavar="SWEEP", help="sweep name (its latest finished sweep), id or parent run id"
+        "sweep",
+        metavar="SWEEP",
+        help="sweep or study (grasplab ablate) name (its latest finished one), id or run id",
     )
     parser.add_argument("--out", required=True, help="bundle folder (new, or empty)")
     parser.add_argument(

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
+from grasplab import cli
 from grasplab.eval.metrics import wilson_interval
 from grasplab.platform import fingerprint, reporting, study
 from grasplab.platform.config import ConfigError
@@ -129,6 +130,21 @@ def test_report_rebuilds_the_study_from_mlflow(studied, capsys):
     assert {r["variant"] for r in rows} == set(VARIANTS) and all(r["seeds"] == 2 for r in rows)
     logged = {a.path for a in studied.client.list_artifacts(studied.run.info.run_id, "report")}
     assert "report/ablation.html" in logged and "report/ablation.png" in logged
+
+
+def test_a_study_exports_to_a_bundle_that_verifies(studied, capsys):
+    out = studied.folder / "study-bundle"
+    argv = ["export", studied.run.info.run_id, "--out", str(out), "--tracking-uri", studied.uri]
+    assert cli.main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["dir"] for s in manifest["sweeps"]] == ["pointmaze-s0", "pointmaze-s1"]
+    assert manifest["fingerprint"] == fingerprint.of_run(studied.run)
+    assert cli.main(["verify", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "figures: all" in text and "match the manifest" in text
+    (out / "pointmaze-s1" / "episodes" / f"{VARIANTS[0]}.jsonl").write_text("")
+    assert cli.main(["verify", str(out)]) == 2  # the top-level sums cover the sub-bundles
+    assert "pointmaze-s1/episodes" in capsys.readouterr().err
 
 
 def test_resume_of_a_finished_study_is_refused(studied, capsys):

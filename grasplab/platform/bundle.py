@@ -363,19 +363,72 @@ def build_manifest(
 
 
 def export(client: Any, ref: str, out: Path, tracking_uri: str | None = None) -> Path:
-    """Write the bundle of sweep ``ref`` to ``out`` (created; must be empty if it exists).
+    """Write the bundle of sweep or study ``ref`` to ``out`` (created; must be empty if it exists).
+
+    A study (``grasplab ablate``) is exported as one sub-bundle per nested sweep (cell x seed),
+    listed in the top-level manifest, and one ``SHA256SUMS`` over all of it.
 
     Raises:
-        BundleError: Unknown or unfinished sweep, a non-empty ``out``, a sweep without the
-            artifacts export needs.
+        BundleError: Unknown or unfinished sweep or study, a non-empty ``out``, a sweep without
+            the artifacts export needs.
     """
-    run = resolve_sweep(client, ref)
+    from grasplab.platform.study import resolve_study
+
     if out.exists() and any(out.iterdir()):
         raise BundleError(f"--out {out} exists and is not empty")
+    study = resolve_study(client, ref)
+    run = resolve_sweep(client, ref) if study is None else None
+    try:
+        if study is not None:
+            return export_study(client, study, out, tracking_uri)
+        write_sweep(client, run, out, tracking_uri)
+        write_sums(out)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # no half-written bundle
+        raise
+    return out
+
+
+def write_sweep(client: Any, run: Any, out: Path, tracking_uri: str | None) -> dict[str, Any]:
+    """A sweep's manifest, rows and checkpoint files into ``out`` (no ``SHA256SUMS``)."""
     out.mkdir(parents=True, exist_ok=True)
     manifest, rows = build_manifest(client, run, tracking_uri, out / MODEL_DIR)
     for name, records in rows.items():
         write_rows(out / EPISODES / name, records)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def export_study(client: Any, study: Any, out: Path, tracking_uri: str | None) -> Path:
+    """A finished study's bundle: a sub-bundle per nested sweep and a top-level manifest."""
+    from grasplab.platform import fingerprint
+    from grasplab.platform.study import CELL, SEED, STUDY_ID
+    from grasplab.platform.tracking import PARENT, ROLE
+
+    name = study.data.tags.get(STUDY_ID, study.info.run_id)
+    if study.info.status != "FINISHED":
+        raise BundleError(f"study {name} is {study.info.status}, not FINISHED")
+    sweeps = client.search_runs(
+        [study.info.experiment_id],
+        f"tags.`{PARENT}` = '{study.info.run_id}' and tags.`{ROLE}` = 'sweep'",
+    )
+    listed = []
+    for run in sorted(sweeps, key=lambda r: (r.data.tags.get(CELL, ""), r.data.tags.get(SEED))):
+        folder = f"{run.data.tags.get(CELL, 'cell')}-s{run.data.tags.get(SEED, '0')}"
+        write_sweep(client, resolve_sweep(client, run.info.run_id), out / folder, tracking_uri)
+        listed.append(
+            {"dir": folder, "cell": run.data.tags.get(CELL), "seed": run.data.tags.get(SEED)}
+        )
+    manifest = {
+        "format": FORMAT,
+        "study": {
+            "id": name,
+            "run_id": study.info.run_id,
+            "name": study.data.params.get("study_name"),
+        },
+        "sweeps": listed,
+        "fingerprint": fingerprint.of_run(study),
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     write_sums(out)
     return out
@@ -409,6 +462,14 @@ class Verdict:
     rerun: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     same_device: bool = True
     mismatched: dict[str, list[int]] = field(default_factory=dict)
+
+    def merge(self, other: Verdict, prefix: str) -> None:
+        """Fold in a sub-bundle's verdict (its keys prefixed)."""
+        self.checked += other.checked
+        self.differ += [f"{prefix}{line}" for line in other.differ]
+        self.rerun.update({f"{prefix}{k}": v for k, v in other.rerun.items()})
+        self.mismatched.update({f"{prefix}{k}": v for k, v in other.mismatched.items()})
+        self.same_device = self.same_device and other.same_device
 
     def reproduced(self) -> bool:
         """Every sampled episode reproduced bit for bit."""
@@ -467,8 +528,8 @@ def check_hashes(folder: Path) -> int:
     return len(expected)
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest, checked for format and shape.
+def read_manifest(folder: Path, study: bool = False) -> dict[str, Any]:
+    """The manifest, checked for format and shape (``study``: a study's manifest is accepted).
 
     Raises:
         BundleError: Unreadable or truncated JSON, a newer format, missing sections.
@@ -484,9 +545,10 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise BundleError(
             f"bundle format {version!r} is newer than this grasplab reads ({FORMAT}): upgrade"
         )
-    missing = [
-        k for k in ("protocol", "variants", "random_floor", "world_model") if k not in manifest
-    ]
+    sections = ("protocol", "variants", "random_floor", "world_model")
+    if study and "sweeps" in manifest:
+        sections = ("study", "sweeps")
+    missing = [k for k in sections if k not in manifest]
     if missing:
         raise BundleError(f"{folder / MANIFEST} lacks {', '.join(missing)}")
     return manifest
@@ -650,12 +712,29 @@ def manifest_protocol(manifest: Mapping[str, Any]) -> dict[str, Any]:
 def verify(folder: Path, rerun_k: int = 0, device: str = "cpu") -> Verdict:
     """Check a bundle: hashes, figures recomputed from its rows, and optionally a rerun.
 
+    A study's bundle is checked sweep by sweep (keys prefixed by the sub-bundle's folder).
+
     Raises:
         BundleError: Missing folder, hash mismatch, truncated or newer manifest, a protocol
             that does not rebuild to its fingerprint, a world model that cannot be loaded.
     """
     verdict = Verdict(files=check_hashes(folder))
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder, study=True)
+    if "sweeps" in manifest:
+        for item in manifest["sweeps"]:
+            sub = folder / item["dir"]
+            part = Verdict()
+            verify_sweep(sub, read_manifest(sub), rerun_k, device, part)
+            verdict.merge(part, f"{item['dir']}/")
+    else:
+        verify_sweep(folder, manifest, rerun_k, device, verdict)
+    return verdict
+
+
+def verify_sweep(
+    folder: Path, manifest: Mapping[str, Any], rerun_k: int, device: str, verdict: Verdict
+) -> None:
+    """Figures, p-values and (``rerun_k``) reruns of one sweep's bundle, into ``verdict``."""
     try:
         protocol = at_horizon(manifest_protocol(manifest), manifest["protocol"]["horizon"])
     except (ValueError, KeyError, TypeError) as error:
@@ -668,7 +747,6 @@ def verify(folder: Path, rerun_k: int = 0, device: str = "cpu") -> Verdict:
     recompute(folder, manifest, verdict)
     if rerun_k > 0:
         rerun(folder, manifest, rerun_k, verdict, device)
-    return verdict
 
 
 # --- commands ----------------------------------------------------------------------------------
