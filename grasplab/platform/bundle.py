@@ -9,7 +9,10 @@ A bundle is a folder anyone can re-score and partly re-run:
   the paired p-values as the sweep computed them, the command line, the runtime fingerprint and
   the planner seed of the test evaluation;
 - ``episodes/<variant key>.jsonl`` and ``episodes/random_floor-H<h>.jsonl``: one JSON row per
-  test episode (NaN written as ``null``);
+  test episode (NaN written as ``null``). A variant's rows are the exact records the sweep
+  logged (``test/<key>.outcome.json`` on the parent run); the floor's are recomputed by
+  :func:`grasplab.eval.random_floor` (seeded, from the protocol alone), and the manifest keeps
+  the floor figures the sweep logged, so :func:`verify` checks that they agree;
 - ``model/``: the world model's checkpoint files, when the spec names files (a checkpoint
   folder or a ``models:/`` URI) of at most :data:`MAX_BUNDLED_MODEL` bytes;
 - ``SHA256SUMS``: the SHA-256 of every other file (``sha256sum -c`` reads it).
@@ -19,6 +22,12 @@ p-value from the rows with the project's statistics (:mod:`grasplab.eval.metrics
 :mod:`grasplab.eval.significance`) and names those that differ from the manifest; with
 ``rerun`` it re-plans sampled test episodes with :func:`grasplab.eval.evaluate` and counts
 those that reproduce bit-identically (deterministic fields) and those that agree on success.
+Exit codes of the commands: 0 clean; 1 a figure differs, or a rerun on the bundle's device type
+and dtype did not reproduce; 2 bad input (one line).
+
+A study (``grasplab ablate``) exports to one sub-bundle per nested sweep (``<cell>-s<seed>/``),
+listed in a top-level manifest with the study's fingerprint, under one ``SHA256SUMS``; its
+pooled ablation table is not re-derived (each sweep's figures are).
 """
 
 from __future__ import annotations
@@ -511,7 +520,7 @@ def check_hashes(folder: Path) -> int:
     expected = {}
     for line in sums.read_text().splitlines():
         digest, _, name = line.partition("  ")
-        if not name:
+        if not name or name.startswith("/") or ".." in Path(name).parts:
             raise BundleError(f"{sums}: malformed line {line!r}")
         expected[name] = digest
     bad = [
