@@ -48,7 +48,7 @@ def test_fingerprint_names_every_key_and_this_process_versions():
     assert set(fp) == KEYS and all(isinstance(v, str) and v for v in fp.values())
     assert (fp["torch"], fp["numpy"]) == (torch.__version__, numpy.__version__)
     assert (fp["device"], fp["threads"], fp["dtype"]) == ("cpu", "3", "float32")
-    assert fp["git_dirty"] in ("true", "false") and len(fp["git_sha"]) == 40
+    assert (fp["git_sha"], fp["git_dirty"]) == fingerprint.git_state()  # "unknown" without git
     lines = fingerprint.header_lines(fp)
     assert (
         len(lines) == 2 and lines[0].startswith("runtime: cpu (") and "3 torch threads" in lines[0]
@@ -201,7 +201,16 @@ def test_a_tampered_row_is_refused(exported, tmp_path, capsys):
     bundle.write_sums(copy)
     assert cli.main(["verify", str(copy)]) == 1
     out = capsys.readouterr().out
-    assert "cem success_rate: manifest" in out and "grasp vs cem p_success" in out
+    assert "cem success_rate: manifest" in out and "cem ci_high: manifest" in out
+
+
+def test_a_p_value_that_the_rows_do_not_give_is_named(exported, tmp_path, capsys):
+    copy = copy_of(exported, tmp_path)
+    rewrite_manifest(copy, lambda m: m["comparisons"][0].update(p_success=0.5))
+    assert cli.main(["verify", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert "figures: 1 of 25 differ from the manifest" in out
+    assert "grasp vs cem p_success: manifest 0.5, from the rows" in out
 
 
 def rewrite_manifest(folder: Path, change) -> None:
