@@ -265,16 +265,22 @@ def run_sweep(
 def record_fingerprint(tracker: Tracker, pool: Pool) -> dict[str, str]:
     """Tag the parent run with the runtime fingerprint of the planning workers; return it.
 
-    The device and thread count are the workers' (their placement); versions, platform, CPU
-    and git state are the driver's (the code and libraries shipped to the workers).
+    A worker reports its own (device and its name, dtype, torch threads, libraries, platform,
+    CPU); the git state is the driver's (a Ray job's working dir has no ``.git``). Should no
+    worker answer within a minute, the driver's own fingerprint stands in, with the workers'
+    device kind and thread count from their placement.
     """
     placement = pool.placement
     on_gpu = placement.num_gpus > 0 and placement.device != "cpu"
     fp = runtime_fingerprint.fingerprint("cuda" if on_gpu else "cpu", threads=placement.threads)
+    try:
+        worker = ray.get(pool.call("fingerprint"), timeout=60)
+    except Exception:  # noqa: BLE001 - an older or lost worker: the driver's stands in
+        worker = {}
+    fp.update({k: v for k, v in worker.items() if k not in ("git_sha", "git_dirty")})
     tracker.set_tags(tracker.parent_id, runtime_fingerprint.tags(fp))
-    tracker.log_text(
-        tracker.parent_id, runtime_fingerprint.to_json(fp), runtime_fingerprint.ARTIFACT
-    )
+    text = runtime_fingerprint.to_json(fp)
+    tracker.log_text(tracker.parent_id, text, runtime_fingerprint.ARTIFACT)
     return fp
 
 
