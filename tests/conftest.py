@@ -1,6 +1,12 @@
-"""Shared fixtures: small linear-quadratic problems with known answers; one torch thread."""
+"""Shared fixtures: small linear-quadratic problems with known answers; one torch thread; one
+tiny sweep (the real CLI, in process) shared by the report and bundle tests."""
 
 from __future__ import annotations
+
+import contextlib
+import io
+import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -46,3 +52,41 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+TINY_SWEEP = [
+    "protocol=tiny",
+    "protocol.tune_episodes=2",
+    "~planners.gd",
+    "sweep.chunk_size=2",
+    "sweep.num_samples=2",
+    "planners.grasp.config.n_steps=50",
+    "planners.cem.config.n_iterations=4",
+    "report.gif=false",
+]
+"""Overrides of the tiny sweep: GRASP and CEM, 2 trials each, 4 test goals at H = 6."""
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory):
+    """``grasplab sweep`` (its ``main``, in process) on :data:`TINY_SWEEP`, in a fresh folder.
+
+    Returns ``folder``, ``uri`` (its MLflow store), ``stdout`` (the printed summary) and
+    ``parent`` (the parent run). Tests may add runs to the store, never change these.
+    """
+    from grasplab.cli import sweep
+    from grasplab.platform.testing import trials_and_parents
+    from grasplab.platform.tracking import default_tracking
+
+    folder = tmp_path_factory.mktemp("tiny_sweep")
+    cwd, stdout = os.getcwd(), io.StringIO()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stdout(stdout):
+            assert sweep.main([*TINY_SWEEP, "--quiet"]) == 0
+    finally:
+        os.chdir(cwd)
+    uri = default_tracking(folder)[0]
+    _, parents = trials_and_parents(uri)
+    assert len(parents) == 1
+    return SimpleNamespace(folder=folder, uri=uri, stdout=stdout.getvalue(), parent=parents[0])

@@ -11,7 +11,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from grasplab.cli import train as cli_train
-from grasplab.platform import sweep, train
+from grasplab.platform import fingerprint, sweep, train
 from grasplab.platform.testing import sweep_runs
 from grasplab.platform.tracking import default_tracking
 from grasplab.platform.workers import resolve_spec
@@ -71,6 +71,9 @@ def test_training_logs_one_run_with_params_history_artifacts_and_a_version(train
     assert (params["data.episodes"], params["dataset.episodes"]) == ("8", "8")
     assert params["model_config.width"] == "16" and params["model_config.action_block"] == "2"
     assert params["git_sha"] not in ("", "unknown")
+    fp = fingerprint.of_run(run)  # the runtime fingerprint, as tags and in the printed lines
+    assert fp["device"] == "cpu" and fp["torch"] and fp["git_sha"] == params["git_sha"][:40]
+    assert fingerprint.header_lines(fp)[0] in printed
     client = MlflowClient(default_tracking(root)[0])
     for name in ("val_loss", "train_loss", "lr"):
         history = client.get_metric_history(run.info.run_id, name)

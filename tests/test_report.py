@@ -7,12 +7,9 @@ headless Chromium.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -23,22 +20,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from grasplab.cli import report as cli_report
-from grasplab.cli import sweep as cli_sweep
 from grasplab.eval import significance as sig
 from grasplab.platform import report, reporting
-from grasplab.platform.testing import trials_and_parents
-from grasplab.platform.tracking import Tracker, default_tracking
-
-TINY = [
-    "protocol=tiny",
-    "protocol.tune_episodes=2",
-    "~planners.gd",
-    "sweep.chunk_size=2",
-    "sweep.num_samples=2",
-    "planners.grasp.config.n_steps=50",
-    "planners.cem.config.n_iterations=4",
-    "report.gif=false",
-]
+from grasplab.platform.tracking import Tracker
 
 
 def records(success: list[int], tts: list[float] | None = None, order: list[int] | None = None):
@@ -157,20 +141,9 @@ def test_importances_use_complete_trials_only():
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    """``grasplab sweep`` (its ``main``, in process: the imports are paid already) in a folder."""
-    folder = tmp_path_factory.mktemp("report")
-    cwd, stdout = os.getcwd(), io.StringIO()
-    os.chdir(folder)
-    try:
-        with contextlib.redirect_stdout(stdout):
-            assert cli_sweep.main([*TINY, "--quiet"]) == 0
-    finally:
-        os.chdir(cwd)
-    uri = default_tracking(folder)[0]
-    _, parents = trials_and_parents(uri)
-    assert len(parents) == 1
-    return SimpleNamespace(folder=folder, uri=uri, stdout=stdout.getvalue(), parent=parents[0])
+def swept(tiny_sweep):
+    """The session's tiny sweep (``tiny_sweep`` in ``tests/conftest.py``)."""
+    return tiny_sweep
 
 
 def test_printed_summary_has_header_verdict_url_and_a_120_column_table(swept):

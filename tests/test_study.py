@@ -17,10 +17,11 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
+from grasplab import cli
 from grasplab.cli import ablate as cli_ablate
 from grasplab.cli import report as cli_report
 from grasplab.eval.metrics import wilson_interval
-from grasplab.platform import study
+from grasplab.platform import fingerprint, study
 from grasplab.platform.config import ConfigError
 from grasplab.platform.tracking import PARENT, ROLE, default_tracking
 
@@ -68,6 +69,8 @@ def studied(tmp_path_factory):
 def test_one_study_run_with_a_nested_finished_sweep_per_seed(studied):
     run = studied.run
     assert run.info.status == "FINISHED"
+    fp = fingerprint.of_run(run)  # the study run's runtime fingerprint, printed first
+    assert fp["device"] == "cpu" and fingerprint.header_lines(fp)[0] in studied.stdout
     sweeps = studied.client.search_runs(["1"], f"tags.`{PARENT}` = '{run.info.run_id}'")
     assert sorted(
         (s.data.tags["grasplab.cell"], s.data.tags["grasplab.seed"], s.info.status) for s in sweeps
@@ -129,6 +132,21 @@ def test_report_rebuilds_the_study_from_mlflow(studied, capsys):
     assert {r["variant"] for r in rows} == set(VARIANTS) and all(r["seeds"] == 2 for r in rows)
     logged = {a.path for a in studied.client.list_artifacts(studied.run.info.run_id, "report")}
     assert "report/ablation.html" in logged and "report/ablation.png" in logged
+
+
+def test_a_study_exports_to_a_bundle_that_verifies(studied, capsys):
+    out = studied.folder / "study-bundle"
+    argv = ["export", studied.run.info.run_id, "--out", str(out), "--tracking-uri", studied.uri]
+    assert cli.main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["dir"] for s in manifest["sweeps"]] == ["pointmaze-s0", "pointmaze-s1"]
+    assert manifest["fingerprint"] == fingerprint.of_run(studied.run)
+    assert cli.main(["verify", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "figures: all" in text and "match the manifest" in text
+    (out / "pointmaze-s1" / "episodes" / f"{VARIANTS[0]}.jsonl").write_text("")
+    assert cli.main(["verify", str(out)]) == 2  # the top-level sums cover the sub-bundles
+    assert "pointmaze-s1/episodes" in capsys.readouterr().err
 
 
 def test_resume_of_a_finished_study_is_refused(studied, capsys):

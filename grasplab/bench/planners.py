@@ -32,8 +32,11 @@ import torch
 from grasplab.bench.timing import best_time
 from grasplab.eval import EvalProtocol, evaluate, format_cell, models, random_floor
 from grasplab.eval.models import checkpoint_protocol
-from grasplab.eval.runner import _problem as plan_problem  # the runner's problem builder
-from grasplab.eval.runner import normalized_actions, true_env
+from grasplab.eval.runner import (
+    normalized_actions,
+    plan_problem,  # the runner's problem builder
+    true_env,
+)
 from grasplab.moved import moved_names
 from grasplab.planners import (
     PLANNERS,

@@ -26,6 +26,14 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
         "grasplab.cli.report",
         "HTML + Markdown report of sweep(s) from MLflow, with significance tests",
     ),
+    ("export",): (
+        "grasplab.cli.export",
+        "result bundle of a sweep or study: manifest, per-episode rows, SHA-256 of every file",
+    ),
+    ("verify",): (
+        "grasplab.cli.verify",
+        "check a result bundle: hashes, figures recomputed from its rows, --rerun K episodes",
+    ),
     ("train",): ("grasplab.cli.train", "train a world model (Hydra overrides)"),
     ("collect",): ("grasplab.cli.collect", "collect episodes in a torch-native env"),
     ("bench", "planners"): ("grasplab.cli.bench_planners", "planner benchmark on oracle models"),

@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = [reporting.resolve(client, ref) for ref in args.sweeps]
         reporting.check_compatible(runs)
         sweeps = [reporting.load_sweep(client, run) for run in runs]
+        if (warning := reporting.fingerprint_warning(runs)) is not None:
+            print(f"grasplab report: warning: {warning}", file=sys.stderr)
         out = Path(args.out or Path("reports") / sweeps[0].sweep_id).resolve()
         paths = reporting.write_report(client, uri, sweeps, out)
     except reporting.ReportError as error:

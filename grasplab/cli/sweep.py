@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from grasplab.platform import runtime
     from grasplab.platform.config import ConfigError
-    from grasplab.platform.sweep import prepare, run_sweep
+    from grasplab.platform.sweep import COMMAND, prepare, run_sweep
     from grasplab.platform.workers import PlacementTimeout
     from grasplab.platform.writer import TrackingOutage
 
@@ -41,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"grasplab sweep: error: {error}", file=sys.stderr)
         return 2
+    if not state.parent_run_id:  # the command that made the sweep (exported with it)
+        command = shlex.join(["grasplab", "sweep", *argv])
+        state.parent_tags = {**state.parent_tags, COMMAND: command}
     resume = f"grasplab sweep {' '.join(a for a in argv if a != '--resume')} --resume"
     try:
         result = run_sweep(spec, state, progress=not args.quiet)

@@ -12,7 +12,9 @@ goals; Holm-adjusted), the verdict, Optuna's hyperparameter importances per plan
 (complete trials only) and every png/gif image of the parent run.
 
 Several sweeps are lined up side by side (keys ``<sweep id>:<variant>``) and compared pairwise;
-sweeps with different protocol versions or task sets are refused (exit 2).
+sweeps with different protocol versions or task sets are refused (exit 2); sweeps whose runtime
+fingerprints differ (:mod:`grasplab.platform.fingerprint`) are lined up with a warning that
+names the differing keys.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from mlflow.tracking import MlflowClient
 
 from grasplab.eval.significance import Comparison, pairwise
 from grasplab.moved import moved_names
-from grasplab.platform import report
+from grasplab.platform import fingerprint, report
 from grasplab.platform.tracking import PARENT, ROLE, SWEEP_ID, run_url
 
 TASK_SET = ("env", "env_overrides", "seed", "tune_episodes", "test_episodes", "success_rule")
@@ -268,6 +270,31 @@ def check_compatible(runs: Sequence[Any]) -> None:
             )
 
 
+def fingerprint_warning(runs: Sequence[Any]) -> str | None:
+    """Why the lined-up parent runs' runtime fingerprints differ (keys named), or None."""
+    fps = [fingerprint.of_run(r) for r in runs]
+    keys = fingerprint.differing(fps) if len(fps) > 1 else []
+    if not keys:
+        return None
+    return (
+        f"sweeps {', '.join(sweep_id_of(r) for r in runs)} ran with different runtime "
+        f"fingerprints (differing: {', '.join(keys)})"
+    )
+
+
+def fingerprint_lines(sweeps: Sequence[Sweep]) -> list[str]:
+    """The report header's runtime lines: one fingerprint, or one per sweep and a warning."""
+    fps = [fingerprint.of_run(s.run) for s in sweeps]
+    if len(sweeps) == 1 or not fingerprint.differing(fps):
+        return fingerprint.header_lines(fps[0])
+    lines = [
+        f"{s.sweep_id}: {line}"
+        for s, fp in zip(sweeps, fps, strict=True)
+        for line in fingerprint.header_lines(fp)
+    ]
+    return [*lines, f"warning: {fingerprint_warning([s.run for s in sweeps])}"]
+
+
 def line_up(sweeps: Sequence[Sweep]) -> list[Entry]:
     """Every entry; keys and labels prefixed by the sweep id when several sweeps."""
     if len(sweeps) == 1:
@@ -435,6 +462,7 @@ def build(uri: str, sweeps: Sequence[Sweep]) -> Report:
         [int(e.test.get("n", 0)) for e in entries],
     )
     header.insert(0, f"sweep(s): {', '.join(s.sweep_id for s in sweeps)}")
+    header.extend(fingerprint_lines(sweeps))
     return Report(
         list(sweeps),
         entries,

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from grasplab.moved import moved_names
+from grasplab.platform import fingerprint, runtime
 from grasplab.platform import progress as live
-from grasplab.platform import runtime
 from grasplab.platform.config import ConfigError, SweepSpec, compose, parse
 from grasplab.platform.tracking import PARENT, ROLE, git_sha, run_url, ui_command
 
@@ -252,6 +252,17 @@ def open_study_run(client: Any, experiment_id: str, study: Study, resume: bool) 
     return study_id, run.info.run_id
 
 
+def record_fingerprint(client: Any, run_id: str, cluster: dict[str, Any]) -> dict[str, str]:
+    """Tag the study run with the runtime fingerprint (and log ``fingerprint.json``)."""
+    fp = fingerprint.fingerprint(fingerprint.planning_device(cluster))
+    from mlflow.entities import RunTag
+
+    tags = [RunTag(k, v) for k, v in fingerprint.tags(fp).items()]
+    client.log_batch(run_id, tags=tags)
+    client.log_text(run_id, fingerprint.to_json(fp), fingerprint.ARTIFACT)
+    return fp
+
+
 def finished_cells(client: Any, experiment_id: str, run_id: str) -> set[str]:
     """``<cell>/s<seed>`` of the study's sweeps that finished (skipped by ``--resume``)."""
     runs = client.search_runs(
@@ -279,6 +290,7 @@ def run_study(
     client = _client(study)
     experiment_id = _experiment_id(client, study)
     study_id, run_id = open_study_run(client, experiment_id, study, resume)
+    fp = record_fingerprint(client, run_id, study.cells[0].spec.cluster)
     done = finished_cells(client, experiment_id, run_id) if resume else set()
     lines = live.SweepProgress(enabled=progress, kind="study")
     lines.phase(
@@ -319,7 +331,8 @@ def run_study(
     result = StudyResult(study_id, run_id, study.tracking_uri, rep, sweeps)
     result.wall_time = time.perf_counter() - started
     result.summary = (
-        f"{rep.markdown}\nwall time {live.clock(result.wall_time)}; open the UI with: "
+        "\n".join(fingerprint.header_lines(fp))
+        + f"\n\n{rep.markdown}\nwall time {live.clock(result.wall_time)}; open the UI with: "
         f"{ui_command(study.tracking_uri, study.artifact_root)}"
     )
     lines.phase(f"{study_id} done in {live.clock(result.wall_time)}")

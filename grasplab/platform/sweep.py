@@ -11,6 +11,7 @@ comparison table, plots and a GIF on the parent.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import sys
 import threading
@@ -32,6 +33,7 @@ from ray.tune.search import ConcurrencyLimiter
 from grasplab.eval import EpisodeResults, random_floor
 from grasplab.eval.significance import pairwise
 from grasplab.moved import moved_names
+from grasplab.platform import fingerprint as runtime_fingerprint
 from grasplab.platform import progress as live
 from grasplab.platform import report, runtime
 from grasplab.platform.config import (
@@ -67,6 +69,8 @@ from grasplab.platform.workers import (
 from grasplab.platform.writer import QueuedTracker, TrackingOutage
 
 METRIC = "success_rate"
+COMMAND = "grasplab.command"
+"""Tag of a parent run: the command line that started the sweep."""
 
 
 @dataclass
@@ -192,8 +196,10 @@ def run_sweep(
             "each loads the world model on its first chunk"
         )
         monitor = PoolMonitor(pool, progress)
+        fp = record_fingerprint(tracker, pool)
         tuned_at = time.perf_counter()
         result = run_stages(spec, state, tracker, pool, progress)
+        show_fingerprint(result, fp)
         reported_at = time.perf_counter()
         lines.phase("report: comparison table, plots and GIFs on the parent run")
         finish_report(spec, state, tracker, pool, result)
@@ -220,6 +226,37 @@ def run_sweep(
     result.wall_time = time.perf_counter() - started
     lines.phase(f"done in {live.clock(result.wall_time)}")
     return result
+
+
+def record_fingerprint(tracker: Tracker, pool: Pool) -> dict[str, str]:
+    """Tag the parent run with the runtime fingerprint of the planning workers; return it.
+
+    A worker reports its own (device and its name, dtype, torch threads, libraries, platform,
+    CPU); the git state is the driver's (a Ray job's working dir has no ``.git``). Should no
+    worker answer within a minute, the driver's own fingerprint stands in, with the workers'
+    device kind and thread count from their placement.
+    """
+    placement = pool.placement
+    on_gpu = placement.num_gpus > 0 and placement.device != "cpu"
+    fp = runtime_fingerprint.fingerprint("cuda" if on_gpu else "cpu", threads=placement.threads)
+    try:
+        worker = ray.get(pool.call("fingerprint"), timeout=60)
+    except Exception:  # noqa: BLE001 - an older or lost worker: the driver's stands in
+        worker = {}
+    fp.update({k: v for k, v in worker.items() if k not in ("git_sha", "git_dirty")})
+    tracker.set_tags(tracker.parent_id, runtime_fingerprint.tags(fp))
+    text = runtime_fingerprint.to_json(fp)
+    tracker.log_text(tracker.parent_id, text, runtime_fingerprint.ARTIFACT)
+    return fp
+
+
+def show_fingerprint(result: SweepResult, fp: dict[str, str]) -> None:
+    """Add the fingerprint's line to the summary's header (and the printed summary)."""
+    result.extras["fingerprint"] = fp
+    result.extras["header"].extend(runtime_fingerprint.header_lines(fp))
+    result.summary = report.summary_text(
+        result.extras["header"], result.verdict, result.table, result.url, result.ui
+    )
 
 
 def describe_cluster(cluster: dict[str, Any]) -> str:
@@ -723,9 +760,18 @@ def log_outcome(tracker: Tracker, stage: Stage, outcome: StageOutcome) -> None:
     tracker.log_table(
         tracker.parent_id, records_table(outcome.test_records), f"test/{outcome.key}.json"
     )
+    # the exact outcome (config, full-precision records) that `grasplab export` bundles
+    tracker.log_text(
+        tracker.parent_id, json.dumps(outcome.to_dict()), outcome_artifact(outcome.key)
+    )
     best = trial_key(tracker.sweep_id, stage.key, outcome.best_trial)  # its run's handle
     tracker.log_metrics(best, metrics)
     tracker.set_tags(best, {"best": "true"})
+
+
+def outcome_artifact(key: str) -> str:
+    """Artifact path of a stage outcome's JSON on the parent run (exact floats, full config)."""
+    return f"test/{key}.outcome.json"
 
 
 def finish_report(

@@ -10,12 +10,9 @@ Ctrl-C (:meth:`Tracker.close_all`).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import os
 import posixpath
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -28,6 +25,7 @@ from ray import tune
 
 from grasplab.eval import EvalProtocol
 from grasplab.platform import progress as live
+from grasplab.platform.fingerprint import git_state
 from grasplab.platform.search import LABEL
 
 TRIAL_KEY = "grasplab.trial_key"
@@ -82,33 +80,14 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
-@functools.cache
 def git_sha(cwd: Path | None = None) -> str:
     """``git rev-parse HEAD`` of the code's repository (``-dirty`` when tracked files changed).
 
     Falls back to ``$GRASPLAB_GIT_SHA`` (a Ray job's working dir has no ``.git``), else
-    ``unknown``.
+    ``unknown`` (:func:`grasplab.platform.fingerprint.git_state`).
     """
-    cwd = cwd or Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout
-        return sha + ("-dirty" if dirty.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return os.environ.get("GRASPLAB_GIT_SHA", "unknown")
+    sha, dirty = git_state(cwd)
+    return sha + ("-dirty" if dirty == "true" else "")
 
 
 def protocol_params(protocol: EvalProtocol) -> dict[str, Any]:

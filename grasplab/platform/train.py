@@ -549,6 +549,7 @@ class TrainResult:
     summary: dict[str, Any]
     tracking_uri: str
     ui: str
+    fingerprint: dict[str, str] = field(default_factory=dict)
 
 
 def open_tracker(spec: TrainSpec) -> Any:
@@ -567,11 +568,15 @@ def open_tracker(spec: TrainSpec) -> Any:
 
 def run_training(spec: TrainSpec, tracker: Any, manifest: Mapping[str, Any]) -> TrainResult:
     """Train in the training's run; the run ends FINISHED, FAILED or KILLED on any exit."""
+    from grasplab.platform import fingerprint
     from grasplab.platform.tracking import git_sha, ui_command
     from grasplab.world_models import training
 
     params = {**spec.params(), **dataset_params(manifest), "git_sha": git_sha()}
     run_id = open_run(tracker, spec, params)
+    fp = fingerprint.fingerprint("cpu")  # training runs on the CPU
+    tracker.set_tags(run_id, fingerprint.tags(fp))
+    tracker.log_text(run_id, fingerprint.to_json(fp), fingerprint.ARTIFACT)
     status = "FAILED"
     try:
         log = metric_logger(tracker, run_id)
@@ -590,6 +595,7 @@ def run_training(spec: TrainSpec, tracker: Any, manifest: Mapping[str, Any]) -> 
         summary,
         tracker.tracking_uri,
         ui_command(tracker.tracking_uri, tracking_of(spec)[1]),
+        fp,
     )
 
 
@@ -618,9 +624,12 @@ def finish(spec: TrainSpec, tracker: Any, run_id: str, summary: Mapping[str, Any
 
 
 def report(result: TrainResult) -> str:
-    """The final lines: checkpoint, registered model URI, MLflow UI."""
+    """The final lines: runtime fingerprint, checkpoint, registered model URI, MLflow UI."""
+    from grasplab.platform import fingerprint
+
     s = result.summary
     lines = [
+        *fingerprint.header_lines(result.fingerprint),
         f"checkpoint: {result.checkpoint} (best val_loss {s['best_val']:.5g} at step "
         f"{s['best_step']}, {s['steps_done']} steps, stopped: {s['stopped']})",
     ]

@@ -211,6 +211,12 @@ class WorldModelWorker:
             "compute_s": time.perf_counter() - start,
         }
 
+    def fingerprint(self) -> dict[str, str]:
+        """The runtime fingerprint of this worker: its device, threads, libraries and machine."""
+        from grasplab.platform.fingerprint import fingerprint
+
+        return fingerprint(self.device.type)
+
     def stats(self) -> dict[str, Any]:
         """Counters: models loaded, chunks evaluated, process id, device."""
         return {
