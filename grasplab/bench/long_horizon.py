@@ -65,7 +65,7 @@ LAYOUTS: dict[str, dict[str, Any]] = {"pointmaze": {"layout": "medium"}, "wall":
 SIMS: dict[str, str] = {"pusht": "sim:pusht"}
 """Envs judged in a real simulator, by bench name -> protocol env (tasks from recorded data)."""
 SIM_DATA = {"pusht": "data/pusht-pusher"}
-"""Default ``--data`` per simulator env: the scripted-pusher dataset (RECIPE.md)."""
+"""Default ``--data`` per simulator env: the scripted-pusher dataset (docs/recipes.md)."""
 SIM_SPLITS = "900:950,950:1000"
 """Default ``--splits``: tuning and test episode ranges of the Push-T dataset (the first 900
 episodes are the world models' training data)."""
@@ -122,7 +122,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
             if not Path(args.checkpoint).is_dir() or "," in args.envs:
                 p.error("--checkpoint must be a checkpoint directory, with one env in --envs")
         elif args.model != "oracle" and not (CHECKPOINTS / name).is_dir():
-            p.error(f"no shipped checkpoint {name} in {CHECKPOINTS} (RECIPE.md makes them)")
+            p.error(f"no shipped checkpoint {name} in {CHECKPOINTS} (docs/recipes.md makes them)")
         data = Path(args.data or SIM_DATA.get(env, ""))
         if env in SIMS and not (data / "manifest.json").is_file():
             p.error(
