@@ -234,7 +234,7 @@ def _decoded_foreground_iou(model, images: torch.Tensor, bg: torch.Tensor) -> fl
 
 PATCHRES_IOU_FLOOR = 0.5
 """Floor of ``pusht-patchres-b1``'s decoded-foreground IoU on the guard's 125 rendered held-out
-states (RECIPE.md 6.2: 0.65 when recorded, as on 256 dataset frames of episodes 810-899;
+states (docs/recipes.md 6.2: 0.65 when recorded, as on 256 dataset frames of episodes 810-899;
 ``pusht-patch-b1``'s blobs: 0.24)."""
 
 

@@ -1,4 +1,5 @@
-"""The README's API example runs as written (at reduced sizes), so that it cannot rot."""
+"""The documented API example runs as written (at reduced sizes), so that it cannot rot; the
+README keeps the two set-up commands that CI runs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import torch
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+QUICKSTART = ROOT / "docs" / "quickstart.md"  # the API example lives in the docs' quickstart
 
 # The example's sizes take ~1 min on 2 cores; each replacement must match exactly once.
 SMALLER = {
@@ -20,15 +23,15 @@ SMALLER = {
 
 
 def test_readme_api_example_runs_and_its_comments_hold():
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert len(blocks) == 1, "the README has one API example"
+    blocks = re.findall(r"```python\n(.*?)```", QUICKSTART.read_text(), re.S)
+    assert len(blocks) == 1, "the quickstart has one API example"
     code = blocks[0]
     for old, new in SMALLER.items():
-        assert code.count(old) == 1, f"README example changed: {old!r} not found once"
+        assert code.count(old) == 1, f"quickstart example changed: {old!r} not found once"
         code = code.replace(old, new)
     torch.set_num_threads(1)
     scope: dict = {}
-    exec(compile(code, str(README), "exec"), scope)
+    exec(compile(code, str(QUICKSTART), "exec"), scope)
     result, problem = scope["result"], scope["problem"]
     assert result.actions.shape == (4, 50, 2)
     assert bool((result.actions >= problem.action_low).all())
@@ -36,3 +39,11 @@ def test_readme_api_example_runs_and_its_comments_hold():
     assert result.cost.shape == (4,) and {"loss_dyn", "loss_goal", "sync_cost"} <= set(result.trace)
     summary = scope["results"].summary()
     assert summary["n"] == 3 and 0.0 <= summary["ci_low"] <= summary["ci_high"] <= 1.0
+
+
+def test_readme_keeps_the_two_setup_commands_that_ci_runs():
+    readme = README.read_text()
+    main_job = "pip install -e . && grasplab sweep"
+    tests = 'pip install -e ".[dev,sims]" && python -m pytest -q -m "not slow"'
+    assert main_job in readme and tests in readme
+    assert tests in (ROOT / ".ci" / "run").read_text(), ".ci/run runs the README's test command"

@@ -2,7 +2,7 @@
 
 The ridge linear probe of :func:`grasplab.bench.quality.fit_position_probe` reads the keypoint
 pixel models (16-d latents) well, but over a 1,024-d patch latent it amplifies the
-off-manifold errors of PREDICTED latents into position errors of tens of env units (RECIPE.md
+off-manifold errors of PREDICTED latents into position errors of tens of env units (docs/recipes.md
 section 6). A model that decodes its latents to images (``PatchModel.decode(z) -> (..., H, W,
 3)`` in ``[0, 1]``) can be read through its own decoder instead:
 

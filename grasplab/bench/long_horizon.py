@@ -66,7 +66,7 @@ LAYOUTS: dict[str, dict[str, Any]] = {"pointmaze": {"layout": "medium"}, "wall":
 SIMS: dict[str, str] = {"pusht": "sim:pusht"}
 """Envs judged in a real simulator, by bench name -> protocol env (tasks from recorded data)."""
 SIM_DATA = {"pusht": "data/pusht-pusher"}
-"""Default ``--data`` per simulator env: the scripted-pusher dataset (RECIPE.md)."""
+"""Default ``--data`` per simulator env: the scripted-pusher dataset (docs/recipes.md)."""
 SIM_SPLITS = "900:950,950:1000"
 """Default ``--splits``: tuning and test episode ranges of the Push-T dataset (the first 900
 episodes are the world models' training data)."""
@@ -133,7 +133,7 @@ def check(args: argparse.Namespace) -> None:
                 )
         elif args.model != "oracle" and not (CHECKPOINTS / name).is_dir():
             raise ValueError(
-                f"no shipped checkpoint {name} in {CHECKPOINTS} (RECIPE.md makes them)"
+                f"no shipped checkpoint {name} in {CHECKPOINTS} (docs/recipes.md makes them)"
             )
         data = Path(args.data or SIM_DATA.get(env, ""))
         if env in SIMS and not (data / "manifest.json").is_file():

@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
-"""The shipped checkpoints folder (``RECIPE.md``, ``floors.json``, ``manifest.json``, models)."""
+"""The shipped checkpoints folder (``floors.json``, ``manifest.json``, models; docs/recipes.md)."""
 
 
 class CheckpointError(ValueError):
