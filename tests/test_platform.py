@@ -248,6 +248,46 @@ def test_sweep_under_mpc_replans_every_trial_and_test_episode(tmp_path, local_ra
     assert {r.data.params.get("protocol.mode") for r in children} == {"mpc"}
 
 
+EVERY_PLANNER = [
+    "protocol=tiny",
+    "protocol.test_episodes=6",
+    "sweep.num_samples=1",
+    "report.gif=false",
+    "planners.grasp.config.n_steps=50",
+    "planners.cem.config.n_iterations=4",
+    "planners.gd.config.n_steps=30",
+    "+planner@planners.mppi=mppi",
+    "+search_space@planners.mppi.search_space=mppi",
+    "+planner@planners.latco=latco",
+    "+search_space@planners.latco.search_space=latco",
+    "+planner@planners.grasp_ref=grasp_reference",
+    "+search_space@planners.grasp_ref.search_space=grasp",
+    "planners.grasp_ref.config.n_steps=50",
+]
+DETERMINISTIC = ("success", "final_distance", "min_distance", "model_cost", "model_steps")
+
+
+def test_test_episodes_are_the_same_on_one_or_two_workers_and_any_chunk_size(tmp_path, local_ray):
+    """Per-episode random streams: every planner's test episodes are bit-identical whether a
+    sweep plans them one at a time on one worker or in chunks of 4 on two."""
+    one = run_in_process(tmp_path / "one", [*EVERY_PLANNER, "sweep.chunk_size=1"], num_workers=1)
+    two = run_in_process(tmp_path / "two", [*EVERY_PLANNER, "sweep.chunk_size=4"], num_workers=2)
+    by_key = {o.key: o for o in two.outcomes}
+    assert {o.label for o in one.outcomes} >= {"grasp", "cem", "gd", "mppi", "latco", "grasp_ref"}
+    assert set(by_key) == {o.key for o in one.outcomes}
+    for a in one.outcomes:
+        b = by_key[a.key]
+        assert a.tuned == b.tuned, a.key  # the same tuning (it is per-episode too)
+        ra = sorted(a.test_records, key=lambda r: r["index"])
+        rb = sorted(b.test_records, key=lambda r: r["index"])
+        assert [r["index"] for r in ra] == list(range(6))
+        for field in DETERMINISTIC:
+            x = [r[field] for r in ra]
+            y = [r[field] for r in rb]
+            assert x == y or (str(x) == str(y)), f"{a.key}: {field} differs"
+    assert one.floors == two.floors
+
+
 def test_workers_load_their_model_once_across_trials(local_ray):
     from grasplab.platform.config import load
     from grasplab.platform.trial import chunk_indices, evaluate_chunks

@@ -46,6 +46,7 @@ from grasplab.planners import (
     make_planner,
 )
 from grasplab.planners.sampling import terminal_state_time_major
+from grasplab.planners.streams import EpisodeStreams, stream_key
 from grasplab.world_models import OracleModel, WorldModel
 
 ORDER = ["cem", "gd", "mppi", "latco", "grasp"]
@@ -307,6 +308,59 @@ def cem_ratio(
     return _against_floor(cem_run, forward, "rollout_fwd", budgets, device, repeats, repeats)
 
 
+def streams_cost(
+    env: str,
+    batch: int,
+    horizon: int,
+    device: str,
+    learned: Any = None,
+    grasp_budgets: tuple[int, int] = (50, 250),
+    cem_budgets: tuple[int, int] = (2, 12),
+    samples: int = 300,
+    repeats: int = 5,
+) -> dict[str, float]:
+    """The cost of per-episode random streams, as a ratio of iteration times.
+
+    A planner iteration drawing from :class:`~grasplab.planners.streams.EpisodeStreams` (one
+    stream per problem, what the eval runner passes) over the same iteration drawing from one
+    ``torch.Generator``.
+
+    GRASP (state noise every iteration, no sync) and CEM (``samples`` candidates per problem
+    and iteration), each pair by :func:`paired_per_iteration` (interleaved, same estimator).
+    Keys: ``<planner>_generator_s``, ``<planner>_streams_s``, ``<planner>_ratio``.
+    """
+    p = _problem(env, batch, horizon, device, learned)
+    grasp = GRASPConfig(sync_interval=0)
+    cem = CEMConfig(n_samples=samples, n_elites=max(1, samples // 10))
+
+    def source(streams: bool) -> Any:
+        if streams:
+            return EpisodeStreams([stream_key(0, 2, i, 0) for i in range(batch)], device)
+        return torch.Generator(device=device).manual_seed(0)
+
+    def planner_run(kind: str, config: Any, field: str, streams: bool) -> Any:
+        def go(n: int) -> None:
+            planner = make_planner(kind, dataclasses.replace(config, **{field: n}))
+            planner.plan(p, generator=source(streams))
+
+        return go
+
+    out: dict[str, float] = {}
+    for kind, config, field, budgets in (
+        ("grasp", grasp, "n_steps", grasp_budgets),
+        ("cem", cem, "n_iterations", cem_budgets),
+    ):
+        runs = {
+            "generator": planner_run(kind, config, field, False),
+            "streams": planner_run(kind, config, field, True),
+        }
+        per = paired_per_iteration(runs, *budgets, device, repeats)
+        out[f"{kind}_generator_s"] = per["generator"]
+        out[f"{kind}_streams_s"] = per["streams"]
+        out[f"{kind}_ratio"] = per["streams"] / per["generator"]
+    return out
+
+
 def batch_speedup(env: str, batch: int, horizon: int, device: str) -> dict[str, dict]:
     """Per planner: time of ``batch`` single-problem calls / one call on all of them."""
     p = _problem(env, batch, horizon, device)
@@ -355,6 +409,27 @@ def speed_ratios(args: argparse.Namespace, env: str, learned: Any) -> dict[str, 
             f"fwd+bwd over the same pairs ({1000 * g['step_fwd_bwd_s']:.1f} ms, same estimator, "
             f"interleaved): {g['ratio']:.2f}x (target <= 1.3x); / the best single fwd+bwd "
             f"({1000 * g['step_fwd_bwd_single_s']:.1f} ms): {g['ratio_single']:.2f}x",
+            flush=True,
+        )
+    if args.streams_cost:
+        figures["streams_cost"] = streams_cost(
+            env,
+            B,
+            H,
+            device,
+            learned,
+            _budgets(args.grasp_budgets),
+            _budgets(args.cem_budgets),
+            args.cem_samples,
+            args.repeats,
+        )
+        s = figures["streams_cost"]
+        print(
+            f"per-episode random streams (B={B}, H={H}): GRASP iteration "
+            f"{1000 * s['grasp_streams_s']:.2f} ms vs {1000 * s['grasp_generator_s']:.2f} ms with "
+            f"one generator = {s['grasp_ratio']:.3f}x; CEM (S={args.cem_samples}) "
+            f"{1000 * s['cem_streams_s']:.2f} ms vs {1000 * s['cem_generator_s']:.2f} ms = "
+            f"{s['cem_ratio']:.3f}x (target <= 1.05x)",
             flush=True,
         )
     if "cem" not in which:

@@ -45,6 +45,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="time GRASP with compile_losses=True (torch.compile; compiled in the warm-up)",
     )
+    p.add_argument(
+        "--no-streams-cost",
+        dest="streams_cost",
+        action="store_false",
+        help="skip timing GRASP's and CEM's iteration with per-episode random streams against "
+        "one generator (measured by default)",
+    )
     return p
 
 
