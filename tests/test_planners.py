@@ -447,6 +447,60 @@ def test_probe_stops_early_and_freezes_solved_plans(name):
     assert result.solved.all()
 
 
+# Every planner and preset; GRASP's unclamped ones are the ones whose iterates leave the bounds.
+BOUNDED_PRESETS = {
+    "grasp": ("grasp", FAST["grasp"]),
+    "grasp reference()": ("grasp", GRASPConfig.reference(**FAST["grasp"]).to_dict()),
+    "grasp reference(clamp_actions=False)": (
+        "grasp",
+        GRASPConfig.reference(**FAST["grasp"], clamp_actions=False).to_dict(),
+    ),
+    "grasp clamp_actions=False, cem sync": (
+        "grasp",
+        {**FAST["grasp"], "clamp_actions": False, "sync_mode": "cem"},
+    ),
+    "grasp clamp_actions=False, kept sync": (
+        "grasp",
+        {**FAST["grasp"], "clamp_actions": False, "sync_optimizer": "kept"},
+    ),
+    **{name: (name, FAST[name]) for name in ("cem", "gd", "mppi", "latco")},
+}
+
+
+@pytest.mark.parametrize("preset", sorted(BOUNDED_PRESETS))
+@pytest.mark.parametrize("mpc", [False, True])
+def test_returned_and_probed_plans_stay_inside_the_bounds(preset, mpc):
+    # PlanResult's contract: the plan is inside the action bounds; so is every plan a probe sees
+    # (the runner executes it in the env, which refuses out-of-bounds actions) and therefore
+    # every plan the probe freezes as solved. Tight bounds (1/50 of the LQ problem's) make the
+    # unclamped lifted iterates leave them; the probe solves half the problems at its first call
+    # (their frozen plans are returned) and the rest at its second. ``mpc``: a warm-started
+    # replan from the previous (shifted) plan, as the runner's MPC loop does.
+    name, config = BOUNDED_PRESETS[preset]
+    problem, _ = lq_problem(0, batch=4)
+    low, high = problem.bounds()
+    tight = PlanProblem(
+        problem.model, problem.z0, problem.goal, problem.horizon, low / 50, high / 50
+    )
+    seen = []
+
+    def probe(iteration, actions):
+        seen.append(actions.clone())
+        return torch.tensor([True, False, True, False]) if len(seen) == 1 else torch.zeros(4) > 0
+
+    every = 10 if name in ("grasp", "latco") else 1  # the sampling planners run 3-4 iterations
+    planner = make_planner(name, {**config, "probe_every": every})
+    init = None
+    if mpc:
+        init = planner.plan(tight, generator=torch.Generator().manual_seed(1))
+        init = dataclasses.replace(init, actions=init.actions.roll(-1, dims=1))
+    result = planner.plan(tight, init, generator=torch.Generator().manual_seed(0), probe=probe)
+    assert seen, "the probe was never called"
+    for actions in [result.actions, *seen]:
+        assert bool((actions >= low / 50).all() and (actions <= high / 50).all())
+    torch.testing.assert_close(result.actions[[0, 2]], seen[0][[0, 2]])
+
+
 def test_batched_solve_matches_single_problem_solves():
     problem, _ = lq_problem(4, batch=3)
     planner = make_planner("gd", {"n_steps": 50})

@@ -78,8 +78,10 @@ class GRASPConfig(PlannerConfig):
     does; its moments then restart at every phase."""
     clamp_actions: bool = True
     """Clamp actions into the bounds after every step. False: the optimisation never clamps (the
-    authors' solver); only the returned plan is clipped, as an env clips what it executes. On
-    the learned wall model unclamped actions drift to ``|a| ~ 6.6``, far outside the data."""
+    authors' solver); only the plans that leave the planner are projected into the bounds, as
+    an env clips what it executes: the returned plan and every plan handed to the probe (so a
+    plan the probe froze as solved, which is returned, is inside them too). On the learned wall
+    model unclamped actions drift to ``|a| ~ 6.6``, far outside the data."""
     batch_reduction: Literal["sum", "mean"] = "sum"
     """How the per-problem losses are reduced over the batch before ``backward``: ``sum``
     (every problem's gradient independent of ``B``) or ``mean`` (the authors' solver)."""
@@ -291,13 +293,13 @@ def run_lifted(
             )
             if cfg.reset_optimizer:
                 optimizer = main_optimizer(scaled, actions, cfg)
-        if probes(iteration, actions):
+        if probes(iteration, actions.detach().clamp(low, high)):
             break
     if cfg.sync_interval > 0 and not synced and not probes.all_solved():
         model_steps += _run_sync(
             sync, actions, scaled.detach() * unit, generator, probes, sync_trace, iteration
         )
-        probes(iteration, actions, force=True)
+        probes(iteration, actions.detach().clamp(low, high), force=True)
     trace.update(sync_trace)
     return finish(
         p,
