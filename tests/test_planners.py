@@ -51,7 +51,8 @@ def test_grasp_reaches_lq_optimum_with_noise_annealed(seed, sync_mode):
     # gamma > 0 gets full-size Adam steps once the states track the rollout, so it biases the
     # fixed point. The exact optimum is the sync's job, which this test checks (seed 2 is
     # ill-conditioned: the authors' 10 sync steps at lr 0.05 leave it at ~5e-3). The sync Adam is
-    # kept across phases here: a fresh one (the default, next test) restarts with full-size steps.
+    # kept across phases (the default): a fresh one (the authors', next test) restarts with
+    # full-size steps.
     problem, err0 = lq_problem(seed)
     config = GRASPConfig(
         noise_schedule="linear",
@@ -59,8 +60,8 @@ def test_grasp_reaches_lq_optimum_with_noise_annealed(seed, sync_mode):
         sync_mode=sync_mode,
         sync_steps=20,
         sync_lr=0.1,
-        sync_optimizer="kept",
     )
+    assert config.sync_optimizer == "kept"
     result = GRASPPlanner(config).plan(problem, generator=torch.Generator().manual_seed(0))
     bound = 1e-3 if sync_mode == "gd" else 1e-1  # CEM sync is a sampler: 90% improvement
     assert (result.cost / err0).max() <= bound
@@ -68,14 +69,19 @@ def test_grasp_reaches_lq_optimum_with_noise_annealed(seed, sync_mode):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_grasp_fresh_sync_optimiser_stops_short_of_the_lq_optimum(seed):
-    # The known price of the authors' fresh sync Adam per phase (the default since their A/B on
-    # the learned wall model, +8 points there): bias-corrected Adam's first steps are ~lr per
-    # coordinate whatever the gradient's size, so every phase restarts with steps of ~0.1 and
-    # the last iterate stays 10-30% of the initial error away from the LQ optimum that the
-    # kept optimiser reaches to 1e-3 (previous test). Measured max ratios: 0.21, 0.09, 0.28.
+    # The known price of the authors' fresh sync Adam per phase (GRASPConfig.reference()):
+    # bias-corrected Adam's first steps are ~lr per coordinate whatever the gradient's size, so
+    # every phase restarts with steps of ~0.1 and the last iterate stays 10-30% of the initial
+    # error away from the LQ optimum that the kept optimiser (the default) reaches to 1e-3
+    # (previous test). Measured max ratios: 0.21, 0.09, 0.28.
     problem, err0 = lq_problem(seed)
-    config = GRASPConfig(noise_schedule="linear", goal_weight=0.0, sync_steps=20, sync_lr=0.1)
-    assert config.sync_optimizer == "fresh"
+    config = GRASPConfig(
+        noise_schedule="linear",
+        goal_weight=0.0,
+        sync_steps=20,
+        sync_lr=0.1,
+        sync_optimizer="fresh",
+    )
     result = GRASPPlanner(config).plan(problem, generator=torch.Generator().manual_seed(0))
     ratio = (result.cost / err0).max()
     assert 1e-3 < ratio <= 0.35
@@ -226,17 +232,17 @@ class _Recorder:
         return [int(s["step"]) for s in optimizer.state.values()]
 
 
-@pytest.mark.parametrize("preset", ["reference", "default", "kept"])
+@pytest.mark.parametrize("preset", ["reference", "fresh", "kept"])
 def test_grasp_optimiser_semantics(lq, monkeypatch, preset):
     # 100 iterations, a GD sync of 3 steps every 25: 4 syncs. reference: a fresh sync Adam per
-    # phase AND a main Adam re-created after each sync; default: fresh sync Adam, main Adam kept;
-    # kept: one sync Adam for all phases (grasplab's behaviour before the authors' A/B).
+    # phase AND a main Adam re-created after each sync; fresh: fresh sync Adam, main Adam kept;
+    # kept (the default): one sync Adam for all phases.
     problem, _ = lq
     base = {"n_steps": 100, "sync_interval": 25, "sync_steps": 3, "probe_every": 1000}
     config = {
         "reference": GRASPConfig.reference(**base),
-        "default": GRASPConfig(**base),
-        "kept": GRASPConfig(**base, sync_optimizer="kept"),
+        "fresh": GRASPConfig(**base, sync_optimizer="fresh"),
+        "kept": GRASPConfig(**base),
     }[preset]
     recorder = _Recorder(monkeypatch)
     GRASPPlanner(config).plan(problem, generator=torch.Generator().manual_seed(0))
