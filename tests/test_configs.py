@@ -236,6 +236,11 @@ def test_grasp_reference_preset_is_the_reference_config_and_plans():
     ref = next(p for p in spec.planners if p.label == "ref")
     config = GRASPConfig.from_dict(ref.trial_config({}))
     assert config == GRASPConfig.reference(n_steps=200, probe_every=25)
+    # GRASP's search space tunes the sync optimiser; the reference preset pins the authors' one.
+    grasp = load(["+planner@planners.g=grasp", "+search_space@planners.g.search_space=grasp"])
+    g = next(p for p in grasp.planners if p.label == "g")
+    assert g.search_space["sync_optimizer"].values == ("fresh", "kept")
+    assert "sync_optimizer" not in ref.search_space and ref.fixed["sync_optimizer"] == "fresh"
     problem, err0 = lq_problem(0, batch=4, horizon=6)
     result = make_planner("grasp", config).plan(problem)
     assert result.actions.shape == (4, 6, problem.model.action_dim)

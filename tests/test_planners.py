@@ -51,7 +51,8 @@ def test_grasp_reaches_lq_optimum_with_noise_annealed(seed, sync_mode):
     # gamma > 0 gets full-size Adam steps once the states track the rollout, so it biases the
     # fixed point. The exact optimum is the sync's job, which this test checks (seed 2 is
     # ill-conditioned: the authors' 10 sync steps at lr 0.05 leave it at ~5e-3). The sync Adam is
-    # kept across phases here: a fresh one (the default, next test) restarts with full-size steps.
+    # kept across phases (the default): a fresh one (the authors', next test) restarts with
+    # full-size steps.
     problem, err0 = lq_problem(seed)
     config = GRASPConfig(
         noise_schedule="linear",
@@ -59,8 +60,8 @@ def test_grasp_reaches_lq_optimum_with_noise_annealed(seed, sync_mode):
         sync_mode=sync_mode,
         sync_steps=20,
         sync_lr=0.1,
-        sync_optimizer="kept",
     )
+    assert config.sync_optimizer == "kept"
     result = GRASPPlanner(config).plan(problem, generator=torch.Generator().manual_seed(0))
     bound = 1e-3 if sync_mode == "gd" else 1e-1  # CEM sync is a sampler: 90% improvement
     assert (result.cost / err0).max() <= bound
@@ -68,14 +69,19 @@ def test_grasp_reaches_lq_optimum_with_noise_annealed(seed, sync_mode):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_grasp_fresh_sync_optimiser_stops_short_of_the_lq_optimum(seed):
-    # The known price of the authors' fresh sync Adam per phase (the default since their A/B on
-    # the learned wall model, +8 points there): bias-corrected Adam's first steps are ~lr per
-    # coordinate whatever the gradient's size, so every phase restarts with steps of ~0.1 and
-    # the last iterate stays 10-30% of the initial error away from the LQ optimum that the
-    # kept optimiser reaches to 1e-3 (previous test). Measured max ratios: 0.21, 0.09, 0.28.
+    # The known price of the authors' fresh sync Adam per phase (GRASPConfig.reference()):
+    # bias-corrected Adam's first steps are ~lr per coordinate whatever the gradient's size, so
+    # every phase restarts with steps of ~0.1 and the last iterate stays 10-30% of the initial
+    # error away from the LQ optimum that the kept optimiser (the default) reaches to 1e-3
+    # (previous test). Measured max ratios: 0.21, 0.09, 0.28.
     problem, err0 = lq_problem(seed)
-    config = GRASPConfig(noise_schedule="linear", goal_weight=0.0, sync_steps=20, sync_lr=0.1)
-    assert config.sync_optimizer == "fresh"
+    config = GRASPConfig(
+        noise_schedule="linear",
+        goal_weight=0.0,
+        sync_steps=20,
+        sync_lr=0.1,
+        sync_optimizer="fresh",
+    )
     result = GRASPPlanner(config).plan(problem, generator=torch.Generator().manual_seed(0))
     ratio = (result.cost / err0).max()
     assert 1e-3 < ratio <= 0.35
@@ -226,17 +232,17 @@ class _Recorder:
         return [int(s["step"]) for s in optimizer.state.values()]
 
 
-@pytest.mark.parametrize("preset", ["reference", "default", "kept"])
+@pytest.mark.parametrize("preset", ["reference", "fresh", "kept"])
 def test_grasp_optimiser_semantics(lq, monkeypatch, preset):
     # 100 iterations, a GD sync of 3 steps every 25: 4 syncs. reference: a fresh sync Adam per
-    # phase AND a main Adam re-created after each sync; default: fresh sync Adam, main Adam kept;
-    # kept: one sync Adam for all phases (grasplab's behaviour before the authors' A/B).
+    # phase AND a main Adam re-created after each sync; fresh: fresh sync Adam, main Adam kept;
+    # kept (the default): one sync Adam for all phases.
     problem, _ = lq
     base = {"n_steps": 100, "sync_interval": 25, "sync_steps": 3, "probe_every": 1000}
     config = {
         "reference": GRASPConfig.reference(**base),
-        "default": GRASPConfig(**base),
-        "kept": GRASPConfig(**base, sync_optimizer="kept"),
+        "fresh": GRASPConfig(**base, sync_optimizer="fresh"),
+        "kept": GRASPConfig(**base),
     }[preset]
     recorder = _Recorder(monkeypatch)
     GRASPPlanner(config).plan(problem, generator=torch.Generator().manual_seed(0))
@@ -447,6 +453,60 @@ def test_probe_stops_early_and_freezes_solved_plans(name):
     assert len(seen) == 2
     torch.testing.assert_close(result.actions[[0, 2]], seen[0][1][[0, 2]])
     assert result.solved.all()
+
+
+# Every planner and preset; GRASP's unclamped ones are the ones whose iterates leave the bounds.
+BOUNDED_PRESETS = {
+    "grasp": ("grasp", FAST["grasp"]),
+    "grasp reference()": ("grasp", GRASPConfig.reference(**FAST["grasp"]).to_dict()),
+    "grasp reference(clamp_actions=False)": (
+        "grasp",
+        GRASPConfig.reference(**FAST["grasp"], clamp_actions=False).to_dict(),
+    ),
+    "grasp clamp_actions=False, cem sync": (
+        "grasp",
+        {**FAST["grasp"], "clamp_actions": False, "sync_mode": "cem"},
+    ),
+    "grasp clamp_actions=False, kept sync": (
+        "grasp",
+        {**FAST["grasp"], "clamp_actions": False, "sync_optimizer": "kept"},
+    ),
+    **{name: (name, FAST[name]) for name in ("cem", "gd", "mppi", "latco")},
+}
+
+
+@pytest.mark.parametrize("preset", sorted(BOUNDED_PRESETS))
+@pytest.mark.parametrize("mpc", [False, True])
+def test_returned_and_probed_plans_stay_inside_the_bounds(preset, mpc):
+    # PlanResult's contract: the plan is inside the action bounds; so is every plan a probe sees
+    # (the runner executes it in the env, which refuses out-of-bounds actions) and therefore
+    # every plan the probe freezes as solved. Tight bounds (1/50 of the LQ problem's) make the
+    # unclamped lifted iterates leave them; the probe solves half the problems at its first call
+    # (their frozen plans are returned) and the rest at its second. ``mpc``: a warm-started
+    # replan from the previous (shifted) plan, as the runner's MPC loop does.
+    name, config = BOUNDED_PRESETS[preset]
+    problem, _ = lq_problem(0, batch=4)
+    low, high = problem.bounds()
+    tight = PlanProblem(
+        problem.model, problem.z0, problem.goal, problem.horizon, low / 50, high / 50
+    )
+    seen = []
+
+    def probe(iteration, actions):
+        seen.append(actions.clone())
+        return torch.tensor([True, False, True, False]) if len(seen) == 1 else torch.zeros(4) > 0
+
+    every = 10 if name in ("grasp", "latco") else 1  # the sampling planners run 3-4 iterations
+    planner = make_planner(name, {**config, "probe_every": every})
+    init = None
+    if mpc:
+        init = planner.plan(tight, generator=torch.Generator().manual_seed(1))
+        init = dataclasses.replace(init, actions=init.actions.roll(-1, dims=1))
+    result = planner.plan(tight, init, generator=torch.Generator().manual_seed(0), probe=probe)
+    assert seen, "the probe was never called"
+    for actions in [result.actions, *seen]:
+        assert bool((actions >= low / 50).all() and (actions <= high / 50).all())
+    torch.testing.assert_close(result.actions[[0, 2]], seen[0][[0, 2]])
 
 
 def test_batched_solve_matches_single_problem_solves():

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
+from types import SimpleNamespace
 
 import pytest
+import torch
 from ray import tune
 
+from grasplab.eval import EpisodeResults
+from grasplab.platform import sweep
 from grasplab.platform.search import LABEL, PlannerSearch
 
 
@@ -54,3 +59,146 @@ def test_restore_refuses_a_changed_search_space(tmp_path):
     make().save(str(path))
     with pytest.raises(ValueError, match="search space of 'a' has changed"):
         make(high=2.0).restore(str(path))
+
+
+# --- the default config as each variant's first trial --------------------------------------
+
+
+def test_each_variant_starts_with_its_default_config(tmp_path):
+    from grasplab.platform.config import load
+
+    spaces = {
+        "a": {"x": tune.uniform(0, 1), "o": tune.choice(["adam", "sgd"])},
+        "b": {"y": tune.randint(0, 100)},
+        "c": {},
+    }
+    defaults = {"a": {"x": 0.25, "o": "sgd"}, "b": {"y": 42}, "c": None}
+    search = PlannerSearch(spaces, 3, "success_rate", "max", seed=0, defaults=defaults)
+    first = [search.suggest(f"t{i}") for i in range(3)]
+    assert first[0] == {LABEL: "a", "x": 0.25, "o": "sgd"} and first[1] == {LABEL: "b", "y": 42}
+    for i in range(3):
+        search.on_trial_complete(f"t{i}", {"success_rate": 0.5})
+    later = search.suggest("t3")
+    assert later[LABEL] == "a" and later != first[0]  # TPE's own from the second trial on
+    # a resumed driver does not run the default again ...
+    path = tmp_path / "state"
+    search.save(str(path))
+    restored = PlannerSearch(spaces, 3, "success_rate", "max", seed=0, defaults=defaults)
+    restored.restore(str(path))
+    assert restored.suggest("t4")[LABEL] == "b"
+    assert restored.searchers["b"]._ot_study.get_trials()[0].params == {"y": 42}
+    # ... but one that died before asking a variant's first trial does
+    fresh = PlannerSearch(spaces, 3, "success_rate", "max", seed=0, defaults=defaults)
+    fresh.save(str(path))
+    again = PlannerSearch(spaces, 3, "success_rate", "max", seed=0, defaults=defaults)
+    again.restore(str(path))
+    assert again.suggest("u0") == first[0]
+    # every shipped planner's default lies inside its shipped search space
+    extra = [
+        f"+{group}@planners.{name}{suffix}={option}"
+        for name, option in [("mppi", "mppi"), ("latco", "latco"), ("ref", "grasp_reference")]
+        for group, suffix in [("planner", ""), ("search_space", ".search_space")]
+    ]
+    extra = [e.replace("search_space=grasp_reference", "search_space=grasp") for e in extra]
+    planners = load(extra).planners
+    assert {p.label for p in planners} == {"grasp", "cem", "gd", "mppi", "latco", "ref"}
+    for planner in planners:
+        point, why = planner.default_point()
+        assert why == "" and point == {
+            k: v for k, v in planner.default_config().items() if k in planner.search_space
+        }
+
+
+def test_a_default_outside_a_narrowed_space_is_said_and_not_enqueued():
+    from grasplab.platform.config import load
+
+    spec = load(
+        [
+            "~planners.gd",
+            "planners.cem.search_space.var_scale.low=0.01",
+            "planners.cem.search_space.var_scale.high=0.5",
+        ]
+    )
+    cem = next(p for p in spec.planners if p.label == "cem")
+    point, why = cem.default_point()
+    assert point is None and why == "default var_scale=1.0 outside [0.01, 0.5]"
+    grasp = next(p for p in spec.planners if p.label == "grasp")
+    assert grasp.default_point()[0]["sync_optimizer"] == grasp.default_config()["sync_optimizer"]
+
+
+# --- the re-score before the pick --------------------------------------------------------------
+
+
+def trial(tid: str, rate: float, x: float, chunks: int = 4, steps: float = 100.0):
+    metrics = {"trial_id": tid, "success_rate": rate, "n": 8, "chunks": chunks}
+    metrics |= {"median_time_to_success": 1.0, "model_steps": steps}
+    return SimpleNamespace(config={LABEL: "a", "x": x}, metrics=metrics, error=None)
+
+
+def fresh(successes: list[bool], steps: float = 100.0) -> EpisodeResults:
+    return EpisodeResults.from_records(
+        [
+            {
+                "index": 8 + i,
+                "success": s,
+                "time_to_success": 1.0 if s else math.nan,
+                "final_distance": 0.0,
+                "min_distance": 0.0,
+                "model_steps": steps,
+                "model_cost": 0.0,
+                "plan_time": 1.0,
+            }
+            for i, s in enumerate(successes)
+        ]
+    )
+
+
+def test_the_pick_is_the_best_re_scored_config_not_the_luckiest_search_score():
+    # three trials tie at the top of the search (6/8); a fourth was stopped early by ASHA
+    ranked = sweep.ranked_results(
+        [
+            trial("t0", 0.75, 0.1),
+            trial("t1", 0.75, 0.2),
+            trial("t2", 1.0, 0.9, chunks=2),  # complete trials first: this one ranks last
+            trial("t3", 0.75, 0.3),
+            trial("t4", 0.5, 0.4),
+        ],
+        n_chunks=4,
+    )
+    assert [r.metrics["trial_id"] for r in ranked] == ["t0", "t1", "t3", "t4", "t2"]
+    asked = []
+
+    def score(configs):  # a fake scorer: the fresh goals favour x = 0.3
+        asked.extend(configs)
+        return [fresh([c["x"] == 0.3] * 6 + [False, True]) for c in configs]
+
+    best, rows, note = sweep.rescore_and_pick(ranked, 3, 4, score)
+    assert asked == [{"x": 0.1}, {"x": 0.2}, {"x": 0.3}]  # the top 3 complete trials only
+    assert note == "" and best.metrics["trial_id"] == "t3"
+    assert [(r["trial"], r["fresh_successes"], r["picked"]) for r in rows] == [
+        ("t0", 1, False),
+        ("t1", 1, False),
+        ("t3", 7, True),
+    ]
+    assert rows[2]["pooled_success_rate"] == (6 + 7) / 16
+    # ties on the pooled figure: fewer model steps, then the search's order
+    tie = [{"search_successes": 6, "fresh_successes": 4, "search_rank": i} for i in range(3)]
+    costs = zip(tie, [300.0, 200.0, 200.0], strict=True)
+    assert sweep.pick_rescored([{**t, "model_steps": s} for t, s in costs]) == 1
+    # no re-score: the search's best, and why
+    assert sweep.rescore_and_pick(ranked, 1, 4, score)[1:] == ([], "no re-score: rescore_top < 2")
+    skipped = sweep.rescore_and_pick(ranked, 3, 4, "no fresh tuning goals (x)")
+    assert skipped[0] is ranked[0] and skipped[2] == "no re-score: no fresh tuning goals (x)"
+
+
+def test_fresh_tuning_goals_extend_the_tuning_split_and_leave_the_test_goals_alone():
+    from grasplab.eval import EvalProtocol
+
+    protocol = EvalProtocol(env="pointmaze", horizon=6, tune_episodes=4, test_episodes=4)
+    extended, indices = sweep.fresh_tuning_goals(protocol, 3)
+    assert indices == [4, 5, 6] and extended.tune_episodes == 7
+    assert extended.test_episodes == 4 and extended.seed == protocol.seed
+    seen, more = protocol.tasks("tune"), extended.tasks("tune")
+    assert torch.equal(more.goal[:4], seen.goal) and not torch.equal(more.goal[4:5], seen.goal[:1])
+    test = protocol.tasks("test").goal
+    assert not any(torch.equal(g, t) for g in more.goal[4:] for t in test)

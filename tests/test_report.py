@@ -22,7 +22,10 @@ from mlflow.tracking import MlflowClient
 from grasplab.cli import report as cli_report
 from grasplab.eval import significance as sig
 from grasplab.platform import report, reporting
+from grasplab.platform.config import load
+from grasplab.platform.testing import trials_and_parents
 from grasplab.platform.tracking import Tracker
+from tests.conftest import TINY_SWEEP
 
 
 def records(success: list[int], tts: list[float] | None = None, order: list[int] | None = None):
@@ -161,7 +164,10 @@ def test_printed_summary_has_header_verdict_url_and_a_120_column_table(swept):
         and f"mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri {swept.uri}" in out
     )
     table = [line for line in out.splitlines() if line.startswith("|")]
-    assert len(table) == 2 + 3 and all(len(line) <= 120 for line in table)
+    assert len(table) == 2 + 5 and all(len(line) <= 120 for line in table)
+    # each planner's tuned row, then its default config's row on the same goals, then the floor
+    labels = [line.split("|")[1].strip() for line in table[2:]]
+    assert labels == ["grasp", "grasp (default)", "cem", "cem (default)", "random floor"]
     legend = " ".join(out.split())
     assert "SR: success rate" in legend and "TTS: median wall time to success" in legend
     assert "STS: median world-model steps to success" in legend
@@ -175,7 +181,7 @@ def test_parent_run_carries_the_description_and_the_tests_as_metrics(swept):
     client = MlflowClient(swept.uri)
     run = client.get_run(swept.parent.info.run_id)
     description, verdict = run.data.tags["mlflow.note.content"], run.data.tags["verdict"]
-    assert verdict in " ".join(description.split()) and "| random floor |" in description
+    assert verdict in " ".join(description.split()) and "| random floor " in description
     assert verdict.startswith("At H=6 on pointmaze[layout=medium] (oracle)")
     # the logged p-value is McNemar's on the per-episode tables the parent holds
     tables = {
@@ -188,6 +194,43 @@ def test_parent_run_carries_the_description_and_the_tests_as_metrics(swept):
     assert run.data.metrics["p_success_holm/grasp_vs_cem"] == pytest.approx(expected)  # 1 test
     rates = [run.data.metrics[f"{k}/test_success_rate"] for k in ("grasp", "cem")]
     assert run.data.metrics["success_diff/grasp_vs_cem"] == pytest.approx(rates[0] - rates[1])
+
+
+def test_tuned_and_default_side_by_side_with_the_paired_test_and_the_re_score(swept):
+    client = MlflowClient(swept.uri)
+    run = client.get_run(swept.parent.info.run_id)
+    children, _ = trials_and_parents(swept.uri)
+    spec = load(TINY_SWEEP)
+    table_lines = [line for line in swept.stdout.splitlines() if line.startswith("|")]
+    for planner in spec.planners:
+        key = planner.label
+        # one of the variant's trials ran its default config (in the search space's names; the
+        # searcher asks it first: tests/test_platform_search.py), the other one TPE's
+        mine = [r for r in children if r.data.tags.get("variant") == key]
+        point, _ = planner.default_point()
+        ran = [{k: r.data.params[k] for k in point} for r in mine]
+        assert len(mine) == 2 and ran.count({k: str(v) for k, v in point.items()}) == 1
+        # the default config on the same test goals, and McNemar's test against the pick
+        tuned = reporting._table(client, run.info.run_id, f"test/{key}.json")
+        default = reporting._table(client, run.info.run_id, f"default/{key}.json")
+        assert sorted(r["index"] for r in tuned) == sorted(r["index"] for r in default)
+        expected = sig.mcnemar_exact(
+            *[[r["success"] for r in sorted(t, key=lambda r: r["index"])] for t in (tuned, default)]
+        )
+        m = run.data.metrics
+        assert m[f"{key}/tuned_vs_default_p_success"] == pytest.approx(expected)
+        rate = sum(r["success"] for r in default) / len(default)
+        assert m[f"{key}/default_test_success_rate"] == pytest.approx(rate)
+        row = next(line for line in table_lines if line.startswith(f"| {key} (default) "))
+        assert f"{100 * rate:.0f} [" in row
+        # the top trials were re-scored on fresh tuning goals; the pick is the re-score's
+        rescored = reporting._table(client, run.info.run_id, f"rescore/{key}.json")
+        assert len(rescored) == 2 and sum(r["picked"] for r in rescored) == 1
+        assert all(r["fresh_n"] == 2 and r["search_n"] == 2 for r in rescored)  # as many again
+        picked = next(r for r in rescored if r["picked"])
+        best = [r for r in mine if r.data.tags.get("best") == "true"]
+        assert len(best) == 1 and best[0].data.tags.get("rescore_picked") == "true"
+        assert best[0].data.metrics["rescore_successes"] == picked["fresh_successes"]
 
 
 class Tables(HTMLParser):
@@ -225,15 +268,17 @@ def expected_rows(run) -> dict[str, list[str]]:
     m = run.data.metrics
     rows = {}
     for key in ("grasp", "cem"):
-        tts = m.get(f"{key}/test_median_time_to_success")
-        rows[key] = [
-            key,
-            "6",
-            f"{100 * m[f'{key}/test_success_rate']:.0f} [{100 * m[f'{key}/test_ci_low']:.0f}, "
-            f"{100 * m[f'{key}/test_ci_high']:.0f}]",
-            "-" if tts is None else f"{tts:.2f}",
-            f"{m[f'{key}/test_n']:.0f}",
-        ]
+        # the tuned pick, then the default config on the same goals ("grasp (default)")
+        for label, prefix in ((key, f"{key}/test_"), (f"{key} (default)", f"{key}/default_test_")):
+            tts = m.get(f"{prefix}median_time_to_success")
+            rows[label] = [
+                label,
+                "6",
+                f"{100 * m[f'{prefix}success_rate']:.0f} [{100 * m[f'{prefix}ci_low']:.0f}, "
+                f"{100 * m[f'{prefix}ci_high']:.0f}]",
+                "-" if tts is None else f"{tts:.2f}",
+                f"{m[f'{prefix}n']:.0f}",
+            ]
     rows["random floor"] = [
         "random floor",
         "6",

@@ -46,7 +46,11 @@ Schedule = Literal["constant", "linear", "phase"]
 
 @dataclass(frozen=True)
 class GRASPConfig(PlannerConfig):
-    """GRASP hyperparameters (defaults: the authors' fork, see GRASP.md)."""
+    """GRASP hyperparameters.
+
+    Defaults: the authors' fork (see GRASP.md), except the sync's Adam, kept across sync
+    phases (``sync_optimizer`` cites the rows that chose it; :meth:`reference` is theirs).
+    """
 
     n_steps: int = 750
     """Lifted iterations (each: one batched model call, one Adam step on states and actions)."""
@@ -67,20 +71,30 @@ class GRASPConfig(PlannerConfig):
     """Steps per sync ``J_sync`` on the true shooting loss (actions only)."""
     sync_lr: float = 0.05
     """Adam step size of the GD sync."""
-    sync_optimizer: Literal["fresh", "kept"] = "fresh"
-    """GD sync's Adam: ``fresh``, a new one at every sync phase (the authors' solver; +8 points
-    [+1, +15] final-plan success on wall H = 50 in a paired A/B), or ``kept``, one optimiser
-    whose moments carry over from phase to phase (grasplab's behaviour before 2026-12-02). A
-    fresh Adam restarts with steps of ~``sync_lr`` per coordinate, so it cannot settle as
-    tightly: on linear-quadratic problems it stops 10-30% of the initial error short of the
-    optimum that ``kept`` reaches to 1e-3 (tests/test_planners.py)."""
+    sync_optimizer: Literal["fresh", "kept"] = "kept"
+    """GD sync's Adam: ``kept``, one optimiser whose moments carry over from sync phase to phase,
+    or ``fresh``, a new one at every phase (the authors' solver, :meth:`reference`). A fresh
+    Adam restarts with steps of ~``sync_lr`` per coordinate, so it cannot settle as tightly: on
+    linear-quadratic problems it stops 10-30% of the initial error short of the optimum that
+    ``kept`` reaches to 1e-3 (tests/test_planners.py). Which wins depends on env and horizon,
+    so sweeps tune it (``tune_configs/search_space/grasp.yaml``). The default is the setting
+    that won more (env, horizon) rows of the quick tables' cells, each at n = 100 held-out test
+    goals (2026-12-04, 2-core CPU; success % fresh vs kept, McNemar p):
+    oracle point maze H = 10: 62 vs 88 (p < 0.001), H = 25: 43 vs 48 (p = 0.13); learned pixel
+    point maze H = 10: 72 vs 75 (p = 0.25), H = 50: 39 vs 32 (p = 0.21); learned pixel wall
+    H = 10: 82 vs 82, H = 50: 62 vs 60 (p = 0.5): kept 3, fresh 2, 1 tie (385 vs 360 successes
+    in all). At the quick tables' own n (10 and 16 goals) fresh won 3 to 2 (1 tie), none of them
+    significant; on the oracle wall (not in the quick table) fresh won H = 10 (83 vs 80) and
+    H = 25 (53 vs 46, p = 0.016)."""
     reset_optimizer: bool = False
     """Re-create the main Adam (states and actions) after each sync, as the authors' solver
     does; its moments then restart at every phase."""
     clamp_actions: bool = True
     """Clamp actions into the bounds after every step. False: the optimisation never clamps (the
-    authors' solver); only the returned plan is clipped, as an env clips what it executes. On
-    the learned wall model unclamped actions drift to ``|a| ~ 6.6``, far outside the data."""
+    authors' solver); only the plans that leave the planner are projected into the bounds, as
+    an env clips what it executes: the returned plan and every plan handed to the probe (so a
+    plan the probe froze as solved, which is returned, is inside them too). On the learned wall
+    model unclamped actions drift to ``|a| ~ 6.6``, far outside the data."""
     batch_reduction: Literal["sum", "mean"] = "sum"
     """How the per-problem losses are reduced over the batch before ``backward``: ``sum``
     (every problem's gradient independent of ``B``) or ``mean`` (the authors' solver; the same
@@ -298,13 +312,13 @@ def run_lifted(
             )
             if cfg.reset_optimizer:
                 optimizer = main_optimizer(scaled, actions, cfg)
-        if probes(iteration, actions, steps=model_steps):
+        if probes(iteration, actions.detach().clamp(low, high), steps=model_steps):
             break
     if cfg.sync_interval > 0 and not synced and not probes.all_solved():
         model_steps += _run_sync(
             sync, actions, scaled.detach() * unit, generator, probes, sync_trace, iteration
         )
-        probes(iteration, actions, force=True, steps=model_steps)
+        probes(iteration, actions.detach().clamp(low, high), force=True, steps=model_steps)
     trace.update(sync_trace)
     return finish(
         p,

@@ -220,6 +220,22 @@ class Distribution:
             return [int(self.low), int(self.high)]
         return [float(self.low), float(self.high)]
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is a point of the distribution (a choice's value, or in range)."""
+        if self.type == "choice":
+            return value in self.values
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.type == "int" and value != int(value):
+            return False
+        return float(self.low) <= value <= float(self.high)
+
+    def describe(self) -> str:
+        """``[0.01, 1.0]`` or ``{adam, sgd}``: the distribution's range, for messages."""
+        if self.type == "choice":
+            return "{" + ", ".join(str(v) for v in self.values) + "}"
+        return f"[{self.low}, {self.high}]"
+
     def to_tune(self) -> Any:
         """The ``ray.tune`` search-space object (import deferred: driver only)."""
         from ray import tune
@@ -291,6 +307,30 @@ class PlannerSpec:
         """``ray.tune`` search space keyed by the config fields' names."""
         return {key: dist.to_tune() for key, dist in self.search_space.items()}
 
+    def default_config(self) -> dict[str, Any]:
+        """The variant's full config untuned: its base config (with ``fixed``) over the defaults."""
+        return self.trial_config({})
+
+    def default_point(self) -> tuple[dict[str, Any] | None, str]:
+        """The default config in the search space's names: the point a search starts from.
+
+        Returns:
+            ``(point, "")``, or ``(None, why)`` when the variant has no search space or a default
+            value lies outside its distribution (a narrowed space: the search cannot start from
+            the default, and says so).
+        """
+        if not self.search_space:
+            return None, "nothing to search"
+        full = self.default_config()
+        outside = [
+            f"{key}={full[key]!r} outside {dist.describe()}"
+            for key, dist in self.search_space.items()
+            if not dist.contains(full[key])
+        ]
+        if outside:
+            return None, f"default {', '.join(outside)}"
+        return {key: full[key] for key in self.search_space}, ""
+
 
 TARGET = "target"
 """``name: target`` in a planner entry: the planner class is ``target: pkg.module:Class``."""
@@ -329,6 +369,8 @@ class SweepSettings:
     max_failures: int = 2
     trials_per_worker: int = 2
     horizons: tuple[int, ...] | None = None
+    rescore_top: int = 3
+    rescore_episodes: int | None = None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> SweepSettings:
@@ -355,6 +397,13 @@ class SweepSettings:
                 )
         if settings.max_failures < 0:
             raise ConfigError(f"sweep.max_failures must be >= 0, got {settings.max_failures}")
+        if not isinstance(settings.rescore_top, int) or settings.rescore_top < 0:
+            raise ConfigError(
+                f"sweep.rescore_top must be an int >= 0, got {settings.rescore_top!r}"
+            )
+        extra = settings.rescore_episodes
+        if extra is not None and (not isinstance(extra, int) or extra < 1):
+            raise ConfigError(f"sweep.rescore_episodes must be an int >= 1 or null, got {extra!r}")
         if settings.horizons and min(settings.horizons) < 1:
             raise ConfigError(f"sweep.horizons must all be >= 1, got {list(settings.horizons)}")
         return settings

@@ -31,6 +31,14 @@ class StageOutcome:
         test_records: Per-episode test results.
         trial_complete: Per entry of ``trials``: scored on every tuning episode (False: stopped
             early by ASHA). Empty (state of an older sweep): all taken as complete.
+        rescore: The candidates re-scored on fresh tuning goals before the pick, one dict each
+            (``grasplab.platform.sweep.rescore_row``); empty when there was no re-score.
+        rescore_note: Why there was no re-score ("" when there was one).
+        default_config: The variant's untuned full config ({} for a variant without a search).
+        default_test: Summary metrics of the default config on the same test goals.
+        default_test_records: Its per-episode test results.
+        default_comparison: The paired test of the pick against the default config
+            (:class:`~grasplab.eval.significance.Comparison` as a dict, ``a`` = the pick).
     """
 
     key: str
@@ -45,6 +53,12 @@ class StageOutcome:
     trials: list[tuple[float, float]] = field(default_factory=list)
     test_records: list[dict[str, Any]] = field(default_factory=list)
     trial_complete: list[bool] = field(default_factory=list)
+    rescore: list[dict[str, Any]] = field(default_factory=list)
+    rescore_note: str = ""
+    default_config: dict[str, Any] = field(default_factory=dict)
+    default_test: dict[str, float] = field(default_factory=dict)
+    default_test_records: list[dict[str, Any]] = field(default_factory=list)
+    default_comparison: dict[str, Any] = field(default_factory=dict)
 
     def complete(self) -> list[bool]:
         """Per trial: scored on every tuning episode (all True for an older sweep's state)."""
@@ -101,6 +115,7 @@ def comparison_rows(
         }
         for o in outcomes
     ]
+    rows = _with_defaults(rows, outcomes, _default_comparison_row)
     for horizon, floor in sorted(floors.items()):
         rows.append(
             {
@@ -115,6 +130,58 @@ def comparison_rows(
             }
         )
     return rows
+
+
+DEFAULT_SUFFIX = " (default)"
+"""Label suffix of a variant's untuned row (its default config on the same test goals)."""
+
+
+def _with_defaults(
+    rows: list[dict[str, str]], outcomes: Sequence[StageOutcome], make: Any
+) -> list[dict[str, str]]:
+    """``rows`` (one per outcome) with each tuned variant's default row right after its own."""
+    out = []
+    for row, o in zip(rows, outcomes, strict=True):
+        out.append(row)
+        if o.default_test:
+            out.append(make(o))
+    return out
+
+
+def tuned_vs_default(o: StageOutcome) -> str:
+    """``tuned - default: +3 pts, McNemar p=0.34 (only tuned 5 / only default 1)``."""
+    c = o.default_comparison
+    if o.default_config == o.best_config:
+        return "the pick is the default config"
+    diff = 100 * (c["success_a"] - c["success_b"])
+    return (
+        f"tuned - default: {diff:+.0f} pts, {c['success_test']} p={_p(c['p_success'])} "
+        f"(only tuned {c['a_only']:.0f} / only default {c['b_only']:.0f})"
+    )
+
+
+def _default_comparison_row(o: StageOutcome) -> dict[str, str]:
+    return {
+        "planner": o.label + DEFAULT_SUFFIX,
+        "horizon": str(o.horizon),
+        "best config": f"untuned defaults; {tuned_vs_default(o)}",
+        "test success [95% CI] / median tts": format_cell(o.default_test),
+        "median tts": _tts(o.default_test),
+        "model steps": f"{o.default_test.get('model_steps', math.nan):.0f}",
+        "n": f"{o.default_test.get('n', 0):.0f}",
+    }
+
+
+def _default_summary_row(o: StageOutcome) -> dict[str, str]:
+    return {
+        "planner": o.label + DEFAULT_SUFFIX,
+        "H": str(o.horizon),
+        "SR % [95% CI]": _sr(o.default_test),
+        "TTS (s)": _tts(o.default_test).removesuffix(" s"),
+        "steps": f"{o.default_test.get('model_steps', math.nan):.0f}",
+        "n": f"{o.default_test.get('n', 0):.0f}",
+        "best config": tuned_vs_default(o),
+    }
 
 
 def render_table(rows: Sequence[Mapping[str, str]]) -> str:
@@ -403,7 +470,9 @@ LEGEND = (
     "batched planning call at the chunk size and device in the header); STS: median world-model "
     "steps to success over solved goals (the episode's own, exact); steps: mean world-model "
     "steps per episode; paired cost tests use STS; best config: the tuned fields Optuna picked "
-    "(full configs in comparison.json); random floor: uniform random actions."
+    "(full configs in comparison.json); <planner> (default): its untuned default config on the "
+    "same test goals, against the pick by McNemar's exact test on the paired goals (unadjusted "
+    "p); random floor: uniform random actions."
 )
 ALPHA = 0.05
 """Significance level of the verdict (on Holm-adjusted p-values)."""
@@ -433,6 +502,7 @@ def summary_rows(
         }
         for o in outcomes
     ]
+    rows = _with_defaults(rows, outcomes, _default_summary_row)
     for horizon, floor in sorted(floors.items()):
         rows.append(
             {

@@ -60,6 +60,8 @@ class Entry:
         tuned: The best trial's tuned fields (from its child run's params).
         records: Per-episode test records.
         sweep: Sweep id it belongs to.
+        default: The variant's default config on the same test goals (its test metrics, and
+            ``p_success``: McNemar's test of the pick against it); empty for older sweeps.
     """
 
     key: str
@@ -69,6 +71,7 @@ class Entry:
     tuned: dict[str, Any] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
     sweep: str = ""
+    default: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -218,7 +221,15 @@ def entry(client: MlflowClient, run: Any, key: str, trials: Sequence[Any]) -> En
     elif (found := re.fullmatch(r"(.+)-H(\d+)", key)) is not None:
         label, horizon = found[1], int(found[2])
     records = _table(client, run.info.run_id, f"test/{key}.json")
-    return Entry(key, label, horizon, test, tuned, records, run.data.tags.get(SWEEP_ID, ""))
+    default = {
+        name.removeprefix(f"{key}/default_test_"): value
+        for name, value in metrics.items()
+        if name.startswith(f"{key}/default_test_")
+    }
+    if default:
+        default["p_success"] = metrics.get(f"{key}/tuned_vs_default_p_success", math.nan)
+    sweep_id = run.data.tags.get(SWEEP_ID, "")
+    return Entry(key, label, horizon, test, tuned, records, sweep_id, default)
 
 
 def _outcome_key(trial: Any) -> str:
@@ -425,6 +436,7 @@ def table_rows(sweeps: Sequence[Sweep], entries: Sequence[Entry]) -> list[dict[s
         }
         for e in entries
     ]
+    rows = [r for e, row in zip(entries, rows, strict=True) for r in _with_default(e, row)]
     for s in sweeps:
         prefix = f"{s.sweep_id}:" if len(sweeps) > 1 else ""
         for horizon, floor in sorted(s.floors.items()):
@@ -441,6 +453,25 @@ def table_rows(sweeps: Sequence[Sweep], entries: Sequence[Entry]) -> list[dict[s
                 }
             )
     return rows
+
+
+def _with_default(e: Entry, row: dict[str, str]) -> list[dict[str, str]]:
+    """``row``, then the entry's default-config row (same test goals) when the sweep has one."""
+    if not e.default:
+        return [row]
+    d = e.default
+    return [
+        row,
+        {
+            **row,
+            "planner": e.label + report.DEFAULT_SUFFIX,
+            "SR % [95% CI]": report._sr(d),
+            "TTS (s)": report._tts(d).removesuffix(" s"),
+            "n": f"{d.get('n', 0):.0f}",
+            "steps": f"{d.get('model_steps', math.nan):.0f}",
+            "best config": f"untuned defaults; vs tuned: McNemar p={report._p(d['p_success'])}",
+        },
+    ]
 
 
 def build(uri: str, sweeps: Sequence[Sweep]) -> Report:

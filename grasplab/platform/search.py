@@ -6,7 +6,9 @@ is searched and pruned on its own:
 
 - :class:`PlannerSearch` gives every variant exactly the same number of trials (assigned
   round-robin, so variants run side by side) and asks each variant's own seeded Optuna TPE for
-  its configs;
+  its configs, the first of which is the variant's default config (Tune's
+  ``points_to_evaluate``, i.e. an Optuna enqueued trial): a search never ends without having
+  scored the defaults;
 - :class:`PerPlannerScheduler` runs one ASHA per variant, so a trial is only ever compared with
   trials of its own planner (a weak planner is not starved by a strong one).
 """
@@ -45,6 +47,9 @@ class PlannerSearch(Searcher):
         mode: ``max`` or ``min``.
         seed: Base seed; variant ``i`` uses ``seed + i``.
         n_startup_trials: Random trials before TPE models the results.
+        defaults: Variant label -> its default config in its search space's names (see
+            :meth:`grasplab.platform.config.PlannerSpec.default_point`), evaluated as the
+            variant's first trial; a variant missing here (or ``None``) starts with TPE's own.
     """
 
     STATE_VERSION = 1
@@ -57,11 +62,16 @@ class PlannerSearch(Searcher):
         mode: str,
         seed: int = 0,
         n_startup_trials: int = 3,
+        defaults: Mapping[str, Mapping[str, Any] | None] | None = None,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
-        import optuna
-
         self.labels = list(spaces)
+        self.seed, self.n_startup_trials = seed, n_startup_trials
+        self.defaults = {
+            label: dict(point)
+            for label, point in (defaults or {}).items()
+            if point and spaces.get(label)
+        }
         self.budget = {label: num_samples if spaces[label] else 1 for label in self.labels}
         self.assigned = dict.fromkeys(self.labels, 0)
         self.owner: dict[str, str] = {}
@@ -71,15 +81,30 @@ class PlannerSearch(Searcher):
         self.asked: set[str] = set()
         self.distributions: dict[str, dict[str, Any]] = {}
         self.searchers: dict[str, OptunaSearch | None] = {}
-        for i, label in enumerate(self.labels):
+        for label in self.labels:
             space = OptunaSearch.convert_search_space(dict(spaces[label])) if spaces[label] else {}
             self.distributions[label] = space
-            sampler = optuna.samplers.TPESampler(seed=seed + i, n_startup_trials=n_startup_trials)
-            self.searchers[label] = (
-                OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler)
-                if space
-                else None
-            )
+            self.searchers[label] = self._searcher(label, start_with_default=True)
+
+    def _searcher(self, label: str, start_with_default: bool) -> OptunaSearch | None:
+        """A fresh seeded TPE for ``label``, with its default config enqueued if asked."""
+        import optuna
+
+        space = self.distributions[label]
+        if not space:
+            return None
+        i = self.labels.index(label)
+        sampler = optuna.samplers.TPESampler(
+            seed=self.seed + i, n_startup_trials=self.n_startup_trials
+        )
+        default = self.defaults.get(label) if start_with_default else None
+        return OptunaSearch(
+            space=space,
+            metric=self.metric,
+            mode=self.mode,
+            sampler=sampler,
+            points_to_evaluate=[dict(default)] if default else None,
+        )
 
     @property
     def total(self) -> int:
@@ -170,6 +195,7 @@ class PlannerSearch(Searcher):
                 for label, space in self.distributions.items()
             },
             "history": self.history,
+            "defaults": self.defaults,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -185,6 +211,9 @@ class PlannerSearch(Searcher):
         self.completed = set(state["completed"])
         self.asked = set()
         self.history = {label: list(state["history"].get(label, [])) for label in self.labels}
+        for label in self.defaults:
+            if self.assigned[label] > 0:  # its first trial (the default) was asked already
+                self.searchers[label] = self._searcher(label, start_with_default=False)
         for label, records in self.history.items():
             for record in records:
                 self._tell(label, record)

@@ -31,7 +31,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from grasplab.eval import EpisodeResults, random_floor
-from grasplab.eval.significance import pairwise
+from grasplab.eval.significance import compare, pairwise
 from grasplab.moved import moved_names
 from grasplab.platform import fingerprint as runtime_fingerprint
 from grasplab.platform import progress as live
@@ -464,8 +464,9 @@ def run_stages(
             lines.end_stage()
             tuned = time.perf_counter()
             lines.phase(
-                f"stage {stage.key}: evaluating the best config of {labels} on "
-                f"{stage.protocol.test_episodes} held-out test goals"
+                f"stage {stage.key}: re-scoring the top {spec.sweep.rescore_top} configs of "
+                f"{labels} on fresh tuning goals, then evaluating the pick and the default "
+                f"config on {stage.protocol.test_episodes} held-out test goals"
             )
             compute += finish_stage(spec, stage, state, grid, tracker, pool)
             phases["tuning_s"] += tuned - started
@@ -606,6 +607,7 @@ def new_tuner(
         "max",
         seed=1000 * spec.seed + 100 * index,
         n_startup_trials=min(10, max(2, spec.sweep.num_samples // 3)),
+        defaults={p.label: default_point(p, progress) for p in stage.planners},
     )
     asha = functools.partial(
         ASHAScheduler,
@@ -642,6 +644,14 @@ def new_tuner(
     )
 
 
+def default_point(planner: PlannerSpec, progress: bool = True) -> dict[str, Any] | None:
+    """The variant's default config as its search's first trial (None, said once, if outside)."""
+    point, why = planner.default_point()
+    if point is None and planner.search_space and progress:
+        print(f"planners.{planner.label}: no default trial ({why})", flush=True)
+    return point
+
+
 def concurrency(spec: SweepSpec, pool: Pool) -> int:
     """Concurrent trials: ``sweep.trials_per_worker`` per worker.
 
@@ -652,8 +662,8 @@ def concurrency(spec: SweepSpec, pool: Pool) -> int:
     return max(1, spec.sweep.trials_per_worker * pool.placement.num_workers)
 
 
-def best_result(results: Sequence[Any], n_chunks: int) -> Any:
-    """The best trial: complete ones first, then success rate, then faster time-to-success."""
+def ranked_results(results: Sequence[Any], n_chunks: int) -> list[Any]:
+    """Trials best first: complete ones first, then success rate, then faster time-to-success."""
     candidates = [r for r in results if r.error is None and r.metrics]
     if not candidates:
         raise RuntimeError("every trial of the variant failed")
@@ -667,20 +677,161 @@ def best_result(results: Sequence[Any], n_chunks: int) -> Any:
             -(math.inf if tts is None or math.isnan(tts) else tts),
         )
 
-    return max(candidates, key=rank)
+    return sorted(candidates, key=rank, reverse=True)  # stable: ties keep the trials' order
+
+
+def best_result(results: Sequence[Any], n_chunks: int) -> Any:
+    """The best trial by the search's score alone (:func:`ranked_results`)."""
+    return ranked_results(results, n_chunks)[0]
+
+
+# --- the re-score before the pick --------------------------------------------------------------
+#
+# The rule. A variant's search scores every trial on the same ``tune_episodes`` tuning goals; the
+# top trials often tie (3 of 24 at 20/32 in issue 21) and the best of many noisy scores is
+# biased upwards (the winner's curse). So before the pick, the ``sweep.rescore_top`` best trials
+# by :func:`ranked_results` that were scored on every tuning goal (and have distinct configs)
+# are re-scored on ``sweep.rescore_episodes`` FRESH tuning goals (default: as many again): the
+# tuning split's goals ``tune_episodes .. tune_episodes + rescore_episodes - 1``, i.e. the split
+# extended beyond the goals the search saw (its task sequence is checked to be prefix-stable,
+# so these goals are new and the search's goals unchanged). The pick is the candidate with the
+# most successes over ALL its tuning goals (search + fresh: more goals, and every candidate is
+# scored on the same ones); ties go to fewer mean model steps per episode (deterministic), then
+# to the search's order. The held-out test goals are never used before the pick. With fewer
+# than 2 candidates, ``rescore_top`` < 2, or a tuning split that cannot be extended (a dataset
+# split used up), the pick is the search's best and the outcome says why.
+
+
+def rescore_candidates(ranked: Sequence[Any], top: int, n_chunks: int) -> list[Any]:
+    """The first ``top`` trials of ``ranked`` scored on every tuning goal, distinct configs."""
+    picked, seen = [], []
+    for result in ranked:
+        if len(picked) >= top:
+            break
+        config = {k: v for k, v in result.config.items() if k != LABEL}
+        if result.metrics.get("chunks", 0) >= n_chunks and config not in seen:
+            picked.append(result)
+            seen.append(config)
+    return picked
+
+
+def fresh_tuning_goals(protocol: Any, extra: int) -> tuple[Any, list[int]] | str:
+    """``(extended protocol, indices of the fresh goals)``, or why there are none.
+
+    The extended protocol's tuning split holds ``tune_episodes + extra`` goals whose first
+    ``tune_episodes`` must be the search's own (checked), so the rest are new tuning goals.
+    """
+    import dataclasses
+
+    n = protocol.tune_episodes
+    extended = dataclasses.replace(protocol, tune_episodes=n + extra)
+    try:
+        seen, more = protocol.tasks("tune"), extended.tasks("tune")
+    except ValueError as error:
+        return f"no fresh tuning goals ({one_line(error)})"
+    same = all(
+        np.array_equal(np.asarray(getattr(seen, f)), np.asarray(getattr(more, f))[:n])
+        for f in ("start", "goal")
+    )
+    if not same or len(more.start) != n + extra:
+        return "no fresh tuning goals (the tuning split's goals change when it is extended)"
+    return extended, list(range(n, n + extra))
+
+
+def rescore_row(rank: int, result: Any, fresh: EpisodeResults) -> dict[str, Any]:
+    """One candidate's figures: its search score, its fresh-goal score and the pooled one."""
+    m = result.metrics
+    n_search = int(m.get("n", 0))
+    wins_search = int(round(float(m.get(METRIC, 0.0)) * n_search))
+    n_fresh, wins_fresh = len(fresh), int(np.sum(fresh.success))
+    steps = (float(m.get("model_steps", 0.0)) * n_search + float(np.sum(fresh.model_steps))) / max(
+        1, n_search + n_fresh
+    )
+    return {
+        "search_rank": rank,
+        "trial": str(m.get("trial_id", "")),
+        "config": {k: v for k, v in result.config.items() if k != LABEL},
+        "search_successes": wins_search,
+        "search_n": n_search,
+        "fresh_successes": wins_fresh,
+        "fresh_n": n_fresh,
+        "pooled_success_rate": (wins_search + wins_fresh) / max(1, n_search + n_fresh),
+        "model_steps": steps,
+        "picked": False,
+    }
+
+
+def pick_rescored(rows: Sequence[dict[str, Any]]) -> int:
+    """Index of the pick among re-scored ``rows`` (the rule above).
+
+    Most pooled successes (search + fresh goals), then fewer model steps, then search order.
+    """
+    return min(
+        range(len(rows)),
+        key=lambda i: (
+            -(rows[i]["search_successes"] + rows[i]["fresh_successes"]),
+            rows[i]["model_steps"],
+            rows[i]["search_rank"],
+        ),
+    )
+
+
+def rescore_and_pick(
+    ranked: Sequence[Any],
+    top: int,
+    n_chunks: int,
+    score: Any,
+) -> tuple[Any, list[dict[str, Any]], str]:
+    """The picked trial, the re-score rows and a note (why there was no re-score, else "").
+
+    Args:
+        ranked: The variant's trials best first (:func:`ranked_results`).
+        top: ``sweep.rescore_top``.
+        n_chunks: Chunks of a complete trial.
+        score: ``score(configs) -> list[EpisodeResults]`` on the fresh tuning goals, or a
+            string saying why there are none.
+    """
+    candidates = rescore_candidates(ranked, top, n_chunks) if top >= 2 else []
+    if len(candidates) < 2:
+        why = "rescore_top < 2" if top < 2 else f"{len(candidates)} complete trial(s) to compare"
+        return ranked[0], [], f"no re-score: {why}"
+    if isinstance(score, str):
+        return ranked[0], [], f"no re-score: {score}"
+    configs = [{k: v for k, v in r.config.items() if k != LABEL} for r in candidates]
+    position = {id(r): i for i, r in enumerate(ranked)}
+    rows = [
+        rescore_row(position[id(r)], r, fresh)
+        for r, fresh in zip(candidates, score(configs), strict=True)
+    ]
+    chosen = pick_rescored(rows)
+    rows[chosen]["picked"] = True
+    return candidates[chosen], rows, ""
 
 
 def submit_test(
     pool: Pool, spec: SweepSpec, stage: Stage, planner: PlannerSpec, config: dict[str, Any]
 ) -> list[ray.ObjectRef]:
     """Dispatch the config on every held-out test episode (chunks spread over the pool)."""
+    chunks = chunk_indices(stage.protocol.test_episodes, spec.sweep.chunk_size)
+    return submit_eval(pool, spec, planner, stage.protocol, config, "test", chunks)
+
+
+def submit_eval(
+    pool: Pool,
+    spec: SweepSpec,
+    planner: PlannerSpec,
+    protocol: Any,
+    config: dict[str, Any],
+    split: str,
+    chunks: Sequence[Sequence[int]],
+) -> list[ray.ObjectRef]:
+    """Dispatch ``config`` on the episodes ``chunks`` of ``split`` of ``protocol``."""
     context = {
         "planner": planner.name,
-        "protocol": stage.protocol.to_dict(),
+        "protocol": protocol.to_dict(),
         "world_model": spec.world_model,
     }
-    chunks = chunk_indices(stage.protocol.test_episodes, spec.sweep.chunk_size)
-    return evaluate_chunks(pool.dispatcher, context, config, "test", chunks)
+    return evaluate_chunks(pool.dispatcher, context, config, split, chunks)
 
 
 def gather_test(refs: Sequence[ray.ObjectRef]) -> tuple[EpisodeResults, float]:
@@ -688,6 +839,34 @@ def gather_test(refs: Sequence[ray.ObjectRef]) -> tuple[EpisodeResults, float]:
     outputs = ray.get(list(refs))
     records = [r for out in outputs for r in out["records"]]
     return EpisodeResults.from_records(records), sum(o["compute_s"] for o in outputs)
+
+
+def fresh_scorer(
+    pool: Pool, spec: SweepSpec, stage: Stage, planner: PlannerSpec, spent: list[float]
+) -> Any:
+    """``score(configs)`` on the stage's fresh tuning goals, or why there are none.
+
+    Every config is dispatched at once; the worker seconds are added to ``spent``.
+    """
+    extra = spec.sweep.rescore_episodes or stage.protocol.tune_episodes
+    fresh = fresh_tuning_goals(stage.protocol, extra)
+    if isinstance(fresh, str):
+        return fresh
+    extended, indices = fresh
+    size = spec.sweep.chunk_size
+    chunks = [indices[i : i + size] for i in range(0, len(indices), size)]
+
+    def score(configs: Sequence[dict[str, Any]]) -> list[EpisodeResults]:
+        full = [planner.trial_config(c) for c in configs]
+        refs = [submit_eval(pool, spec, planner, extended, c, "tune", chunks) for c in full]
+        out = []
+        for part in refs:
+            results, compute = gather_test(part)
+            spent.append(compute)
+            out.append(results)
+        return out
+
+    return score
 
 
 def finish_stage(
@@ -698,36 +877,73 @@ def finish_stage(
     tracker: Tracker,
     pool: Pool,
 ) -> float:
-    """Per variant: pick the best trial, evaluate it on the test goals, log, save the outcome.
+    """Per variant: re-score, pick, evaluate the pick and the default on the test goals, log.
 
-    Every variant's test chunks are dispatched at once, so the pool never idles between them.
+    The pick follows the re-score rule (see :func:`rescore_and_pick`). The default config
+    (:meth:`~grasplab.platform.config.PlannerSpec.default_config`) is evaluated on the same
+    test goals, unless the pick is the default (then its results are the pick's), so that the
+    table can set tuned against untuned with a paired test. Every variant's test chunks are
+    dispatched at once, so the pool never idles between them.
 
     Returns:
-        Worker seconds spent (the stage's trials and test evaluations).
+        Worker seconds spent (the stage's trials, re-scores and test evaluations).
     """
     n_chunks = len(chunk_indices(stage.protocol.tune_episodes, spec.sweep.chunk_size))
     results = [r for r in grid if r.config]
     compute = sum(r.metrics.get("compute_time", 0.0) for r in results if r.metrics)
+    spent: list[float] = []
     picked = {}
     for planner in stage.planners:
         mine = [r for r in results if r.config.get(LABEL) == planner.label]
-        best = best_result(mine, n_chunks)
+        ranked = ranked_results(mine, n_chunks)
+        score = (
+            fresh_scorer(pool, spec, stage, planner, spent)
+            if spec.sweep.rescore_top >= 2 and planner.search_space
+            else "nothing to compare"
+        )
+        best, rescored, note = rescore_and_pick(ranked, spec.sweep.rescore_top, n_chunks, score)
         tuned = {k: best.config[k] for k in planner.search_space if k in best.config}
         config = planner.trial_config(tuned)
+        default = planner.default_config() if planner.search_space else {}
+        fresh_default = default and default != config
+        default_refs = submit_test(pool, spec, stage, planner, default) if fresh_default else []
         picked[planner.label] = (
             mine,
             best,
             tuned,
             config,
             submit_test(pool, spec, stage, planner, config),
+            (rescored, note, default, default_refs),
         )
     for planner in stage.planners:
-        mine, best, tuned, config, refs = picked[planner.label]
+        mine, best, tuned, config, refs, (rescored, note, default, default_refs) = picked[
+            planner.label
+        ]
         test_results, test_compute = gather_test(refs)
         compute += test_compute
         plan_time = float(sum(set(test_results.plan_time.tolist())))
+        key = stage.outcome_key(planner.label)
+        defaults: dict[str, Any] = {}
+        if default:
+            default_results, default_compute = (
+                gather_test(default_refs) if default_refs else (test_results, 0.0)
+            )
+            compute += default_compute
+            default_time = float(sum(set(default_results.plan_time.tolist())))
+            defaults = {
+                "default_config": default,
+                "default_test": default_results.summary(wall_time=default_time),
+                "default_test_records": default_results.to_records(),
+                "default_comparison": compare(
+                    key,
+                    f"{key} (default)",
+                    test_results.to_records(),
+                    default_results.to_records(),
+                    stage.protocol.horizon,
+                ).to_dict(),
+            }
         outcome = StageOutcome(
-            key=stage.outcome_key(planner.label),
+            key=key,
             label=planner.label,
             planner=planner.name,
             horizon=stage.protocol.horizon,
@@ -746,27 +962,61 @@ def finish_stage(
             ],
             test_records=test_results.to_records(),
             trial_complete=[r.metrics.get("chunks", 0) >= n_chunks for r in mine if r.metrics],
+            rescore=rescored,
+            rescore_note=note,
+            **defaults,
         )
         log_outcome(tracker, stage, outcome)
         state.stages[outcome.key] = outcome.to_dict()
         state.save()
-    return compute
+    return compute + sum(spent)
 
 
 def log_outcome(tracker: Tracker, stage: Stage, outcome: StageOutcome) -> None:
-    """Test metrics on the parent (``<variant>/test_*``) and on the best trial's child run."""
+    """Test metrics on the parent (``<variant>/test_*``) and on the best trial's child run.
+
+    Also the re-score before the pick (``rescore/<key>.json`` on the parent; on each
+    candidate's child run ``rescore_successes``, ``rescore_n``, ``rescore_pooled_success_rate``
+    and the tag ``rescore_picked``) and the default config's test figures
+    (``<key>/default_test_*``, per-episode ``default/<key>.json``) with the paired test against the
+    pick (``<key>/tuned_vs_default_p_success``, McNemar's exact, unadjusted).
+    """
+    parent = tracker.parent_id
     metrics = {f"test_{k}": v for k, v in outcome.test.items()}
-    tracker.log_metrics(tracker.parent_id, {f"{outcome.key}/{k}": v for k, v in metrics.items()})
-    tracker.log_table(
-        tracker.parent_id, records_table(outcome.test_records), f"test/{outcome.key}.json"
-    )
+    tracker.log_metrics(parent, {f"{outcome.key}/{k}": v for k, v in metrics.items()})
+    tracker.log_table(parent, records_table(outcome.test_records), f"test/{outcome.key}.json")
     # the exact outcome (config, full-precision records) that `grasplab export` bundles
-    tracker.log_text(
-        tracker.parent_id, json.dumps(outcome.to_dict()), outcome_artifact(outcome.key)
-    )
+    tracker.log_text(parent, json.dumps(outcome.to_dict()), outcome_artifact(outcome.key))
     best = trial_key(tracker.sweep_id, stage.key, outcome.best_trial)  # its run's handle
     tracker.log_metrics(best, metrics)
     tracker.set_tags(best, {"best": "true"})
+    if outcome.rescore:
+        rows = [{**r, "config": report.config_text(r["config"])} for r in outcome.rescore]
+        tracker.log_table(parent, records_table(rows), f"rescore/{outcome.key}.json")
+        for row in outcome.rescore:
+            run = trial_key(tracker.sweep_id, stage.key, row["trial"])
+            tracker.log_metrics(
+                run,
+                {
+                    "rescore_successes": row["fresh_successes"],
+                    "rescore_n": row["fresh_n"],
+                    "rescore_pooled_success_rate": row["pooled_success_rate"],
+                },
+            )
+            tracker.set_tags(run, {"rescore_picked": str(row["picked"]).lower()})
+    if outcome.rescore_note:
+        tracker.set_tags(parent, {f"{outcome.key}/rescore": outcome.rescore_note})
+    if outcome.default_test:
+        default = {f"default_test_{k}": v for k, v in outcome.default_test.items()}
+        c = outcome.default_comparison
+        default["tuned_vs_default_p_success"] = c["p_success"]
+        default["tuned_vs_default_success_diff"] = c["success_a"] - c["success_b"]
+        tracker.log_metrics(parent, {f"{outcome.key}/{k}": v for k, v in default.items()})
+        tracker.log_table(
+            parent,
+            records_table(outcome.default_test_records),
+            f"default/{outcome.key}.json",
+        )
 
 
 def outcome_artifact(key: str) -> str:
