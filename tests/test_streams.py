@@ -216,3 +216,22 @@ def test_select_keeps_every_field():
     part = res.select([1, 3])
     assert [f.name for f in dataclasses.fields(part)] == [f.name for f in dataclasses.fields(res)]
     assert part.index.tolist() == [1, 3]
+
+
+def test_bench_invariance_counts_no_flips(tmp_path, capsys):
+    from grasplab.cli import bench_invariance
+
+    out = tmp_path / "inv.json"
+    argv = ["--episodes", "5", "--chunks", "2,5", "--planners", "mppi,latco", "--json", str(out)]
+    assert bench_invariance.main(argv) == 0
+    import json
+
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["planner"] for r in rows] == ["mppi", "latco"]
+    assert all(
+        r["versus"]["5"] == {"flips": 0, "identical": True, "differing_fields": []} for r in rows
+    )
+    assert "0 of 5 flip, bit-identical" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad:
+        bench_invariance.main(["--chunks", "0,8"])
+    assert bad.value.code == 2

@@ -44,6 +44,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ),
     ("bench", "platform"): ("grasplab.cli.bench_platform", "sweep overhead and worker scaling"),
     ("bench", "sims"): ("grasplab.cli.bench_sims", "real simulators: episodes/s, 1 vs 2 workers"),
+    ("bench", "invariance"): (
+        "grasplab.cli.bench_invariance",
+        "do episode outcomes depend on the chunk size? (flip counts, every planner)",
+    ),
     ("bench", "quality"): (
         "grasplab.cli.bench_quality",
         "record a shipped checkpoint's quality (floors.json)",
