@@ -8,8 +8,10 @@ groups, never ``ray stop``).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -112,6 +114,32 @@ def test_unreachable_cluster_address_fails_fast_with_one_line(tmp_path):
     assert lines[-1].startswith("grasplab sweep: error: cluster.address 127.0.0.1:")
     assert "nothing answers" in lines[-1]
     assert time.monotonic() - started < 60
+
+
+def test_embedded_ray_ignores_a_stale_ray_current_cluster(tmp_path):
+    """A dead cluster named in Ray's ``ray_current_cluster`` file is not joined: no hang."""
+    temp = Path(tempfile.mkdtemp(prefix="rayc", dir="/tmp"))  # short: Ray's socket paths
+    try:
+        (temp / "ray").mkdir()
+        (temp / "ray/ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")  # dead GCS
+        env = {**os.environ, "RAY_TMPDIR": str(temp)}
+        env.pop("RAY_ADDRESS", None)
+        started = time.monotonic()
+        done = subprocess.run(
+            [str(BIN / "grasplab"), "sweep", *TINY, "sweep.num_samples=1"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert "random floor" in done.stdout  # the sweep ran to its table
+        assert "Failed to connect to GCS" not in done.stderr
+        assert list((temp / "ray").glob("session_*")), "the embedded Ray did not use RAY_TMPDIR"
+        assert time.monotonic() - started < 200
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.parametrize(
