@@ -1,7 +1,9 @@
 """The ``grasplab`` command: dispatches sub-commands to their modules (imported lazily).
 
 Each sub-command module exposes ``main(argv: list[str]) -> int``. Bad input prints a one-line
-error and exits with code 2; a mistyped command names the nearest one. ``-h``/``--help`` is
+error and exits with code 2; a mistyped command names the nearest one; an error raised while the
+command runs prints one line and where its traceback was written, exit code 1
+(:mod:`grasplab.errors`). ``-h``/``--help`` is
 answered from :mod:`grasplab.cli_parsers` before the command's module is imported, so help never
 waits for Ray, torch, MLflow or Hydra.
 """
@@ -14,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from grasplab import cli_parsers
+from grasplab.errors import run_command
 from grasplab.malloc import keep_freed_memory
 
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
@@ -119,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         cli_parsers.PARSERS[words]().print_help()  # the command's module is not imported
         return 0
     keep_freed_memory()  # fewer page faults in tensor-heavy commands (grasplab/malloc.py)
-    return int(importlib.import_module(COMMANDS[words][0]).main(rest) or 0)
+    return run_command(
+        " ".join(words), lambda: importlib.import_module(COMMANDS[words][0]).main(rest)
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from grasplab.errors import run_command
+
 JOBS: dict[str, list[str]] = {
     "sweep": [],
     "ablation": ["experiment=ablation"],
@@ -35,8 +37,17 @@ STUDIES = ("ablation",)
 
 
 def run_job(job: str, argv: Sequence[str] | None = None) -> int:
-    """Run ``grasplab sweep`` (``grasplab ablate`` for a study job); returns the exit code."""
+    """Run ``grasplab sweep`` (``grasplab ablate`` for a study job); returns the exit code.
+
+    An error raised while the job runs prints one line (the traceback goes to a log file, or to
+    stderr with ``GRASPLAB_DEBUG=1``) and exits with code 1.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    return run_command(f"job {job}", lambda: start(job, args))
+
+
+def start(job: str, args: Sequence[str]) -> int:
+    """The job's command (``sweep`` or ``ablate``) with the job's overrides."""
     if job in STUDIES:
         from grasplab.platform import study
 
