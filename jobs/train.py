@@ -21,8 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working dir's grasplab
 
-from grasplab.errors import run_command  # noqa: E402
-from grasplab.platform.train import job_overrides, main  # noqa: E402
+from grasplab.platform.jobs import run_job  # noqa: E402
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -32,4 +31,4 @@ def interrupt(signum: int, frame: object) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, interrupt)
-    sys.exit(run_command("job train", lambda: main(job_overrides(sys.argv[1:]))))
+    sys.exit(run_job("train"))

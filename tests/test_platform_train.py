@@ -11,6 +11,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from grasplab.platform import sweep, train
+from grasplab.platform.jobs import job_overrides
 from grasplab.platform.testing import sweep_runs
 from grasplab.platform.tracking import default_tracking
 from grasplab.platform.workers import resolve_spec
@@ -222,9 +223,9 @@ def test_resuming_another_trainings_state_is_refused(trained, capsys):
 
 
 def test_job_defaults_to_the_cluster_and_a_lasting_root():
-    assert train.job_overrides(["env=wall"], home=Path("/h")) == [
+    assert job_overrides("train", ["env=wall"], home=Path("/h")) == [
         "cluster=remote",
         "root=/h/grasplab",
         "env=wall",
     ]
-    assert train.job_overrides(["cluster=local", "root=/r"]) == ["cluster=local", "root=/r"]
+    assert job_overrides("train", ["cluster=local", "root=/r"]) == ["cluster=local", "root=/r"]

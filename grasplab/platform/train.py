@@ -35,7 +35,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from grasplab.cli_parsers import train_parser
-from grasplab.platform.config import ConfigError, config_dir, one_line
+from grasplab.platform.config import TRAIN_CONFIG, ConfigError, compose, one_line
 
 KINDS = ("mlp", "pixel", "patch")
 RUN_KEY = "grasplab.train_key"
@@ -181,25 +181,6 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Compose ``tune_configs/train/config.yaml`` (``tune_configs/`` on the search path).
-
-    Raises:
-        ConfigError: Unknown group option or key, unparsable override, missing value.
-    """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
-
-    search = f"hydra.searchpath=['file://{config_dir()}']"
-    try:
-        with initialize_config_dir(config_dir=str(config_dir() / "train"), version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=[*overrides, search])
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except Exception as error:  # Hydra/OmegaConf raise many types; all mean a bad config
-        raise ConfigError(one_line(error)) from error
-
-
 def parse(cfg: Mapping[str, Any], cwd: Path) -> TrainSpec:
     """Validate a composed config into a :class:`TrainSpec` (nothing is written).
 
@@ -244,8 +225,8 @@ def parse(cfg: Mapping[str, Any], cwd: Path) -> TrainSpec:
 
 
 def load(overrides: Sequence[str], cwd: Path) -> TrainSpec:
-    """Compose and validate in one step."""
-    return parse(compose(overrides), cwd)
+    """Compose ``tune_configs/train/config.yaml`` and validate it in one step."""
+    return parse(compose(overrides, TRAIN_CONFIG), cwd)
 
 
 def set_threads(spec: TrainSpec) -> None:
@@ -665,20 +646,3 @@ def report(result: TrainResult) -> str:
         lines.append("model: not registered (time budget reached); rerun to continue")
     lines.append(f"MLflow run {result.run_id}; UI: {result.ui}")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Ray job
-# --------------------------------------------------------------------------------------------
-
-
-def job_overrides(argv: Sequence[str], home: Path | None = None) -> list[str]:
-    """Overrides of ``jobs/train.py``: ``cluster=remote`` and ``root=~/grasplab`` unless given.
-
-    A Ray job's working directory is a temporary copy: the dataset and the checkpoint go to a
-    lasting folder on the head node instead, and the run to the head's MLflow server.
-    """
-    extra = [] if any(a.startswith("cluster=") for a in argv) else ["cluster=remote"]
-    if not any(a.startswith("root=") for a in argv):
-        extra.append(f"root={(home or Path.home()) / 'grasplab'}")
-    return [*extra, *argv]
