@@ -7,6 +7,7 @@ groups, never ``ray stop``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,18 +23,21 @@ import pytest
 import ray
 
 from grasplab.platform import sweep
-from grasplab.platform.testing import (
+
+from .support import (
     BIN,
     MlflowServer,
     fake_autoscaling_cluster,
     free_port,
+    is_loopback,
     local_cluster,
     trials_and_parents,
 )
 
 pytestmark = pytest.mark.timeout(600)  # a hang is a failure, not a stuck CI
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "grasplab/world_models/checkpoints/wall-mlp-b1"
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINT = REPO / "grasplab/world_models/checkpoints/wall-mlp-b1"
 TINY = [
     "protocol=tiny",
     "~planners.gd",
@@ -70,9 +74,10 @@ def assert_complete(uri: str, trials: int) -> None:
 def test_embedded_ray_listens_on_loopback_only(tmp_path):
     script = textwrap.dedent(
         """
-        import json, os, ray
+        import json, os, sys, ray
+        sys.path.insert(0, REPO)  # tests.support
         from grasplab.platform import runtime
-        from grasplab.platform.testing import listening_sockets
+        from tests.support import listening_sockets
         assert runtime.connect({"num_cpus": 1}) is True
 
         @ray.remote
@@ -83,15 +88,11 @@ def test_embedded_ray_listens_on_loopback_only(tmp_path):
         print(json.dumps(listening_sockets(os.getpid())))
         ray.shutdown()
         """
-    )
+    ).replace("REPO", repr(str(REPO)))
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=180, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    import json
-
-    from grasplab.platform.testing import is_loopback
-
     sockets = json.loads(done.stdout.strip().splitlines()[-1])
     names = {name for name, _, _ in sockets}
     assert {"gcs_server", "raylet"} <= names, names  # the OS saw Ray's own listeners

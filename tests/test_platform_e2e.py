@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from grasplab.platform.testing import BIN, mlflow_server, ray_head, sweep_runs, trials_and_parents
+from .support import BIN, mlflow_server, ray_head, sweep_runs, trials_and_parents
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_SAMPLES = 2

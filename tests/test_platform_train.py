@@ -12,11 +12,12 @@ from mlflow.tracking import MlflowClient
 
 from grasplab.platform import sweep, train
 from grasplab.platform.jobs import job_overrides
-from grasplab.platform.testing import sweep_runs
 from grasplab.platform.tracking import default_tracking
 from grasplab.platform.workers import resolve_spec
 from grasplab.world_models import checkpoint
 from grasplab.world_models.training import STATE_DIR
+
+from .support import sweep_runs
 
 MODEL = "grasplab-wall-mlp"
 TINY = [

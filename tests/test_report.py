@@ -24,8 +24,9 @@ from mlflow.tracking import MlflowClient
 
 from grasplab.eval import significance as sig
 from grasplab.platform import readback, report, reporting, sweep
-from grasplab.platform.testing import trials_and_parents
 from grasplab.platform.tracking import Tracker, default_tracking
+
+from .support import trials_and_parents
 
 TINY = [
     "protocol=tiny",
