@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
 import re
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+from grasplab.config_files import config_dir
+
 PACKAGE_DIR = Path(__file__).resolve().parent
-CONFIG_DIR_ENV = "GRASPLAB_CONFIG_DIR"
 PLANNER_ORDER = "cem,gd,mppi,latco,grasp"
 """Default ``--planners`` of the planner benchmarks (table columns, left to right)."""
 LONG_HORIZONS = "10,20,30,40,50,60,70,80"
@@ -68,17 +68,6 @@ TRAIN_OVERRIDES = (
 )
 COLUMN, WIDTH = 34, 100
 """Where an override's meaning starts, and the line width of the overrides block."""
-
-
-def config_dir() -> Path:
-    """The ``tune_configs/`` folder (``$GRASPLAB_CONFIG_DIR`` or the repository's).
-
-    The same rule as :func:`grasplab.platform.config.config_dir`, which imports torch.
-    """
-    env = os.environ.get(CONFIG_DIR_ENV)
-    if env:
-        return Path(env).resolve()
-    return PACKAGE_DIR.parent / "tune_configs"
 
 
 def group_options(group: str) -> list[str]:

@@ -17,23 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grasplab.config_files import config_dir
 from grasplab.eval import EvalProtocol
 from grasplab.planners import PLANNERS, config_from_dict, config_to_dict, planner_classes
 
-CONFIG_DIR_ENV = "GRASPLAB_CONFIG_DIR"
 MODEL_URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
 
 class ConfigError(ValueError):
     """A bad config or override; the CLI prints it as one line and exits with code 2."""
-
-
-def config_dir() -> Path:
-    """The ``tune_configs/`` folder (``$GRASPLAB_CONFIG_DIR`` or the repository's)."""
-    env = os.environ.get(CONFIG_DIR_ENV)
-    if env:
-        return Path(env).resolve()
-    return Path(__file__).resolve().parents[2] / "tune_configs"
 
 
 SWEEP_CONFIG = "config"
