@@ -49,28 +49,36 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
+RECIPE_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+"""The one-machine recipe's environment: Ray's local-only switch (without it ``ray start``
+registers the head at the host's IP and listens on every interface) and Ray 2.60's token auth
+for the ``ray job`` CLI."""
+RECIPE_HEAD = ("start", "--head", "--node-ip-address=127.0.0.1")
+"""The one-machine recipe's ``ray start`` (the cluster guide gives it as written)."""
+
+
 @contextmanager
 def ray_head(num_cpus: int = 2) -> Iterator[dict[str, Any]]:
-    """A private ``ray start --head --block`` on 127.0.0.1; yields its addresses.
+    """The one-machine recipe's Ray head (:data:`RECIPE_HEAD`), on free ports; yields addresses.
+
+    The recipe's ``ray start --head --node-ip-address=127.0.0.1`` with Ray's local-only switch
+    in the environment (:data:`RECIPE_ENV`), plus what a shared machine needs: free ports in place
+    of the defaults, a private temp dir and ``--block`` (stopped by process group, never
+    ``ray stop``).
 
     Yields:
         ``address`` (GCS, for ``ray.init``), ``dashboard`` (``http://...``, for ``ray job``),
-        ``env`` (environment for the ``ray`` CLI: ``RAY_AUTH_MODE=token``, the Ray 2.60 default).
+        ``env`` (environment for the ``ray`` CLI), ``temp``, ``pid`` (of ``ray start``).
     """
     port, dashboard = free_port(), free_port()
     temp = tempfile.mkdtemp(prefix="rayt", dir="/tmp")
-    # Ray's local-only switch (runtime.loopback_only): without it `ray start` rewrites
-    # --node-ip-address=127.0.0.1 to the host's IP, and the head listens on that interface
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    env.pop("RAY_ADDRESS", None)
+    env = {**os.environ, **RECIPE_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("RAY_ADDRESS", None)  # the venv's `python` first, as when it is activated
     command = [
         str(BIN / "ray"),
-        "start",
-        "--head",
+        *RECIPE_HEAD,
         "--block",
         f"--port={port}",
-        "--node-ip-address=127.0.0.1",
-        "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard}",
         f"--num-cpus={num_cpus}",
         "--disable-usage-stats",
@@ -86,6 +94,7 @@ def ray_head(num_cpus: int = 2) -> Iterator[dict[str, Any]]:
             "dashboard": f"http://127.0.0.1:{dashboard}",
             "env": env,
             "temp": temp,
+            "pid": proc.pid,
         }
     finally:
         stop(proc, grace=5.0)  # `ray start --block` drains for 30 s on SIGTERM otherwise

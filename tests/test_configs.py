@@ -122,6 +122,14 @@ def test_parse_rejects_what_the_code_would_reject():
         parse(raw)
 
 
+def test_remote_cluster_logs_to_loopback_when_ray_is_local_only(monkeypatch):
+    monkeypatch.delenv("GRASPLAB_HEAD_IP", raising=False)
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # the one-machine recipe
+    assert compose(["cluster=remote"])["mlflow"]["tracking_uri"] == "http://127.0.0.1:5000"
+    monkeypatch.setenv("GRASPLAB_HEAD_IP", "10.0.0.7")  # ray_cluster.yaml's head
+    assert compose(["cluster=remote"])["mlflow"]["tracking_uri"] == "http://10.0.0.7:5000"
+
+
 def test_sweep_settings_come_from_the_config_file_only():
     raw = compose([])
     assert load([]).sweep.num_samples == raw["sweep"]["num_samples"]  # the composed config's

@@ -590,7 +590,9 @@ DEVICES = ("auto", "cpu", "cuda")
 def host_ip() -> str:
     """This machine's address for the cluster (resolved locally: no packet is sent).
 
-    ``$GRASPLAB_HEAD_IP`` (``ray_cluster.yaml`` exports it before ``ray start``), else the first
+    ``$GRASPLAB_HEAD_IP`` (``ray_cluster.yaml`` exports it before ``ray start``), else 127.0.0.1
+    when Ray runs local-only (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the one-machine recipe:
+    every node is on this machine's loopback, and so is its MLflow server), else the first
     non-loopback IPv4 address of the host name, else 127.0.0.1.
 
     Config interpolation ``${grasplab_host_ip:}`` (``tune_configs/cluster/remote.yaml``).
@@ -598,6 +600,8 @@ def host_ip() -> str:
     explicit = os.environ.get("GRASPLAB_HEAD_IP")
     if explicit:
         return explicit
+    if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
+        return "127.0.0.1"
     try:
         infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
     except OSError:
