@@ -18,7 +18,7 @@ __getattr__ = moved_names(
         "bench_platform_parser": "grasplab.cli.bench_platform.parser",
         "bench_sims_parser": "grasplab.cli.bench_sims.parser",
         "PARSERS": "grasplab.cli.COMMANDS (each module's parser())",
-        "config_dir": "grasplab.cli.common.config_dir",
+        "config_dir": "grasplab.config_files.config_dir",
         "module_doc": "grasplab.cli.common.module_doc",
         "sweep_epilog": "grasplab.cli.common.sweep_epilog",
         "train_epilog": "grasplab.cli.common.train_epilog",

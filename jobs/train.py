@@ -21,8 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working dir's grasplab
 
-from grasplab.cli.train import main  # noqa: E402
-from grasplab.platform.train import job_overrides  # noqa: E402
+from grasplab.cli.jobs import run_job  # noqa: E402
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -32,4 +31,4 @@ def interrupt(signum: int, frame: object) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, interrupt)
-    sys.exit(main(job_overrides(sys.argv[1:])))
+    sys.exit(run_job("train"))

@@ -75,8 +75,8 @@ def tiny_sweep(tmp_path_factory):
     ``parent`` (the parent run). Tests may add runs to the store, never change these.
     """
     from grasplab.cli import sweep
-    from grasplab.platform.testing import trials_and_parents
     from grasplab.platform.tracking import default_tracking
+    from tests.support import trials_and_parents
 
     folder = tmp_path_factory.mktemp("tiny_sweep")
     cwd, stdout = os.getcwd(), io.StringIO()

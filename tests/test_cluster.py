@@ -7,9 +7,12 @@ groups, never ``ray stop``).
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -21,18 +24,21 @@ import ray
 
 from grasplab.cli import sweep as cli_sweep
 from grasplab.platform import sweep
-from grasplab.platform.testing import (
+
+from .support import (
     BIN,
     MlflowServer,
     fake_autoscaling_cluster,
     free_port,
+    is_loopback,
     local_cluster,
     trials_and_parents,
 )
 
 pytestmark = pytest.mark.timeout(600)  # a hang is a failure, not a stuck CI
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "grasplab/world_models/checkpoints/wall-mlp-b1"
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINT = REPO / "grasplab/world_models/checkpoints/wall-mlp-b1"
 TINY = [
     "protocol=tiny",
     "~planners.gd",
@@ -69,9 +75,10 @@ def assert_complete(uri: str, trials: int) -> None:
 def test_embedded_ray_listens_on_loopback_only(tmp_path):
     script = textwrap.dedent(
         """
-        import json, os, ray
+        import json, os, sys, ray
+        sys.path.insert(0, REPO)  # tests.support
         from grasplab.platform import runtime
-        from grasplab.platform.testing import listening_sockets
+        from tests.support import listening_sockets
         assert runtime.connect({"num_cpus": 1}) is True
 
         @ray.remote
@@ -82,15 +89,11 @@ def test_embedded_ray_listens_on_loopback_only(tmp_path):
         print(json.dumps(listening_sockets(os.getpid())))
         ray.shutdown()
         """
-    )
+    ).replace("REPO", repr(str(REPO)))
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=180, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    import json
-
-    from grasplab.platform.testing import is_loopback
-
     sockets = json.loads(done.stdout.strip().splitlines()[-1])
     names = {name for name, _, _ in sockets}
     assert {"gcs_server", "raylet"} <= names, names  # the OS saw Ray's own listeners
@@ -113,6 +116,32 @@ def test_unreachable_cluster_address_fails_fast_with_one_line(tmp_path):
     assert lines[-1].startswith("grasplab sweep: error: cluster.address 127.0.0.1:")
     assert "nothing answers" in lines[-1]
     assert time.monotonic() - started < 60
+
+
+def test_embedded_ray_ignores_a_stale_ray_current_cluster(tmp_path):
+    """A dead cluster named in Ray's ``ray_current_cluster`` file is not joined: no hang."""
+    temp = Path(tempfile.mkdtemp(prefix="rayc", dir="/tmp"))  # short: Ray's socket paths
+    try:
+        (temp / "ray").mkdir()
+        (temp / "ray/ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")  # dead GCS
+        env = {**os.environ, "RAY_TMPDIR": str(temp)}
+        env.pop("RAY_ADDRESS", None)
+        started = time.monotonic()
+        done = subprocess.run(
+            [str(BIN / "grasplab"), "sweep", *TINY, "sweep.num_samples=1"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert "random floor" in done.stdout  # the sweep ran to its table
+        assert "Failed to connect to GCS" not in done.stderr
+        assert list((temp / "ray").glob("session_*")), "the embedded Ray did not use RAY_TMPDIR"
+        assert time.monotonic() - started < 200
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.parametrize(

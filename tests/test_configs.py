@@ -8,6 +8,7 @@ import pytest
 import ray
 import yaml
 
+from grasplab.cli.jobs import job_overrides
 from grasplab.planners import PLANNERS
 from grasplab.platform import sweep
 from grasplab.platform.config import ConfigError, Distribution, compose, config_dir, load, parse
@@ -121,6 +122,22 @@ def test_parse_rejects_what_the_code_would_reject():
         parse(raw)
 
 
+def test_remote_cluster_logs_to_loopback_when_ray_is_local_only(monkeypatch):
+    monkeypatch.delenv("GRASPLAB_HEAD_IP", raising=False)
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # the one-machine recipe
+    assert compose(["cluster=remote"])["mlflow"]["tracking_uri"] == "http://127.0.0.1:5000"
+    monkeypatch.setenv("GRASPLAB_HEAD_IP", "10.0.0.7")  # ray_cluster.yaml's head
+    assert compose(["cluster=remote"])["mlflow"]["tracking_uri"] == "http://10.0.0.7:5000"
+
+
+def test_sweep_settings_come_from_the_config_file_only():
+    raw = compose([])
+    assert load([]).sweep.num_samples == raw["sweep"]["num_samples"]  # the composed config's
+    del raw["sweep"]["num_samples"]
+    with pytest.raises(ConfigError, match=r"sweep: missing key\(s\) \['num_samples'\]"):
+        parse(raw)
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, namespace="grasplab", log_to_driver=False)
@@ -191,16 +208,15 @@ def test_jobs_start_from_their_experiment_and_let_overrides_win():
     from grasplab.cli.jobs import JOBS, job_overrides
 
     repo = config_dir().parent
-    # jobs/train.py trains a world model (grasplab.platform.train.job_overrides), not a sweep
-    assert {p.stem for p in (repo / "jobs").glob("*.py")} == set(JOBS) | {"train"}
+    assert {p.stem for p in (repo / "jobs").glob("*.py")} == set(JOBS)
     assert job_overrides("ablation", ["seed=3"]) == [
         "experiment=ablation",
         "cluster=remote",
         "seed=3",
     ]
     assert job_overrides("sweep", ["cluster=local"]) == ["cluster=local"]
-    for job in JOBS:
-        load(job_overrides(job, []))  # every job's config validates
+    for job in set(JOBS) - {"train"}:  # the train job's config: the test below
+        load(job_overrides(job, []))  # every sweep job's config validates
 
 
 def train_options() -> list[str]:
@@ -221,7 +237,9 @@ def test_every_train_config_composes_and_validates(kind, env, tmp_path):
     assert set(spec.options) < set(config_class.__dataclass_fields__)
     model_fields = train.model_config_class(kind).__dataclass_fields__
     assert spec.raw["model"] and set(spec.raw["model"]) < set(model_fields)
-    job = train.load(train.job_overrides([f"world_model={kind}", f"env={env}"], tmp_path), tmp_path)
+    job = train.load(
+        job_overrides("train", [f"world_model={kind}", f"env={env}"], tmp_path), tmp_path
+    )
     assert job.mlflow["tracking_uri"].startswith("http")  # the head's MLflow server
 
 

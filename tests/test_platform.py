@@ -17,9 +17,10 @@ import ray
 from grasplab.cli import sweep as cli_sweep
 from grasplab.platform import sweep
 from grasplab.platform.search import LABEL, PlannerSearch
-from grasplab.platform.testing import BIN, stop, sweep_runs, trials_and_parents
 from grasplab.platform.tracking import Tracker, default_tracking
 from grasplab.platform.workers import plan_placement
+
+from .support import BIN, stop, sweep_runs, trials_and_parents
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "grasplab/world_models/checkpoints/wall-mlp-b1"
 TINY = [

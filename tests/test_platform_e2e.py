@@ -1,6 +1,10 @@
 """End to end through `ray job submit` on one private `ray start` head (127.0.0.1).
 
-1. grasplab's own job entry point with a real `mlflow server`.
+1. The cluster guide's one-machine recipe: `ray start --head --node-ip-address=127.0.0.1` with
+   Ray's local-only switch (tests/support.py RECIPE_*), an `mlflow server` on 127.0.0.1 serving
+   artifacts, then `ray job submit --working-dir . -- python jobs/sweep.py ... cluster=remote`
+   (free ports instead of 6379 / 8265 / 5000: the machine is shared). Nothing listens beyond
+   loopback.
 2. The "Bring your own" example package: its job's working dir is the example project and its
    package (`byo_patch`: a patch-token world model, a planner and Hydra configs) reaches the
    driver and every worker only through `py_modules`; grasplab is the installed one (the head
@@ -17,63 +21,62 @@ from pathlib import Path
 
 import pytest
 
-from grasplab.platform.testing import BIN, mlflow_server, ray_head, sweep_runs, trials_and_parents
+from .support import (
+    BIN,
+    is_loopback,
+    listening_sockets,
+    mlflow_server,
+    ray_head,
+    sweep_runs,
+    trials_and_parents,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-NUM_SAMPLES = 2
-OVERRIDES = [
-    "protocol=tiny",
-    "~planners.gd",
-    f"sweep.num_samples={NUM_SAMPLES}",
-    "sweep.chunk_size=2",
-    "planners.grasp.config.n_steps=50",
-    "report.gif=false",
-]
+NUM_SAMPLES = 1
+RECIPE_JOB = ["protocol=tiny", f"sweep.num_samples={NUM_SAMPLES}", "cluster=remote"]
+"""The overrides of the recipe's job (the cluster guide's command)."""
 
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
     folder = tmp_path_factory.mktemp("e2e")
-    with mlflow_server(folder / "mlflow") as uri, ray_head(num_cpus=2) as head:
+    with mlflow_server(folder / "mlflow", proxied=True) as uri, ray_head(num_cpus=2) as head:
         yield {"mlflow": uri, "head": head, "folder": folder}
 
 
 def submit(head: dict, args: list[str]) -> subprocess.CompletedProcess:
+    """The recipe's ``ray job submit --working-dir . -- python jobs/sweep.py ...`` from the repo.
+
+    Ray leaves out of the upload what ``.gitignore`` names (``.venv``, ``mlflow.db``, ...).
+    """
     command = [
-        str(BIN / "ray"),
-        "job",
-        "submit",
-        "--address",
-        head["dashboard"],
-        "--working-dir",
-        str(REPO),
-        "--runtime-env-json",
-        '{"excludes": [".venv", "ray_results", "mlartifacts", "*.db"]}',
-        "--",
-        str(BIN / "python"),
-        "jobs/sweep.py",
-        *args,
+        *(str(BIN / "ray"), "job", "submit", "--address", head["dashboard"]),
+        *("--working-dir", ".", "--", "python", "jobs/sweep.py", *args),
     ]
-    return subprocess.run(command, env=head["env"], capture_output=True, text=True, timeout=420)
+    return subprocess.run(
+        command, cwd=REPO, env=head["env"], capture_output=True, text=True, timeout=420
+    )
 
 
-def test_ray_job_submit_tiny_sweep_is_tracked_in_mlflow(services):
+def test_one_machine_recipe_runs_a_tiny_sweep_tracked_in_mlflow(services):
     storage = services["folder"] / "ray_results"
     args = [
-        *OVERRIDES,
-        f"mlflow.tracking_uri={services['mlflow']}",
-        f"cluster.storage_path={storage}",
+        *RECIPE_JOB,
+        f"mlflow.tracking_uri={services['mlflow']}",  # the recipe's 127.0.0.1:5000
+        f"cluster.storage_path={storage}",  # the recipe's ~/grasplab/ray_results
     ]
     done = submit(services["head"], args)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "random floor" in done.stdout  # the comparison table was printed by the job
+    public = [s for s in listening_sockets(services["head"]["pid"]) if not is_loopback(s[1])]
+    assert public == [], public  # the head, its workers and agents: loopback only
 
     runs = sweep_runs(services["mlflow"])
     parents = [r for r in runs if r.data.tags.get("grasplab.role") == "sweep"]
     children = [r for r in runs if r.data.tags.get("grasplab.role") == "trial"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert len(children) == 2 * NUM_SAMPLES
-    assert Counter(r.data.tags["variant"] for r in children) == {"grasp": 2, "cem": 2}
+    variants = Counter(r.data.tags["variant"] for r in children)
+    assert variants == {"grasp": NUM_SAMPLES, "cem": NUM_SAMPLES, "gd": NUM_SAMPLES}
     for run in children:
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
@@ -82,13 +85,13 @@ def test_ray_job_submit_tiny_sweep_is_tracked_in_mlflow(services):
         assert params["protocol.horizon"] == "6" and params["protocol.version"] == "1"
         assert len(params["protocol.fingerprint"]) == 12 and params["world_model"] == "oracle"
         assert "git_sha" in params
-        tuned = {"grasp": "noise_scale", "cem": "n_samples"}[params["planner"]]
+        tuned = {"grasp": "noise_scale", "cem": "n_samples", "gd": "lr"}[params["planner"]]
         assert tuned in params
         for metric in ("success_rate", "ci_low", "ci_high", "model_steps", "wall_time"):
             assert metric in run.data.metrics, metric
         assert 0 <= run.data.metrics["ci_low"] <= run.data.metrics["success_rate"] <= 1
     parent_metrics = parents[0].data.metrics
-    assert parent_metrics["grasp/test_n"] == 4 and parent_metrics["cem/test_n"] == 4
+    assert all(parent_metrics[f"{label}/test_n"] == 4 for label in variants)
 
 
 EXAMPLE = REPO / "examples/byo_patch"

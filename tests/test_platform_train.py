@@ -11,12 +11,14 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from grasplab.cli import train as cli_train
-from grasplab.platform import fingerprint, sweep, train
-from grasplab.platform.testing import sweep_runs
+from grasplab.cli.jobs import job_overrides
+from grasplab.platform import fingerprint, sweep
 from grasplab.platform.tracking import default_tracking
 from grasplab.platform.workers import resolve_spec
 from grasplab.world_models import checkpoint
 from grasplab.world_models.training import STATE_DIR
+
+from .support import sweep_runs
 
 MODEL = "grasplab-wall-mlp"
 TINY = [
@@ -226,9 +228,9 @@ def test_resuming_another_trainings_state_is_refused(trained, capsys):
 
 
 def test_job_defaults_to_the_cluster_and_a_lasting_root():
-    assert train.job_overrides(["env=wall"], home=Path("/h")) == [
+    assert job_overrides("train", ["env=wall"], home=Path("/h")) == [
         "cluster=remote",
         "root=/h/grasplab",
         "env=wall",
     ]
-    assert train.job_overrides(["cluster=local", "root=/r"]) == ["cluster=local", "root=/r"]
+    assert job_overrides("train", ["cluster=local", "root=/r"]) == ["cluster=local", "root=/r"]

@@ -21,11 +21,12 @@ from mlflow.tracking import MlflowClient
 
 from grasplab.cli import report as cli_report
 from grasplab.eval import significance as sig
-from grasplab.platform import report, reporting
+from grasplab.platform import readback, report, reporting
 from grasplab.platform.config import load
-from grasplab.platform.testing import trials_and_parents
 from grasplab.platform.tracking import Tracker
 from tests.conftest import TINY_SWEEP
+
+from .support import trials_and_parents
 
 
 def records(success: list[int], tts: list[float] | None = None, order: list[int] | None = None):
@@ -185,7 +186,7 @@ def test_parent_run_carries_the_description_and_the_tests_as_metrics(swept):
     assert verdict.startswith("At H=6 on pointmaze[layout=medium] (oracle)")
     # the logged p-value is McNemar's on the per-episode tables the parent holds
     tables = {
-        k: reporting._table(client, run.info.run_id, f"test/{k}.json") for k in ("grasp", "cem")
+        k: readback.read_table(client, run.info.run_id, f"test/{k}.json") for k in ("grasp", "cem")
     }
     expected = sig.mcnemar_exact(
         *[[r["success"] for r in sorted(tables[k], key=lambda r: r["index"])] for k in tables]
@@ -340,7 +341,7 @@ def test_two_sweeps_line_up_side_by_side(swept, capsys):
     twin = tracker.start_parent("twin", "twin", {**parent.data.params, "sweep_name": "twin"})
     tracker.log_metrics(twin, parent.data.metrics)
     for key in ("grasp", "cem"):
-        rows = reporting._table(client, parent.info.run_id, f"test/{key}.json")
+        rows = readback.read_table(client, parent.info.run_id, f"test/{key}.json")
         tracker.log_table(twin, {c: [r[c] for r in rows] for c in rows[0]}, f"test/{key}.json")
     tracker.end(twin)
     out = swept.folder / "twin"

@@ -352,7 +352,8 @@ def test_tiny_pusht_sweep_executes_plans_in_the_simulator(
     from mlflow.tracking import MlflowClient
 
     from grasplab.platform import sweep
-    from grasplab.platform.testing import trials_and_parents
+
+    from .support import trials_and_parents
 
     spec, state = sweep.prepare(sweep_overrides(pusht_data, pusht_model), tmp_path)
     result = sweep.run_sweep(spec, state, progress=False, num_workers=1)

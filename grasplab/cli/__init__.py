@@ -3,7 +3,8 @@
 Each command module (``grasplab/cli/<command>.py``) holds its ``parser()`` and its
 ``main(argv) -> int``, and imports the capability it runs (Ray, torch, MLflow, Hydra) inside
 ``main``, so ``-h``/``--help`` never waits for them. Bad input prints a one-line error and exits
-with code 2; a mistyped command names the nearest one.
+with code 2; a mistyped command names the nearest one; an error raised while the command runs
+prints one line and where its traceback was written, exit code 1 (:mod:`grasplab.errors`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from grasplab.cli.common import sweep_epilog
+from grasplab.errors import run_command
 from grasplab.malloc import keep_freed_memory
 
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         command.parser().print_help()
         return 0
     keep_freed_memory()  # fewer page faults in tensor-heavy commands (grasplab/malloc.py)
-    return int(command.main(rest) or 0)
+    return run_command(" ".join(words), lambda: command.main(rest))
 
 
 if __name__ == "__main__":

@@ -58,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"grasplab ablate: interrupted; resume with: {resume}", file=sys.stderr)
         return 130
-    except Exception:
-        print(f"grasplab ablate: failed (traceback above); resume with: {resume}", file=sys.stderr)
+    except Exception as error:  # the CLI prints it as one line (grasplab.errors)
+        error.add_note(f"resume with: {resume}")
         raise
     print(result.summary)
     return 0

@@ -11,7 +11,6 @@ import argparse
 import ast
 import importlib
 import json
-import os
 import re
 import sys
 import textwrap
@@ -19,9 +18,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from grasplab.config_files import config_dir  # the one home of the config folder rule
+
+__all__ = ["config_dir"]
+
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 """The ``grasplab`` package folder."""
-CONFIG_DIR_ENV = "GRASPLAB_CONFIG_DIR"
 PLANNER_ORDER = "cem,gd,mppi,latco,grasp"
 """Default ``--planners`` of the planner benchmarks (table columns, left to right)."""
 
@@ -70,17 +72,6 @@ TRAIN_OVERRIDES = (
 HELP_FLAGS = ("-h", "--help")
 COLUMN, WIDTH = 34, 100
 """Where an override's meaning starts, and the line width of the overrides block."""
-
-
-def config_dir() -> Path:
-    """The ``tune_configs/`` folder (``$GRASPLAB_CONFIG_DIR`` or the repository's).
-
-    The same rule as :func:`grasplab.platform.config.config_dir`, which imports torch.
-    """
-    env = os.environ.get(CONFIG_DIR_ENV)
-    if env:
-        return Path(env).resolve()
-    return PACKAGE_DIR.parent / "tune_configs"
 
 
 def group_options(group: str) -> list[str]:

@@ -57,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PlacementTimeout, TrackingOutage) as error:
         print(f"grasplab sweep: stopped: {error}\nresume with: {resume}", file=sys.stderr)
         return 1
-    except Exception:
-        print(f"grasplab sweep: failed (traceback above); resume with: {resume}", file=sys.stderr)
+    except Exception as error:  # the CLI prints it as one line (grasplab.errors)
+        error.add_note(f"resume with: {resume}")
         raise
     print(result.summary)
     return 0

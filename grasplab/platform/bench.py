@@ -264,7 +264,7 @@ def pool_throughput(spec: Any, placement: Placement, chunks: int, prefix: str) -
 
 def cluster_bench(spec: Any, max_nodes: int, chunks: int, gpu_nodes: int = 2) -> None:
     """Scaling over simulated worker nodes, then autoscaled placement time (printed)."""
-    from grasplab.platform.testing import fake_autoscaling_cluster, local_cluster
+    from grasplab.platform.simcluster import fake_autoscaling_cluster, local_cluster
 
     base = None
     for k in range(1, max_nodes + 1):

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grasplab.config_files import config_dir
 from grasplab.eval import EvalProtocol
 from grasplab.planners import PLANNERS, config_from_dict, config_to_dict, planner_classes
 
-CONFIG_DIR_ENV = "GRASPLAB_CONFIG_DIR"
 MODEL_URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
 
@@ -28,16 +28,19 @@ class ConfigError(ValueError):
     """A bad config or override; the CLI prints it as one line and exits with code 2."""
 
 
-def config_dir() -> Path:
-    """The ``tune_configs/`` folder (``$GRASPLAB_CONFIG_DIR`` or the repository's)."""
-    env = os.environ.get(CONFIG_DIR_ENV)
-    if env:
-        return Path(env).resolve()
-    return Path(__file__).resolve().parents[2] / "tune_configs"
+SWEEP_CONFIG = "config"
+"""The sweep's primary config (``tune_configs/config.yaml``)."""
+TRAIN_CONFIG = "train/config"
+"""``grasplab train``'s primary config (``tune_configs/train/config.yaml``)."""
 
 
-def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Compose ``config.yaml`` with Hydra overrides into a resolved plain dict.
+def compose(overrides: Sequence[str] = (), primary: str = SWEEP_CONFIG) -> dict[str, Any]:
+    """Compose a primary config with Hydra overrides into a resolved plain dict.
+
+    Args:
+        overrides: Hydra overrides.
+        primary: The primary config, relative to ``tune_configs/`` without ``.yaml``
+            (:data:`SWEEP_CONFIG` or :data:`TRAIN_CONFIG`).
 
     Raises:
         ConfigError: Unknown group option or key (naming the nearest valid one), unparsable
@@ -46,19 +49,27 @@ def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     try:
-        cfg = hydra_config(overrides)
+        cfg = hydra_config(overrides, primary)
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception as error:  # Hydra/OmegaConf raise many types; all mean a bad config
-        raise ConfigError(explain(error, overrides)) from error
+        raise ConfigError(explain(error, overrides, primary)) from error
 
 
-def hydra_config(overrides: Sequence[str]) -> Any:
-    """The composed (unresolved) ``DictConfig`` of ``config.yaml`` with ``overrides``."""
+def hydra_config(overrides: Sequence[str], primary: str = SWEEP_CONFIG) -> Any:
+    """The composed (unresolved) ``DictConfig`` of ``primary`` with ``overrides``.
+
+    A primary config in a sub-folder (``train/config``) is composed in that folder, with
+    ``tune_configs/`` on the search path for the groups it shares with the sweep (``env``,
+    ``cluster``).
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+    root = config_dir()
+    folder, _, name = primary.rpartition("/")
+    extra = [f"hydra.searchpath=['file://{root}']"] if folder else []
+    with initialize_config_dir(config_dir=str(root / folder), version_base="1.3"):
+        return hydra_compose(config_name=name, overrides=[*overrides, *extra])
 
 
 UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'|Could not delete from config\. '([^']+)'")
@@ -66,12 +77,12 @@ MISSING_OPTION = re.compile(r"Could not find '(?:/)?([^']+)/([^'/]+)'")
 AVAILABLE = re.compile(r"Available options in '[^']+':\n((?:\t[^\n]+\n?)+)")
 
 
-def explain(error: BaseException, overrides: Sequence[str]) -> str:
+def explain(error: BaseException, overrides: Sequence[str], primary: str = SWEEP_CONFIG) -> str:
     """One line for a Hydra error; an unknown key or group option names the nearest valid one."""
     line, text = one_line(error), str(error)
     key = UNKNOWN_KEY.search(text)
     if key:
-        return unknown_key_line(line, text, key.group(1) or key.group(2), overrides)
+        return unknown_key_line(line, text, key.group(1) or key.group(2), overrides, primary)
     option = MISSING_OPTION.search(text)
     available = AVAILABLE.search(text)
     if option and available:
@@ -85,10 +96,12 @@ def explain(error: BaseException, overrides: Sequence[str]) -> str:
     return line
 
 
-def unknown_key_line(line: str, text: str, key: str, overrides: Sequence[str]) -> str:
+def unknown_key_line(
+    line: str, text: str, key: str, overrides: Sequence[str], primary: str = SWEEP_CONFIG
+) -> str:
     """``Could not override 'k': no such key; did you mean 'k2'?`` (or how to add ``k``)."""
     others = [o for o in overrides if override_key(o) != key]
-    keys = [k for k in config_keys(others) if not f"{key}.".startswith(f"{k}.")]
+    keys = [k for k in config_keys(others, primary) if not f"{key}.".startswith(f"{k}.")]
     if not key.startswith("study."):  # a study's cells hold override keys, not config keys
         keys = [k for k in keys if not k.startswith("study.")]
     near = nearest_key(key, keys)  # neither the key itself nor a node above it
@@ -106,8 +119,8 @@ def override_key(override: str) -> str:
     return override.lstrip("+~").partition("=")[0]
 
 
-def config_keys(overrides: Sequence[str]) -> list[str]:
-    """Every dotted key (inner nodes and leaves) of the config composed with ``overrides``.
+def config_keys(overrides: Sequence[str], primary: str = SWEEP_CONFIG) -> list[str]:
+    """Every dotted key (inner nodes and leaves) of ``primary`` composed with ``overrides``.
 
     Falls back to the default config when ``overrides`` do not compose either.
     """
@@ -115,7 +128,7 @@ def config_keys(overrides: Sequence[str]) -> list[str]:
 
     for attempt in (overrides, ()):
         try:
-            tree = OmegaConf.to_container(hydra_config(attempt), resolve=False)
+            tree = OmegaConf.to_container(hydra_config(attempt, primary), resolve=False)
         except Exception:  # another bad override: the default config's keys then
             continue
         return list(dotted_keys(tree))
@@ -360,25 +373,34 @@ def planner_name(label: str, spec: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class SweepSettings:
-    """The ``sweep:`` section (see ``tune_configs/config.yaml``)."""
+    """The ``sweep:`` section; ``tune_configs/config.yaml`` holds the defaults and their meaning.
 
-    num_samples: int = 8
-    chunk_size: int = 8
-    grace_period: int = 1
-    reduction_factor: int = 2
-    max_failures: int = 2
-    trials_per_worker: int = 2
-    horizons: tuple[int, ...] | None = None
-    rescore_top: int = 3
-    rescore_episodes: int | None = None
+    No field has a default here: the config file is the one source of truth, and a config that
+    lacks a key is refused rather than filled in with a second, different default.
+    """
+
+    num_samples: int
+    chunk_size: int
+    grace_period: int
+    reduction_factor: int
+    max_failures: int
+    trials_per_worker: int
+    horizons: tuple[int, ...] | None
+    rescore_top: int
+    rescore_episodes: int | None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> SweepSettings:
-        """Parse and check; unknown keys and non-positive counts raise :class:`ConfigError`."""
+        """Parse and check; unknown or missing keys and non-positive counts raise ConfigError."""
         names = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"sweep: unknown key(s) {unknown}; known: {sorted(names)}")
+        missing = sorted(names - set(values))
+        if missing:
+            raise ConfigError(
+                f"sweep: missing key(s) {missing} (tune_configs/config.yaml sets them)"
+            )
         horizons = values.get("horizons")
         settings = cls(
             **{k: v for k, v in values.items() if k != "horizons"},
@@ -617,7 +639,9 @@ DEVICES = ("auto", "cpu", "cuda")
 def host_ip() -> str:
     """This machine's address for the cluster (resolved locally: no packet is sent).
 
-    ``$GRASPLAB_HEAD_IP`` (``ray_cluster.yaml`` exports it before ``ray start``), else the first
+    ``$GRASPLAB_HEAD_IP`` (``ray_cluster.yaml`` exports it before ``ray start``), else 127.0.0.1
+    when Ray runs local-only (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the one-machine recipe:
+    every node is on this machine's loopback, and so is its MLflow server), else the first
     non-loopback IPv4 address of the host name, else 127.0.0.1.
 
     Config interpolation ``${grasplab_host_ip:}`` (``tune_configs/cluster/remote.yaml``).
@@ -625,6 +649,8 @@ def host_ip() -> str:
     explicit = os.environ.get("GRASPLAB_HEAD_IP")
     if explicit:
         return explicit
+    if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
+        return "127.0.0.1"
     try:
         infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
     except OSError:

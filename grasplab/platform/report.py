@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -753,3 +754,24 @@ def summary_text(
     if command:
         lines += ["start the UI on this sweep's store with:", f"  {command}"]
     return "\n".join(lines)
+
+
+CSS = (
+    "body{font-family:sans-serif;margin:2em;max-width:1200px}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+    "text-align:left;font-size:13px}th{background:#eee}.bar{background:#4a7;height:10px}"
+    "img{max-width:600px;margin:0.5em;border:1px solid #ddd}"
+)
+
+
+def html_table(rows: Sequence[Mapping[str, str]], table_id: str) -> str:
+    """An HTML table (header from the first row's keys), values escaped."""
+    if not rows:
+        return "<p>(none)</p>"
+    columns = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in columns) + "</tr>"
+        for r in rows
+    )
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

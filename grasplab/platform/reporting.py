@@ -24,9 +24,8 @@ import html
 import json
 import math
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,79 +34,38 @@ from mlflow.tracking import MlflowClient
 
 from grasplab.eval.significance import Comparison, pairwise
 from grasplab.moved import moved_names
-from grasplab.platform import fingerprint, report
-from grasplab.platform.tracking import PARENT, ROLE, SWEEP_ID, run_url
+from grasplab.platform import fingerprint, report, study
+from grasplab.platform.readback import (
+    Entry,
+    ReportError,
+    Sweep,
+    load_sweep,  # noqa: F401  (re-exported: grasplab.cli.report reads sweeps through here)
+    outcome_key,
+    param_value,
+    protocol_of,
+    sweep_id_of,
+)
+from grasplab.platform.report import CSS, html_table
+from grasplab.platform.tracking import ROLE, SWEEP_ID, run_url
 
 TASK_SET = ("env", "env_overrides", "seed", "tune_episodes", "test_episodes", "success_rule")
 """Protocol fields that decide which goals are posed and what counts as solved."""
-IMAGES = (".png", ".gif")
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-
-
-class ReportError(ValueError):
-    """Bad input: unknown sweep, missing store, incompatible sweeps (one line, exit 2)."""
-
-
-@dataclass
-class Entry:
-    """One planner variant at one horizon of one sweep, as read back from MLflow.
-
-    Attributes:
-        key: Unique name in the report (``grasp-H20``, or ``<sweep id>:grasp-H20``).
-        label: Variant label as printed (prefixed by the sweep id when several sweeps).
-        horizon: Plan horizon.
-        test: Test metrics (``success_rate``, ``ci_low``, ``ci_high``, ``n``, ...).
-        tuned: The best trial's tuned fields (from its child run's params).
-        records: Per-episode test records.
-        sweep: Sweep id it belongs to.
-        default: The variant's default config on the same test goals (its test metrics, and
-            ``p_success``: McNemar's test of the pick against it); empty for older sweeps.
-    """
-
-    key: str
-    label: str
-    horizon: int
-    test: dict[str, float]
-    tuned: dict[str, Any] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list)
-    sweep: str = ""
-    default: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class Sweep:
-    """One sweep's parent run and what hangs off it."""
-
-    run: Any
-    protocol: dict[str, str]
-    entries: list[Entry]
-    floors: dict[int, dict[str, float]]
-    trials: list[Any]
-    images: dict[str, bytes]
-
-    @property
-    def sweep_id(self) -> str:
-        """The sweep's id (its parent run's name)."""
-        return sweep_id_of(self.run)
 
 
 def study_run(client: MlflowClient, ref: str) -> Any | None:
     """The ablation study's run named by ``ref`` (``grasplab ablate``), or None."""
-    from grasplab.platform.study import resolve_study
-
-    return resolve_study(client, ref)
+    return study.resolve_study(client, ref)
 
 
 def report_study(client: MlflowClient, uri: str, run: Any, out: str | None) -> int:
     """Rebuild a study's ablation report from MLflow, log it back, print the paths."""
-    from grasplab.platform.study import STUDY_ID, build_report, log_report
-
     try:
-        rep = build_report(client, run, uri)
+        rep = study.build_report(client, run, uri)
     except ValueError as error:
         raise ReportError(str(error)) from error
-    folder = Path(out or Path("reports") / run.data.tags.get(STUDY_ID, run.info.run_id))
-    for path in log_report(client, run.info.run_id, rep, folder.resolve()):
+    folder = Path(out or Path("reports") / run.data.tags.get(study.STUDY_ID, run.info.run_id))
+    for path in study.log_report(client, run.info.run_id, rep, folder.resolve()):
         print(path)
     return 0
 
@@ -148,118 +106,6 @@ def resolve(client: MlflowClient, ref: str) -> Any:
                 f"sweep {ref!r} has no FINISHED parent run (latest: {runs[0].info.status})"
             )
     raise ReportError(f"no sweep named {ref!r} and no parent run with that id in the store")
-
-
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, TypeError):
-        return text
-
-
-def _table(client: MlflowClient, run_id: str, path: str) -> list[dict[str, Any]]:
-    """A ``log_table`` artifact as records (NaN where the JSON holds null)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = client.download_artifacts(run_id, path, tmp)
-        except (MlflowException, OSError) as error:
-            first = (str(error).strip().splitlines() or [""])[0]
-            raise ReportError(f"run {run_id} has no readable artifact {path}: {first}") from error
-        data = json.loads(Path(local).read_text())
-    columns = data["columns"]
-    return [
-        {c: (math.nan if v is None else v) for c, v in zip(columns, row, strict=True)}
-        for row in data["data"]
-    ]
-
-
-def load_sweep(client: MlflowClient, run: Any) -> Sweep:
-    """Read a sweep back from its parent run: entries, floors, trials, images."""
-    metrics = run.data.metrics
-    protocol = protocol_of(run)
-    trials = client.search_runs(
-        [run.info.experiment_id], f"tags.`{PARENT}` = '{run.info.run_id}'", max_results=10000
-    )
-    keys = [k.removesuffix("/test_n") for k in metrics if k.endswith("/test_n")]
-    if not keys:
-        raise ReportError(f"parent run {run.info.run_id} holds no test results (unfinished sweep?)")
-    entries = sorted(
-        (entry(client, run, key, trials) for key in keys),
-        key=lambda e: (e.horizon, _order(run, e.label), e.key),
-    )
-    floors: dict[int, dict[str, float]] = {}
-    for name, value in metrics.items():
-        found = re.fullmatch(r"random_floor/H(\d+)/(\w+)", name)
-        if found:
-            floors.setdefault(int(found[1]), {})[found[2]] = value
-    return Sweep(run, protocol, entries, floors, trials, images(client, run.info.run_id))
-
-
-def _order(run: Any, label: str) -> int:
-    """Position of a variant in the sweep's ``planners`` param (unknown ones last)."""
-    planners = _value(run.data.params.get("planners", "[]"))
-    return planners.index(label) if isinstance(planners, list) and label in planners else 1000
-
-
-def entry(client: MlflowClient, run: Any, key: str, trials: Sequence[Any]) -> Entry:
-    """The result set ``key`` of a parent run, with its best trial's tuned fields."""
-    metrics = run.data.metrics
-    test = {
-        name.removeprefix(f"{key}/test_"): value
-        for name, value in metrics.items()
-        if name.startswith(f"{key}/test_")
-    }
-    best = [t for t in trials if t.data.tags.get("best") == "true" and _outcome_key(t) == key]
-    horizon = int(run.data.params.get("protocol.horizon", 0))
-    tuned: dict[str, Any] = {}
-    label = key
-    if best:
-        params = best[0].data.params
-        horizon = int(params.get("protocol.horizon", horizon))
-        label = best[0].data.tags.get("variant", key)
-        tuned = {f: _value(params[f]) for f in _value(best[0].data.tags.get("tuned", "[]"))}
-    elif (found := re.fullmatch(r"(.+)-H(\d+)", key)) is not None:
-        label, horizon = found[1], int(found[2])
-    records = _table(client, run.info.run_id, f"test/{key}.json")
-    default = {
-        name.removeprefix(f"{key}/default_test_"): value
-        for name, value in metrics.items()
-        if name.startswith(f"{key}/default_test_")
-    }
-    if default:
-        default["p_success"] = metrics.get(f"{key}/tuned_vs_default_p_success", math.nan)
-    sweep_id = run.data.tags.get(SWEEP_ID, "")
-    return Entry(key, label, horizon, test, tuned, records, sweep_id, default)
-
-
-def _outcome_key(trial: Any) -> str:
-    """The outcome key of a trial's variant: its run name without the trailing trial id."""
-    return trial.info.run_name.rsplit("-", 1)[0]
-
-
-def images(client: MlflowClient, run_id: str, folder: str | None = None) -> dict[str, bytes]:
-    """Every png/gif artifact of the run (``report/`` excluded), by artifact path."""
-    found: dict[str, bytes] = {}
-    for item in client.list_artifacts(run_id, folder):
-        if item.is_dir and item.path not in ("report", "test"):
-            found.update(images(client, run_id, item.path))
-        elif item.path.lower().endswith(IMAGES):
-            with tempfile.TemporaryDirectory() as tmp:
-                found[item.path] = Path(
-                    client.download_artifacts(run_id, item.path, tmp)
-                ).read_bytes()
-    return found
-
-
-def protocol_of(run: Any) -> dict[str, str]:
-    """The ``protocol.*`` params of a parent run, without the prefix."""
-    params = run.data.params
-    return {k.removeprefix("protocol."): v for k, v in params.items() if k.startswith("protocol.")}
-
-
-def sweep_id_of(run: Any) -> str:
-    """A parent run's sweep id (its name when untagged)."""
-    return run.data.tags.get(SWEEP_ID, run.info.run_name)
 
 
 def check_compatible(runs: Sequence[Any]) -> None:
@@ -354,8 +200,8 @@ def importances(trials: Sequence[Any], tune_episodes: int) -> dict[str, float] |
     done = [t for t in trials if complete(t, tune_episodes) and "success_rate" in t.data.metrics]
     if len(done) < 2:
         return f"{len(done)} complete trial(s): importances need at least 2"
-    names = sorted({f for t in done for f in _value(t.data.tags.get("tuned", "[]"))})
-    values = {f: [_value(t.data.params[f]) for t in done] for f in names}
+    names = sorted({f for t in done for f in param_value(t.data.tags.get("tuned", "[]"))})
+    values = {f: [param_value(t.data.params[f]) for t in done] for f in names}
     spaces = {f: distribution(v) for f, v in values.items()}
     varied = [f for f in names if not spaces[f].single()]
     if not varied:
@@ -393,7 +239,7 @@ def importance_tables(sweeps: Sequence[Sweep]) -> dict[str, dict[str, float] | s
     for s in sweeps:
         groups: dict[str, list[Any]] = {}
         for t in s.trials:
-            groups.setdefault(_outcome_key(t), []).append(t)
+            groups.setdefault(outcome_key(t), []).append(t)
         prefix = f"{s.sweep_id}:" if len(sweeps) > 1 else ""
         episodes = int(s.protocol.get("tune_episodes", 0))
         for key, trials in sorted(groups.items()):
@@ -479,7 +325,7 @@ def build(uri: str, sweeps: Sequence[Sweep]) -> Report:
     entries = line_up(sweeps)
     comparisons = pairwise({e.key: e.records for e in entries}, {e.key: e.horizon for e in entries})
     first = sweeps[0]
-    overrides = _value(first.protocol.get("env_overrides", "{}"))
+    overrides = param_value(first.protocol.get("env_overrides", "{}"))
     where = report.where_text(
         first.protocol.get("env", "?"),
         overrides if isinstance(overrides, dict) else {},
@@ -535,27 +381,6 @@ def markdown(rep: Report) -> str:
         lines += ["", "## Images (artifacts of the parent run)", ""]
         lines += [f"![{name}](../{name})" for name in images]
     return "\n".join(lines) + "\n"
-
-
-CSS = (
-    "body{font-family:sans-serif;margin:2em;max-width:1200px}"
-    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-    "text-align:left;font-size:13px}th{background:#eee}.bar{background:#4a7;height:10px}"
-    "img{max-width:600px;margin:0.5em;border:1px solid #ddd}"
-)
-
-
-def html_table(rows: Sequence[Mapping[str, str]], table_id: str) -> str:
-    """An HTML table (header from the first row's keys), values escaped."""
-    if not rows:
-        return "<p>(none)</p>"
-    columns = list(rows[0])
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in columns) + "</tr>"
-        for r in rows
-    )
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def html_importances(values: Mapping[str, dict[str, float] | str]) -> str:

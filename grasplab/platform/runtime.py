@@ -125,7 +125,9 @@ def connect(cluster: Mapping[str, Any]) -> bool:
     ``cluster.address`` set: connect to that cluster, within ``cluster.connect_timeout_s``.
     Unset but ``RAY_ADDRESS`` in the environment (a ``ray job submit`` driver): connect to the
     job's cluster. Otherwise start an embedded Ray with ``cluster.num_cpus`` CPUs (all cores when
-    null), listening on 127.0.0.1 only.
+    null), listening on 127.0.0.1 only: ``address="local"`` always starts a new Ray, where
+    ``ray.init()`` with no address would join whatever Ray's ``ray_current_cluster`` file names
+    (a cluster the user started for something else, or a dead one it then retries for minutes).
 
     Raises:
         ConnectError: The address is unreachable, or Ray did not connect in time.
@@ -145,6 +147,7 @@ def connect(cluster: Mapping[str, Any]) -> bool:
         return False
     loopback_only()
     ray.init(
+        address="local",
         num_cpus=cluster.get("num_cpus"),
         namespace=namespace,
         include_dashboard=False,

@@ -32,6 +32,8 @@ from grasplab.moved import moved_names
 from grasplab.platform import fingerprint, runtime
 from grasplab.platform import progress as live
 from grasplab.platform.config import ConfigError, SweepSpec, compose, parse
+from grasplab.platform.readback import load_sweep
+from grasplab.platform.report import CSS, fit_table, html_table, render_table
 from grasplab.platform.tracking import PARENT, ROLE, git_sha, run_url, ui_command
 
 STUDY_ID = "grasplab.study_id"
@@ -423,8 +425,6 @@ def resolve_study(client: Any, ref: str) -> Any | None:
 
 def cell_sweeps(client: Any, run: Any) -> list[tuple[str, int, Any]]:
     """``(cell, seed, Sweep)`` of the study's FINISHED sweeps, in start order."""
-    from grasplab.platform.reporting import load_sweep
-
     runs = client.search_runs(
         [run.info.experiment_id],
         f"tags.`{PARENT}` = '{run.info.run_id}' and tags.`{ROLE}` = 'sweep'",
@@ -630,8 +630,6 @@ def build_report(client: Any, run: Any, tracking_uri: str) -> StudyReport:
     Raises:
         ValueError: The study has no finished sweep.
     """
-    from grasplab.platform.report import fit_table, render_table
-
     sweeps = cell_sweeps(client, run)
     study_id = run.data.tags.get(STUDY_ID, run.info.run_name)
     if not sweeps:
@@ -688,8 +686,6 @@ def build_report(client: Any, run: Any, tracking_uri: str) -> StudyReport:
 
 def render_html(rep: StudyReport, legend: str) -> str:
     """A self-contained HTML page (inline CSS, the bars as a data: URI, no script)."""
-    from grasplab.platform.reporting import CSS, html_table
-
     header = "".join(f"<li>{html.escape(h)}</li>" for h in rep.header)
     image = base64.b64encode(rep.png).decode()
     return (

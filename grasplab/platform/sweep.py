@@ -357,7 +357,8 @@ def worker_tracking_uri(spec: SweepSpec, state: runtime.SweepState) -> str:
                 f"mlflow.tracking_uri {uri} is a loopback address, but the cluster has nodes at "
                 f"{remote}: workers there cannot reach it. Run mlflow server on the head's "
                 "private IP and set mlflow.tracking_uri=http://<head private IP>:<port> (or "
-                "cluster.worker_tracking_uri)"
+                "cluster.worker_tracking_uri); on one machine, start the head with "
+                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 so that Ray stays on 127.0.0.1"
             )
     return uri
 

@@ -33,7 +33,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from grasplab.moved import moved_names
-from grasplab.platform.config import ConfigError, config_dir, one_line
+from grasplab.platform.config import TRAIN_CONFIG, ConfigError, compose, one_line
 
 KINDS = ("mlp", "pixel", "patch")
 RUN_KEY = "grasplab.train_key"
@@ -179,25 +179,6 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Compose ``tune_configs/train/config.yaml`` (``tune_configs/`` on the search path).
-
-    Raises:
-        ConfigError: Unknown group option or key, unparsable override, missing value.
-    """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
-
-    search = f"hydra.searchpath=['file://{config_dir()}']"
-    try:
-        with initialize_config_dir(config_dir=str(config_dir() / "train"), version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=[*overrides, search])
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except Exception as error:  # Hydra/OmegaConf raise many types; all mean a bad config
-        raise ConfigError(one_line(error)) from error
-
-
 def parse(cfg: Mapping[str, Any], cwd: Path) -> TrainSpec:
     """Validate a composed config into a :class:`TrainSpec` (nothing is written).
 
@@ -242,8 +223,8 @@ def parse(cfg: Mapping[str, Any], cwd: Path) -> TrainSpec:
 
 
 def load(overrides: Sequence[str], cwd: Path) -> TrainSpec:
-    """Compose and validate in one step."""
-    return parse(compose(overrides), cwd)
+    """Compose ``tune_configs/train/config.yaml`` and validate it in one step."""
+    return parse(compose(overrides, TRAIN_CONFIG), cwd)
 
 
 def set_threads(spec: TrainSpec) -> None:
@@ -641,23 +622,11 @@ def report(result: TrainResult) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------------
-# Ray job
-# --------------------------------------------------------------------------------------------
-
-
-def job_overrides(argv: Sequence[str], home: Path | None = None) -> list[str]:
-    """Overrides of ``jobs/train.py``: ``cluster=remote`` and ``root=~/grasplab`` unless given.
-
-    A Ray job's working directory is a temporary copy: the dataset and the checkpoint go to a
-    lasting folder on the head node instead, and the run to the head's MLflow server.
-    """
-    extra = [] if any(a.startswith("cluster=") for a in argv) else ["cluster=remote"]
-    if not any(a.startswith("root=") for a in argv):
-        extra.append(f"root={(home or Path.home()) / 'grasplab'}")
-    return [*extra, *argv]
-
-
 __getattr__ = moved_names(
-    __name__, {"main": "grasplab.cli.train.main", "parse_args": "grasplab.cli.train.parser"}
+    __name__,
+    {
+        "main": "grasplab.cli.train.main",
+        "parse_args": "grasplab.cli.train.parser",
+        "job_overrides": "grasplab.cli.jobs.job_overrides",
+    },
 )
