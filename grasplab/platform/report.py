@@ -168,6 +168,7 @@ def _default_comparison_row(o: StageOutcome) -> dict[str, str]:
         "best config": f"untuned defaults; {tuned_vs_default(o)}",
         "test success [95% CI] / median tts": format_cell(o.default_test),
         "median tts": _tts(o.default_test),
+        "median model steps to success": _sts(o.default_test),
         "model steps": f"{o.default_test.get('model_steps', math.nan):.0f}",
         "n": f"{o.default_test.get('n', 0):.0f}",
     }
@@ -179,6 +180,7 @@ def _default_summary_row(o: StageOutcome) -> dict[str, str]:
         "H": str(o.horizon),
         "SR % [95% CI]": _sr(o.default_test),
         "TTS (s)": _tts(o.default_test).removesuffix(" s"),
+        "STS": _sts(o.default_test),
         "steps": f"{o.default_test.get('model_steps', math.nan):.0f}",
         "n": f"{o.default_test.get('n', 0):.0f}",
         "best config": tuned_vs_default(o),
