@@ -679,8 +679,18 @@ def header_lines(
         f"n: {', '.join(str(c) for c in counts)} held-out test goals per planner",
     ]
     if timing:
-        lines.append(f"wall times (TTS): {timing}")
+        lines.append(f"{TIMING}{timing}")
     return lines
+
+
+TIMING = "wall times (TTS): "
+
+
+def timing_line(line: str, device: str) -> str:
+    """A header line with the device of a ``wall times (TTS): ...`` line set to ``device``."""
+    if not line.startswith(TIMING) or " on " not in line:
+        return line
+    return line.rsplit(" on ", 1)[0] + f" on {device}"
 
 
 def significance_rows(comparisons: Sequence[Any]) -> list[dict[str, str]]:

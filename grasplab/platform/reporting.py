@@ -7,9 +7,9 @@ URL or script) and a ``report.md``, and logs both to every parent run under ``re
 
 Contents: the comparison table (success % [95% CI], median time-to-success, n, random floor,
 protocol version), a significance test per pairwise comparison at the same horizon (McNemar's
-exact test on success and Wilcoxon signed-rank on time-to-success, paired on the same test
-goals; Holm-adjusted), the verdict, Optuna's hyperparameter importances per planner variant
-(complete trials only) and every png/gif image of the parent run.
+exact test on success and Wilcoxon signed-rank on each goal's model steps to success, paired
+on the same test goals; Holm-adjusted), the verdict, Optuna's hyperparameter importances per
+planner variant (complete trials only) and every png/gif image of the parent run.
 
 Several sweeps are lined up side by side (keys ``<sweep id>:<variant>``) and compared pairwise;
 sweeps with different protocol versions or task sets are refused (exit 2); sweeps whose runtime
@@ -342,6 +342,10 @@ def build(uri: str, sweeps: Sequence[Sweep]) -> Report:
         [int(e.test.get("n", 0)) for e in entries],
     )
     header.insert(0, f"sweep(s): {', '.join(s.sweep_id for s in sweeps)}")
+    chunk = first.run.data.params.get("chunk_size")
+    device = fingerprint.of_run(first.run).get("device", "")
+    if chunk and device:
+        header.append(f"{report.TIMING}batched calls of {chunk} episodes on {device}")
     header.extend(fingerprint_lines(sweeps))
     return Report(
         list(sweeps),
@@ -365,9 +369,11 @@ def markdown(rep: Report) -> str:
     lines += [report.render_table(rep.significance) if rep.significance else "(one planner)", ""]
     lines += [
         "Success: McNemar's exact test on the goals one planner solved and the other did not "
-        "(paired on the same test goals; Fisher's exact test when unpaired). Time-to-success: "
-        "Wilcoxon signed-rank on the goals both solved (Mann-Whitney U when unpaired). p-values "
-        "Holm-adjusted over all comparisons, per family.",
+        "(paired on the same test goals; Fisher's exact test when unpaired). Cost to success: "
+        "Wilcoxon signed-rank on each goal's model steps to success, over the goals both solved "
+        "(Mann-Whitney U when unpaired; wall seconds only for sweeps made before model steps to "
+        "success were recorded: a wall time is its batched call's, shared by its chunk). "
+        "p-values Holm-adjusted over all comparisons, per family.",
         "",
         "## Hyperparameter importances (Optuna fANOVA, complete trials, tuning success)",
         "",
@@ -432,8 +438,8 @@ def render_html(rep: Report) -> str:
         f"<p>{html.escape(report.LEGEND)}</p>"
         f"<h2>Pairwise significance tests</h2>{html_table(rep.significance, 'significance')}"
         "<p>Success: McNemar's exact test (paired on the same test goals; Fisher's exact when "
-        "unpaired). Time-to-success: Wilcoxon signed-rank on goals both solved (Mann-Whitney U "
-        "when unpaired). Holm-adjusted per family.</p>"
+        "unpaired). Cost to success: Wilcoxon signed-rank on each goal's model steps to success, "
+        "over the goals both solved (Mann-Whitney U when unpaired). Holm-adjusted per family.</p>"
         "<h2>Hyperparameter importances</h2><p>Optuna fANOVA on the tuning success rate, "
         f"complete trials only.</p>{html_importances(rep.importances)}"
         f"<h2>Plots and GIFs</h2>{html_images(rep.sweeps)}"

@@ -253,6 +253,10 @@ def record_fingerprint(tracker: Tracker, pool: Pool) -> dict[str, str]:
 def show_fingerprint(result: SweepResult, fp: dict[str, str]) -> None:
     """Add the fingerprint's line to the summary's header (and the printed summary)."""
     result.extras["fingerprint"] = fp
+    device = fp.get("device", "?") + (f" ({fp['device_name']})" if fp.get("device_name") else "")
+    result.extras["header"] = [  # the device the workers planned on, not the cluster setting
+        report.timing_line(line, device) for line in result.extras["header"]
+    ]
     result.extras["header"].extend(runtime_fingerprint.header_lines(fp))
     result.summary = report.summary_text(
         result.extras["header"], result.verdict, result.table, result.url, result.ui
