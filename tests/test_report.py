@@ -173,7 +173,8 @@ def test_printed_summary_has_header_verdict_url_and_a_120_column_table(swept):
     assert "SR: success rate" in legend and "TTS: median wall time to success" in legend
     assert "STS: median world-model steps to success" in legend
     # what a wall time is: the batched call at the sweep's chunk size and device
-    assert re.search(r"wall times \(TTS\): batched calls of \d+ episodes on \w+", out)
+    assert re.search(r"wall times \(TTS\): batched calls of 2 episodes on cpu\b", out)
+    assert "episodes on auto" not in out  # the device the workers planned on, not the setting
     header = table[0].split("|")
     assert "STS" in [c.strip() for c in header]
 
