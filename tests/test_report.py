@@ -213,8 +213,8 @@ def test_tuned_and_default_side_by_side_with_the_paired_test_and_the_re_score(sw
         ran = [{k: r.data.params[k] for k in point} for r in mine]
         assert len(mine) == 2 and ran.count({k: str(v) for k, v in point.items()}) == 1
         # the default config on the same test goals, and McNemar's test against the pick
-        tuned = reporting._table(client, run.info.run_id, f"test/{key}.json")
-        default = reporting._table(client, run.info.run_id, f"default/{key}.json")
+        tuned = readback.read_table(client, run.info.run_id, f"test/{key}.json")
+        default = readback.read_table(client, run.info.run_id, f"default/{key}.json")
         assert sorted(r["index"] for r in tuned) == sorted(r["index"] for r in default)
         expected = sig.mcnemar_exact(
             *[[r["success"] for r in sorted(t, key=lambda r: r["index"])] for t in (tuned, default)]
@@ -226,7 +226,7 @@ def test_tuned_and_default_side_by_side_with_the_paired_test_and_the_re_score(sw
         row = next(line for line in table_lines if line.startswith(f"| {key} (default) "))
         assert f"{100 * rate:.0f} [" in row
         # the top trials were re-scored on fresh tuning goals; the pick is the re-score's
-        rescored = reporting._table(client, run.info.run_id, f"rescore/{key}.json")
+        rescored = readback.read_table(client, run.info.run_id, f"rescore/{key}.json")
         assert len(rescored) == 2 and sum(r["picked"] for r in rescored) == 1
         assert all(r["fresh_n"] == 2 and r["search_n"] == 2 for r in rescored)  # as many again
         picked = next(r for r in rescored if r["picked"])
@@ -273,12 +273,14 @@ def expected_rows(run) -> dict[str, list[str]]:
         # the tuned pick, then the default config on the same goals ("grasp (default)")
         for label, prefix in ((key, f"{key}/test_"), (f"{key} (default)", f"{key}/default_test_")):
             tts = m.get(f"{prefix}median_time_to_success")
+            sts = m.get(f"{prefix}median_steps_to_success")
             rows[label] = [
                 label,
                 "6",
                 f"{100 * m[f'{prefix}success_rate']:.0f} [{100 * m[f'{prefix}ci_low']:.0f}, "
                 f"{100 * m[f'{prefix}ci_high']:.0f}]",
                 "-" if tts is None else f"{tts:.2f}",
+                "-" if sts is None or math.isnan(sts) else f"{sts:.0f}",
                 f"{m[f'{prefix}n']:.0f}",
             ]
     rows["random floor"] = [
@@ -287,6 +289,7 @@ def expected_rows(run) -> dict[str, list[str]]:
         f"{100 * m['random_floor/H6/success_rate']:.0f} [{100 * m['random_floor/H6/ci_low']:.0f}, "
         f"{100 * m['random_floor/H6/ci_high']:.0f}]",
         "-",
+        "0",
         f"{m['random_floor/H6/n']:.0f}",
     ]
     return rows
