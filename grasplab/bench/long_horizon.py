@@ -61,6 +61,7 @@ from grasplab.moved import moved_names
 from grasplab.planners import PLANNERS, Planner, PlanProblem, PlanResult, Probe, make_planner
 from grasplab.world_models import WorldModel, checkpoint
 from grasplab.world_models.checkpoint import CHECKPOINTS
+from grasplab.world_models.data import RECIPES, DatasetError, require_dataset
 
 ORDER = ["cem", "gd", "mppi", "latco", "grasp", "grasp_reference"]
 LAYOUTS: dict[str, dict[str, Any]] = {"pointmaze": {"layout": "medium"}, "wall": {}}
@@ -73,13 +74,6 @@ SIM_HELDOUT = {"pusht": HELDOUT}
 actions: the tasks when no ``--data`` is given. The tasks need no recorded images (pixel and
 patch models observe the simulator's renders of the task states), so every model kind runs on
 it; its tasks equal the full dataset's (:func:`grasplab.bench.quality_pusht.record` checks it)."""
-SIM_COLLECT = {
-    "pusht": (
-        "grasplab collect env=sim:pusht behaviour=pusher episodes=1000 steps=100 seed=0 out={out}",
-        "1.24 GB, about 23 min on 2 cores",
-    )
-}
-"""Per simulator env: the command that collects its full dataset, and what that costs."""
 SIM_SPLITS = "900:950,950:1000"
 """Default ``--splits``: tuning and test episode ranges of the Push-T dataset (the first 900
 episodes are the world models' training data)."""
@@ -173,14 +167,15 @@ def task_data(
         ValueError: No dataset at ``--data``, or splits outside the shipped excerpt (naming the
             command that collects the full dataset, and its cost).
     """
-    command, cost = SIM_COLLECT[env]
     if data:
-        if not (Path(data) / "manifest.json").is_file():
+        try:
+            require_dataset(data, SIMS[env])
+        except DatasetError as err:
             raise ValueError(
-                f"{env}: no dataset at {data} (--data); collect it ({cost}) with: "
-                f"{command.format(out=data)}; or drop --data to use the shipped held-out episodes"
-            )
+                f"{env}: --data: {err}; or drop --data (the shipped episodes)"
+            ) from err
         return str(Path(data).resolve()), splits
+    command, cost = RECIPES[SIMS[env]]
     folder = CHECKPOINTS / SIM_HELDOUT[env]
     manifest = json.loads((folder / "manifest.json").read_text())
     first, stop = manifest["excerpt"]["episodes"]
@@ -189,7 +184,7 @@ def task_data(
             raise ValueError(
                 f"--splits {name} episodes [{a}, {b}) lie outside the shipped held-out episodes "
                 f"[{first}, {stop}) of {folder.name}; for others pass --data DIR, collected "
-                f"({cost}) with: {command.format(out=SIM_DATA[env])}"
+                f"({cost}) with: {command} out={SIM_DATA[env]}"
             )
     return str(folder), {name: (a - first, b - first) for name, (a, b) in splits.items()}
 

@@ -24,7 +24,12 @@ import torch
 from torch import Tensor
 
 from grasplab.envs import Tasks
-from grasplab.world_models.data import dataset_identity, load_episodes, read_manifest
+from grasplab.world_models.data import (
+    dataset_identity,
+    load_episodes,
+    read_manifest,
+    require_dataset,
+)
 
 SPLITS = ("tune", "test")
 
@@ -205,6 +210,7 @@ def dataset_tasks(
     Raises:
         ValueError: A dataset of another env, a range beyond the dataset, or ``k`` too long.
     """
+    require_dataset(task_set.data, env)
     data = load_episodes(task_set.data, images=False)
     if data.manifest.get("env") != env:
         raise ValueError(
