@@ -499,3 +499,27 @@ def test_the_shipped_excerpt_is_numbered_in_the_shipped_models_dataset():
         assert source_shift(spec, identity) == 900 and first == 0 and stop <= 900
         check_train_overlap(spec, checkpoint.info(CHECKPOINTS / name), name)
     assert source_shift(spec, "another dataset") is None
+
+
+def test_the_shipped_excerpt_gives_the_recorded_full_dataset_tasks():
+    """The quick bench's tasks without ``--data`` equal those recorded on the full dataset.
+
+    ``results/long_horizon/pusht_2026-12-02/pusht-mlp.json`` was measured with ``--data`` on
+    the full 1,000-episode dataset (test episodes 950-999, 50 tasks, seed 0); its per-row task
+    statistics (medians over the replayed goals) fingerprint those tasks.
+    """
+    from grasplab.bench import long_horizon
+    from grasplab.envs import make_sim
+
+    recorded = Path(__file__).parents[1] / "results/long_horizon/pusht_2026-12-02/pusht-mlp.json"
+    rows = {r["horizon"]: r for r in json.loads(recorded.read_text())["rows"]}
+    assert rows[10]["protocol"]["task_set"]["data"].endswith("/pusht-pusher")
+    args = bench_long_horizon.parse(["--envs", "pusht", "--model", "mlp", "--episodes", "50"])
+    sim = make_sim("pusht")
+    try:
+        for horizon in (10, 50):  # the quick rows
+            protocol = long_horizon.row_protocol(args, "pusht", horizon, 1)
+            assert protocol.task_set["splits"]["test"] == [50, 100]
+            assert long_horizon.sim_task_stats(protocol, sim) == rows[horizon]["tasks"]
+    finally:
+        sim.close()
