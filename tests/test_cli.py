@@ -221,6 +221,25 @@ def test_key_value_bench_command_refuses_bad_keys_in_one_line():
     ]
 
 
+@pytest.mark.parametrize(
+    ("command", "name", "collect"),
+    [
+        ("bench_quality", "wall-mlp", "grasplab collect env=wall episodes=1000"),
+        ("bench_quality_pusht", "pusht-mlp-b1", "grasplab collect env=sim:pusht behaviour=pusher"),
+        ("bench_decoded_probe", "pointmaze-patch-b1", "grasplab collect env=pointmaze layout="),
+    ],
+)
+def test_a_command_missing_its_dataset_names_the_command_that_makes_it(
+    command, name, collect, tmp_path, capsys
+):
+    module = importlib.import_module(f"grasplab.cli.{command}")
+    missing = tmp_path / "none"
+    assert module.main([f"name={name}", f"data={missing}"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"no dataset at {missing}; make it (" in line and f"{collect}" in line
+    assert line.endswith(f"out={missing}") and ("min" in line or " s " in line)
+
+
 def test_commands_parse_with_their_parsers(capsys):
     from grasplab.cli import bench_long_horizon, bench_wall_crossing, collect, train
 

@@ -431,3 +431,95 @@ def test_tiny_pusht_long_horizon_bench_under_mpc(pusht_data, pusht_model, tmp_pa
     assert cell["summary"]["model_steps"] > steps_open_loop
     with pytest.raises(SystemExit):
         bench_long_horizon.main([*argv, "--mpc", "5"])  # E longer than the horizon
+
+
+def test_pusht_bench_without_data_draws_the_full_datasets_tasks_from_the_excerpt(
+    pusht_data, pusht_model, tmp_path, monkeypatch
+):
+    """No ``--data``: the shipped excerpt's tasks, at the shifted ranges, are the dataset's own."""
+    from grasplab.bench import long_horizon
+    from grasplab.bench.quality_pusht import heldout_excerpt
+    from grasplab.envs import make_sim
+
+    heldout_excerpt(pusht_data, tmp_path / "excerpt", (4, 8))  # episodes 4-7, renumbered 0-3
+    monkeypatch.setattr(long_horizon, "CHECKPOINTS", tmp_path)
+    monkeypatch.setattr(long_horizon, "SIM_HELDOUT", {"pusht": "excerpt"})
+    argv = ["--envs", "pusht", "--checkpoint", str(pusht_model), "--splits", "6:7,7:8"]
+    argv += ["--horizons", "4", "--episodes", "3", "--floor-repeats", "1"]
+    shipped = bench_long_horizon.parse(argv)
+    full = bench_long_horizon.parse([*argv, "--data", str(pusht_data)])
+    assert shipped.task_data["pusht"] == (
+        str(tmp_path / "excerpt"),
+        {"tune": (2, 3), "test": (3, 4)},
+    )
+    sim = make_sim("pusht")
+    try:
+        a, b = (
+            long_horizon.row_protocol(x, "pusht", 4, 1).tasks("test", sim) for x in (shipped, full)
+        )
+    finally:
+        sim.close()
+    assert torch.equal(a.start, b.start) and torch.equal(a.goal, b.goal)
+    assert a.start.shape == (3, 5) and not torch.equal(a.start, a.goal)
+    # the training-episode guard still refuses, in the source's numbering (model: [0, 6) of 8)
+    with pytest.raises(ValueError, match=r"\[0, 1\) \(episodes \[4, 5\) of its source\) overlap"):
+        bench_long_horizon.main([*argv[:4], "--splits", "4:5,7:8", *argv[6:]])
+    with pytest.raises(SystemExit):  # outside the excerpt: one line naming the collect command
+        bench_long_horizon.main([*argv[:4], "--splits", "2:3,7:8", *argv[6:]])
+    with pytest.raises(SystemExit):
+        bench_long_horizon.main([*argv, "--data", str(tmp_path / "missing")])
+
+
+def test_pusht_bench_on_a_fresh_clone_plans_on_the_shipped_excerpt(tmp_path, capsys):
+    """``grasplab bench long-horizon --envs pusht`` with no dataset: shipped model and episodes."""
+    out = tmp_path / "fresh.json"
+    argv = ["--envs", "pusht", "--model", "mlp", "--horizons", "10", "--episodes", "2"]
+    argv += ["--floor-repeats", "1", "--planners", "cem", "--budget", "0.05", "--json", str(out)]
+    assert bench_long_horizon.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "test episodes [950, 1000) of the shipped held-out episodes" in printed
+    (row,) = json.loads(out.read_text())["rows"]
+    task_set = row["protocol"]["task_set"]
+    assert Path(task_set["data"]).name == "pusht-pusher-heldout"
+    assert task_set["splits"] == {"tune": [0, 50], "test": [50, 100]} and task_set["k"] == 10
+    assert row["cells"]["cem"]["summary"]["n"] == 2 and row["random"]["n"] == 2
+
+
+def test_the_shipped_excerpt_is_numbered_in_the_shipped_models_dataset():
+    """The guard maps the excerpt's episodes 0-99 to 900-999 of the Push-T models' data."""
+    from grasplab.eval.tasks import source_shift, trained_episodes
+    from grasplab.world_models.checkpoint import CHECKPOINTS
+
+    excerpt = CHECKPOINTS / "pusht-pusher-heldout"
+    spec = TaskSet.from_dict(
+        {"source": "dataset", "data": str(excerpt), "splits": {"tune": [0, 50], "test": [50, 100]}}
+    )
+    for name in ("pusht-mlp-b1", "pusht-pixel-b1", "pusht-patch-b1"):
+        identity, (first, stop) = trained_episodes(checkpoint.info(CHECKPOINTS / name))
+        assert source_shift(spec, identity) == 900 and first == 0 and stop <= 900
+        check_train_overlap(spec, checkpoint.info(CHECKPOINTS / name), name)
+    assert source_shift(spec, "another dataset") is None
+
+
+def test_the_shipped_excerpt_gives_the_recorded_full_dataset_tasks():
+    """The quick bench's tasks without ``--data`` equal those recorded on the full dataset.
+
+    ``results/long_horizon/pusht_2026-12-02/pusht-mlp.json`` was measured with ``--data`` on
+    the full 1,000-episode dataset (test episodes 950-999, 50 tasks, seed 0); its per-row task
+    statistics (medians over the replayed goals) fingerprint those tasks.
+    """
+    from grasplab.bench import long_horizon
+    from grasplab.envs import make_sim
+
+    recorded = Path(__file__).parents[1] / "results/long_horizon/pusht_2026-12-02/pusht-mlp.json"
+    rows = {r["horizon"]: r for r in json.loads(recorded.read_text())["rows"]}
+    assert rows[10]["protocol"]["task_set"]["data"].endswith("/pusht-pusher")
+    args = bench_long_horizon.parse(["--envs", "pusht", "--model", "mlp", "--episodes", "50"])
+    sim = make_sim("pusht")
+    try:
+        for horizon in (10, 50):  # the quick rows
+            protocol = long_horizon.row_protocol(args, "pusht", horizon, 1)
+            assert protocol.task_set["splits"]["test"] == [50, 100]
+            assert long_horizon.sim_task_stats(protocol, sim) == rows[horizon]["tasks"]
+    finally:
+        sim.close()

@@ -232,10 +232,11 @@ def measure(name: str, data_dir: str, ks: list[int], windows: int = 256) -> dict
     from grasplab.envs import make
     from grasplab.world_models import checkpoint
     from grasplab.world_models.checkpoint import CHECKPOINTS
-    from grasplab.world_models.data import load_episodes
+    from grasplab.world_models.data import load_episodes, require_dataset
 
     path = CHECKPOINTS / name
     model, meta = checkpoint.load(path), checkpoint.info(path)
+    require_dataset(data_dir, meta["env"])
     env = make(meta["env"], **_overrides(meta["env_overrides"]))
     data = load_episodes(data_dir, images=True)
     held_out = range(*meta["val_episodes"])

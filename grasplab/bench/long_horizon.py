@@ -53,6 +53,7 @@ import torch
 from grasplab.bench.decoded_probe import decodes_images, fit_decoded_probe
 from grasplab.bench.planners import machine
 from grasplab.bench.quality import FLOORS, PositionReadout, fit_position_probe, predicted_positions
+from grasplab.bench.quality_pusht import HELDOUT
 from grasplab.envs import Env, Simulator, make, make_sim
 from grasplab.eval import EvalProtocol, evaluate, execute, format_cell, models, random_floor
 from grasplab.eval.models import ORACLE, checkpoint_protocol
@@ -60,13 +61,19 @@ from grasplab.moved import moved_names
 from grasplab.planners import PLANNERS, Planner, PlanProblem, PlanResult, Probe, make_planner
 from grasplab.world_models import WorldModel, checkpoint
 from grasplab.world_models.checkpoint import CHECKPOINTS
+from grasplab.world_models.data import RECIPES, DatasetError, require_dataset
 
 ORDER = ["cem", "gd", "mppi", "latco", "grasp", "grasp_reference"]
 LAYOUTS: dict[str, dict[str, Any]] = {"pointmaze": {"layout": "medium"}, "wall": {}}
 SIMS: dict[str, str] = {"pusht": "sim:pusht"}
 """Envs judged in a real simulator, by bench name -> protocol env (tasks from recorded data)."""
 SIM_DATA = {"pusht": "data/pusht-pusher"}
-"""Default ``--data`` per simulator env: the scripted-pusher dataset (docs/recipes.md)."""
+"""Where ``--data``'s collect command puts each simulator env's full dataset (docs/recipes.md)."""
+SIM_HELDOUT = {"pusht": HELDOUT}
+"""Shipped excerpt (under ``checkpoints/``) of each simulator env's held-out episodes, states and
+actions: the tasks when no ``--data`` is given. The tasks need no recorded images (pixel and
+patch models observe the simulator's renders of the task states), so every model kind runs on
+it; its tasks equal the full dataset's (:func:`grasplab.bench.quality_pusht.record` checks it)."""
 SIM_SPLITS = "900:950,950:1000"
 """Default ``--splits``: tuning and test episode ranges of the Push-T dataset (the first 900
 episodes are the world models' training data)."""
@@ -135,18 +142,51 @@ def check(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"no shipped checkpoint {name} in {CHECKPOINTS} (docs/recipes.md makes them)"
             )
-        data = Path(args.data or SIM_DATA.get(env, ""))
-        if env in SIMS and not (data / "manifest.json").is_file():
-            raise ValueError(
-                f"{env}: no dataset at {data} (--data); collect it with: grasplab collect "
-                f"env={SIMS[env]} behaviour=pusher episodes=1000 steps=100 seed=0 out={data}"
-            )
     args.split_ranges = parse_splits(args.splits)
+    args.task_data = {
+        env: task_data(env, args.data, args.split_ranges)
+        for env in args.envs.split(",")
+        if env in SIMS
+    }
     if args.budget <= 0 or args.episodes < 1:
         raise ValueError("--budget must be > 0 and --episodes >= 1")
     if args.mpc < 0 or any(args.mpc > int(h) for h in str(args.horizons).split(",")):
         raise ValueError(f"--mpc E must be >= 1 and <= every horizon (got {args.mpc})")
     args.overrides = checked_overrides(args.planners.split(","), args.set, args.budget)
+
+
+def task_data(
+    env: str, data: str | None, splits: dict[str, tuple[int, int]]
+) -> tuple[str, dict[str, tuple[int, int]]]:
+    """The dataset a simulator env's tasks come from, and the ``--splits`` in its numbering.
+
+    With ``--data``: that dataset, the splits as given. Without: the shipped excerpt of the
+    held-out episodes (:data:`SIM_HELDOUT`), the splits shifted down by its first episode.
+
+    Raises:
+        ValueError: No dataset at ``--data``, or splits outside the shipped excerpt (naming the
+            command that collects the full dataset, and its cost).
+    """
+    if data:
+        try:
+            require_dataset(data, SIMS[env])
+        except DatasetError as err:
+            raise ValueError(
+                f"{env}: --data: {err}; or drop --data (the shipped episodes)"
+            ) from err
+        return str(Path(data).resolve()), splits
+    command, cost = RECIPES[SIMS[env]]
+    folder = CHECKPOINTS / SIM_HELDOUT[env]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    first, stop = manifest["excerpt"]["episodes"]
+    for name, (a, b) in splits.items():
+        if a < first or b > stop:
+            raise ValueError(
+                f"--splits {name} episodes [{a}, {b}) lie outside the shipped held-out episodes "
+                f"[{first}, {stop}) of {folder.name}; for others pass --data DIR, collected "
+                f"({cost}) with: {command} out={SIM_DATA[env]}"
+            )
+    return str(folder), {name: (a - first, b - first) for name, (a, b) in splits.items()}
 
 
 def parse_splits(text: str) -> dict[str, tuple[int, int]]:
@@ -498,7 +538,8 @@ def row_protocol(args: argparse.Namespace, env: str, horizon: int, block: int) -
     """The protocol of one row: a layout's sampled tasks, or (simulators) dataset tasks.
 
     Dataset tasks follow DINO-WM: the goal lies ``horizon x block`` env steps ahead in a
-    held-out recorded episode (the ``--splits`` test range of ``--data``).
+    held-out recorded episode (the ``--splits`` test range of ``--data``, or of the shipped
+    held-out episodes: :func:`task_data`).
     """
     common = {
         "horizon": horizon,
@@ -512,11 +553,12 @@ def row_protocol(args: argparse.Namespace, env: str, horizon: int, block: int) -
         common.update(mode="mpc", mpc_execute=args.mpc)
     if env not in SIMS:
         return EvalProtocol(env=env, env_overrides=LAYOUTS[env], **common)
+    data, splits = args.task_data[env]
     task_set = {
         "source": "dataset",
-        "data": str(Path(args.data or SIM_DATA[env]).resolve()),
+        "data": data,
         "k": horizon * block,
-        "splits": {k: list(v) for k, v in args.split_ranges.items()},
+        "splits": {k: list(v) for k, v in splits.items()},
     }
     return EvalProtocol(env=SIMS[env], task_set=task_set, **common)
 
@@ -721,6 +763,10 @@ def print_header(args: argparse.Namespace, names: list[str]) -> None:
         f"H={args.horizons}, {args.episodes} held-out test episodes per cell, {loop}, success "
         f"'ever' in the TRUE env, scoring {scored}; planner budgets: {budgets} {configs}"
     )
+    for env, (data, splits) in getattr(args, "task_data", {}).items():
+        source = "--data" if args.data else "the shipped held-out episodes"
+        (a, b), (c, d) = args.split_ranges["test"], splits["test"]
+        print(f"{env} tasks: test episodes [{a}, {b}) of {source} ({data}: [{c}, {d}))")
     if args.quick or args.episodes < 100 or args.budget != 1.0 or args.set:
         print("NOTE: not the full benchmark (full: >= 100 episodes per cell, default configs)")
 

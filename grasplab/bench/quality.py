@@ -34,7 +34,7 @@ from grasplab.eval import EvalProtocol, evaluate, random_floor
 from grasplab.planners import make_planner
 from grasplab.world_models import checkpoint
 from grasplab.world_models.checkpoint import CHECKPOINTS
-from grasplab.world_models.data import Episodes, load_episodes
+from grasplab.world_models.data import Episodes, load_episodes, require_dataset
 from grasplab.world_models.training import draw_windows
 
 FLOORS = "floors.json"
@@ -393,6 +393,7 @@ def record(
     path = root / name
     model = checkpoint.load(path)
     meta = checkpoint.info(path)
+    require_dataset(data_dir, meta["env"])
     data = load_episodes(data_dir, images=model.observation == "pixels")
     held_out = range(*meta["val_episodes"])
     entry: dict[str, Any] = {

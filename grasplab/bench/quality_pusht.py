@@ -53,6 +53,7 @@ from grasplab.world_models.data import (
     dataset_identity,
     load_episodes,
     read_manifest,
+    require_dataset,
 )
 from grasplab.world_models.training import draw_windows
 
@@ -368,6 +369,7 @@ def record(
     path = root / name
     model = checkpoint.load(path)
     meta = checkpoint.info(path)
+    require_dataset(data_dir, meta["env"])
     pixels = model.observation == "pixels"
     data = load_episodes(data_dir, images=pixels)
     entry: dict[str, Any] = {"kind": model.kind, "env": meta["env"], "env_overrides": {}}

@@ -33,12 +33,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data",
         default=None,
-        help="pusht: the recorded dataset the tasks come from (default data/pusht-pusher)",
+        help="pusht: the recorded dataset the tasks come from (default: the shipped held-out "
+        "episodes 900-999, checkpoints/pusht-pusher-heldout, states and actions)",
     )
     p.add_argument(
         "--splits",
         default="900:950,950:1000",
-        help="pusht: tuning and test episode ranges of --data (the test range is used)",
+        help="pusht: tuning and test episode ranges of the dataset, numbered as in the full "
+        "one (the test range is used; without --data both lie in 900-999)",
     )
     p.add_argument(
         "--planners",

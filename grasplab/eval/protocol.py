@@ -21,6 +21,7 @@ import torch
 
 from grasplab.envs import Env, Simulator, Tasks, check_sim_name, is_sim, make, make_sim, sim_name
 from grasplab.eval.tasks import TaskSet, dataset_tasks, env_tasks
+from grasplab.world_models.data import require_dataset
 
 Split = Literal["tune", "test"]
 _SPLIT_OFFSET = {"tune": 1, "test": 2}
@@ -173,6 +174,7 @@ class EvalProtocol:
         """
         values = self.to_dict()
         if self.task_set:
+            require_dataset(self.tasks_spec.data, self.env)  # one line: how to make it
             values["dataset_identity"] = self.tasks_spec.identity()
         blob = json.dumps(values, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]

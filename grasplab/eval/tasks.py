@@ -24,7 +24,12 @@ import torch
 from torch import Tensor
 
 from grasplab.envs import Tasks
-from grasplab.world_models.data import dataset_identity, load_episodes, read_manifest
+from grasplab.world_models.data import (
+    dataset_identity,
+    load_episodes,
+    read_manifest,
+    require_dataset,
+)
 
 SPLITS = ("tune", "test")
 
@@ -130,18 +135,39 @@ def check_train_overlap(task_set: TaskSet, model_info: Mapping[str, Any], model:
     if task_set.source != "dataset" or task_set.allow_train_overlap:
         return
     trained = trained_episodes(model_info)
-    if trained is None or trained[0] != task_set.identity():
+    if trained is None:
+        return
+    shift = source_shift(task_set, trained[0])
+    if shift is None:
         return
     first, stop = trained[1]
     for split in SPLITS:
         episodes = task_set.episodes(split)
-        if episodes.start < stop and first < episodes.stop:
+        a, b = episodes.start + shift, episodes.stop + shift
+        if a < stop and first < b:
+            where = f" (episodes [{a}, {b}) of its source)" if shift else ""
             raise ValueError(
-                f"tasks.splits.{split} episodes [{episodes.start}, {episodes.stop}) overlap the "
-                f"training episodes [{first}, {stop}) of world model {model!r} on the same "
-                f"dataset {task_set.data!r}; pick held-out episodes or set "
+                f"tasks.splits.{split} episodes [{episodes.start}, {episodes.stop}){where} "
+                f"overlap the training episodes [{first}, {stop}) of world model {model!r} on the "
+                f"same dataset {task_set.data!r}; pick held-out episodes or set "
                 "tasks.allow_train_overlap=true"
             )
+
+
+def source_shift(task_set: TaskSet, identity: str) -> int | None:
+    """How far the task set's episode numbers lie below those of dataset ``identity``.
+
+    0 when ``task_set.data`` is that dataset; ``first`` when it is an excerpt of it (a
+    manifest's ``excerpt``: episodes ``[first, stop)`` of the source, renumbered from 0, as
+    :func:`grasplab.bench.quality_pusht.heldout_excerpt` writes); None when unrelated.
+    """
+    manifest = read_manifest(task_set.data)
+    if dataset_identity(manifest) == identity:
+        return 0
+    excerpt = manifest.get("excerpt") or {}
+    if excerpt.get("source_identity") == identity and excerpt.get("episodes"):
+        return int(excerpt["episodes"][0])
+    return None
 
 
 def trained_episodes(info: Mapping[str, Any]) -> tuple[str, tuple[int, int]] | None:
@@ -184,6 +210,7 @@ def dataset_tasks(
     Raises:
         ValueError: A dataset of another env, a range beyond the dataset, or ``k`` too long.
     """
+    require_dataset(task_set.data, env)
     data = load_episodes(task_set.data, images=False)
     if data.manifest.get("env") != env:
         raise ValueError(

@@ -501,6 +501,39 @@ def _read_manifest_or_empty(out: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+RECIPES: dict[str, tuple[str, str]] = {
+    "sim:pusht": (
+        "grasplab collect env=sim:pusht behaviour=pusher episodes=1000 steps=100 seed=0",
+        "1.24 GB, 1372 s = about 23 min on 2 shared cores",
+    ),
+    "pointmaze": (
+        "grasplab collect env=pointmaze layout=medium episodes=1000 steps=100 seed=0 "
+        "action_block=5",
+        "1.19 GiB, about 40 s on 2 shared cores; action_block=1 for the -patch-b1 model's",
+    ),
+    "wall": (
+        "grasplab collect env=wall episodes=1000 steps=100 seed=0 action_block=5",
+        "1.19 GiB, about 20 s on 2 shared cores; action_block=1 for the -patch-b1 model's",
+    ),
+}
+"""Per env: the command that collects the shipped models' dataset (docs/recipes.md sections 1,
+5 and 6), and what it took there (size, wall clock)."""
+
+
+def require_dataset(data_dir: str | Path, env: str) -> None:
+    """Refuse, in one line, a ``data_dir`` holding no dataset, naming how to make ``env``'s.
+
+    Raises:
+        DatasetError: No manifest in ``data_dir``; the message names the command that collects
+            the shipped models' dataset of ``env`` (:data:`RECIPES`) and what that costs.
+    """
+    if (Path(data_dir) / MANIFEST).is_file():
+        return
+    command, cost = RECIPES.get(env, (f"grasplab collect env={env} episodes=N steps=T seed=S", ""))
+    cost = f" ({cost})" if cost else ""
+    raise DatasetError(f"no dataset at {data_dir}; make it{cost} with: {command} out={data_dir}")
+
+
 def read_manifest(data_dir: str | Path) -> dict[str, Any]:
     """The validated manifest of a dataset.
 
