@@ -72,15 +72,15 @@ from grasplab.platform.writer import QueuedTracker, TrackingOutage
 
 METRIC = "success_rate"
 COMMAND = "grasplab.command"
-STATE_PERIOD_S = 60.0
+STATE_PERIOD_S = 30.0
 """Seconds between Tune's experiment-state snapshots (``TUNE_GLOBAL_CHECKPOINT_S``).
 
-Tune rewrites its whole experiment state (every trial's last result and bookkeeping, ~10 KB a
-trial) on each snapshot; its "auto" period (10 s, or 19 x the last write) made a 3,000-trial
-sweep write GBs. A snapshot a minute keeps the writes a small share of the sweep, and a resumed
-sweep redoes at most the trials that ended in the minute before the crash (their MLflow runs
-are reused by trial key, so nothing is logged twice). An explicit ``TUNE_GLOBAL_CHECKPOINT_S``
-in the environment wins.
+Tune rewrites its whole experiment state (every trial's last result and bookkeeping, ~20 KB a
+trial at the tiny protocol) on each snapshot, so the bytes written grow with trials x
+snapshots. Every 2 s (the former setting) a 3,000-trial sweep wrote GBs; every 30 s the writes
+stay a small share of the sweep, and a resumed sweep redoes at most the trials that ended in
+the 30 s before the crash (their MLflow runs are reused by trial key, so nothing is logged
+twice). An explicit ``TUNE_GLOBAL_CHECKPOINT_S`` in the environment wins.
 """
 """Tag of a parent run: the command line that started the sweep."""
 
