@@ -343,6 +343,94 @@ def test_worker_killed_mid_sweep_loses_no_trial(tmp_path, local_ray):
     assert all(o.test["n"] == 4 for o in result.outcomes)
 
 
+def test_trial_checkpoint_is_the_result_store_of_the_records(tmp_path):
+    from ray import tune
+
+    from grasplab.platform.trial import TrialState, checkpoint_records
+
+    state = TrialState()
+    for chunk in ([0, 1], [2]):
+        records = [
+            {
+                "index": i,
+                "success": i % 2 == 0,
+                "time_to_success": 1.0,
+                "final_distance": 0.1,
+                "min_distance": 0.1,
+                "model_steps": 10.0,
+                "model_cost": 0.0,
+                "plan_time": 0.5,
+            }
+            for i in chunk
+        ]
+        state.add({"records": records, "compute_s": 1.0}, elapsed=1.5)
+    state.save(tmp_path)
+    checkpoint = tune.Checkpoint.from_directory(str(tmp_path))
+    assert [r["index"] for r in checkpoint_records(checkpoint)] == [0, 1, 2]
+    restored = TrialState.of_checkpoint(checkpoint)
+    assert (restored.chunks_done, restored.plan_time, restored.trial_time) == (2, 1.0, 3.0)
+    assert checkpoint_records(None) == []
+    # what goes through Tune: aggregates only, however many episodes
+    metrics = restored.metrics()
+    assert metrics["n"] == 3 and metrics["chunks"] == 2
+    assert not any(isinstance(v, (list, dict, str)) for v in metrics.values())
+
+
+def tune_trial_states(folder: Path) -> list[tuple[dict, dict]]:
+    """Every trial of the Tune experiment states under ``folder``: (trial, runtime metadata)."""
+    (path,) = folder.glob("ray_results/*/H6/experiment_state-*.json")
+    return [
+        tuple(json.loads(part) if isinstance(part, str) else part for part in entry)
+        for entry in json.loads(path.read_text())["trial_data"]
+    ]
+
+
+def test_tune_state_per_trial_is_a_few_kb_whatever_the_episodes(tmp_path, local_ray):
+    """32 tuning episodes per trial: their records reach MLflow, not Tune's experiment state."""
+    result = run_in_process(
+        tmp_path,
+        [
+            "protocol=tiny",
+            "protocol.tune_episodes=32",
+            "sweep.chunk_size=8",
+            "~planners.grasp",
+            "~planners.gd",
+            "planners.cem.config.n_iterations=2",
+            "sweep.num_samples=2",
+            "sweep.rescore_top=0",
+            "report.gif=false",
+            "report.plots=false",
+        ],
+        num_workers=2,
+    )
+    trials = tune_trial_states(tmp_path)
+    assert len(trials) == 2
+    assert max(meta["last_result"]["n"] for _, meta in trials) == 32  # ASHA may stop one early
+    for trial, meta in trials:
+        last = meta["last_result"]
+        assert last["n"] == 8 * last["chunks"]
+        assert len(json.dumps(last)) < 3000
+        assert not any(isinstance(v, (list, str)) and len(v) > 200 for v in last.values())
+        # the whole per-trial state (result, metric stats, 4 checkpoints' metrics)
+        assert len(json.dumps(trial)) + len(json.dumps(meta)) < 40_000
+    # the per-episode records still land in each trial's MLflow run
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(result.tracking_uri)
+    children, _ = trials_and_parents(result.tracking_uri)
+    assert len(children) == 2
+    for run in children:
+        folder = tmp_path / run.info.run_id
+        folder.mkdir()
+        table = json.loads(
+            Path(
+                client.download_artifacts(run.info.run_id, "episodes.json", str(folder))
+            ).read_text()
+        )
+        rows = table["data"] if isinstance(table, dict) else table
+        assert len(rows) == int(run.data.tags["episodes_scored"]) > 0
+
+
 # --- the driver killed and resumed (subprocesses, embedded Ray) ------------------------------
 
 

@@ -20,6 +20,14 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="workers of the overhead sweep (default: one per CPU)",
     )
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="cost per trial instead: a sweep of N tiny trials (env=ballnav protocol=tiny "
+        "report.gif=false, 2 workers) -> s/trial, driver peak RSS, Tune state size, disk "
+        "written, longest driver stall; skips the rest",
+    )
     p.add_argument("--skip-sweep", action="store_true", help="scaling only")
     p.add_argument("--skip-scaling", action="store_true", help="overhead only")
     p.add_argument(

@@ -9,6 +9,10 @@
 - Driver time per trial result: Tune's processing of one result on the driver (scheduler,
   searcher, callbacks, checkpoint bookkeeping), and the MLflow TrialLogger's share of it; plus
   a count of Tune's "performance bottleneck" warnings during the sweep.
+- Cost per trial (``--trials N``): a sweep of N tiny trials (``env=ballnav protocol=tiny
+  report.gif=false``, 2 workers unless overridden): sweep seconds per trial, the driver's peak
+  resident memory, the size of Tune's experiment-state file, the bytes the driver and its
+  process tree wrote to disk, and the driver's longest stall (a heartbeat thread's longest gap).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import contextlib
 import logging
 import math
 import os
+import resource
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -124,13 +130,172 @@ def overhead_run(overrides: Sequence[str], workers: int | None) -> dict[str, Any
     }
 
 
+MAX_TRIALS = 100_000
+"""Most trials ``--trials`` accepts (Tune keeps every trial in the driver's memory)."""
+DRIVER_BYTES_PER_TRIAL = 64 * 1024
+"""Driver memory budgeted per trial when checking ``--trials`` against the free memory."""
+SCALE_OVERRIDES = ("env=ballnav", "protocol=tiny", "report.gif=false")
+"""Defaults of the ``--trials`` sweep (command-line overrides come after and win)."""
+
+
+def trials_bound() -> int:
+    """Most trials this machine can hold: :data:`MAX_TRIALS`, or fewer if memory is short."""
+    import psutil
+
+    return int(min(MAX_TRIALS, psutil.virtual_memory().available // DRIVER_BYTES_PER_TRIAL))
+
+
+def check_trials(trials: int) -> str | None:
+    """Why ``--trials`` is out of range, or None."""
+    if trials < 1:
+        return f"--trials must be at least 1, got {trials}"
+    bound = trials_bound()
+    if trials > bound:
+        return (
+            f"--trials {trials} is more than this machine can hold ({bound}: at most "
+            f"{MAX_TRIALS}, and {DRIVER_BYTES_PER_TRIAL // 1024} KB of free memory per trial)"
+        )
+    return None
+
+
+def samples_for(spec: Any, trials: int) -> int:
+    """``sweep.num_samples`` that makes a sweep of about ``trials`` trials in all."""
+    searched = sum(1 for st in spec.stages() for p in st.planners if p.tune_space())
+    fixed = sum(1 for st in spec.stages() for p in st.planners if not p.tune_space())
+    if not searched:
+        return 1
+    return max(1, math.ceil((trials - fixed) / searched))
+
+
+class Heartbeat:
+    """A driver-side thread that wakes every ``tick`` seconds and keeps its longest gap.
+
+    Any gap beyond ``tick`` is time the driver's interpreter did not let the thread run: a
+    stall (Tune writing its state, a long callback). Also samples, every ``sample_every``
+    seconds, the bytes written to disk by this process and its descendants (``/proc/<pid>/io``
+    ``write_bytes``; a process's last sample counts once it has exited).
+    """
+
+    def __init__(self, tick: float = 0.01, sample_every: float = 1.0) -> None:
+        self.tick = tick
+        self.sample_every = sample_every
+        self.max_gap = 0.0
+        self.stalls_over_100ms = 0
+        self.written: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        last = last_sample = time.perf_counter()
+        while not self._stop.wait(self.tick):
+            now = time.perf_counter()
+            gap = now - last - self.tick
+            self.max_gap = max(self.max_gap, gap)
+            self.stalls_over_100ms += gap > 0.1
+            last = now
+            if now - last_sample >= self.sample_every:
+                self.sample()
+                last_sample = time.perf_counter()
+                last = last_sample
+
+    def sample(self) -> None:
+        """Record the write_bytes of this process and every descendant now alive."""
+        import psutil
+
+        me = psutil.Process()
+        for proc in [me, *me.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error, OSError):
+                self.written[proc.pid] = int(proc.io_counters().write_bytes)
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes written to disk by the driver's process tree, as last sampled."""
+        return sum(self.written.values())
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sample()
+        self._stop.set()
+        self._thread.join()
+
+
+def state_file_bytes(folder: Path) -> int:
+    """Size of the largest Tune ``experiment_state-*.json`` under a sweep folder."""
+    return max((f.stat().st_size for f in folder.rglob("experiment_state-*.json")), default=0)
+
+
+def scale_run(trials: int, overrides: Sequence[str], workers: int) -> dict[str, Any]:
+    """A sweep of about ``trials`` tiny trials; its cost per trial and the driver's figures."""
+    base = [*SCALE_OVERRIDES, *overrides]
+    samples = samples_for(load(base), trials)
+    spec, state = sweep.prepare(
+        [*base, f"sweep.num_samples={samples}", "name=bench_scale"], Path.cwd()
+    )
+    timer = DriverTimer()
+    with Heartbeat() as beat, timer.active():
+        result = sweep.run_sweep(spec, state, progress=False, num_workers=workers)
+    done = sum(len(o.trials) for o in result.outcomes)
+    phases = result.extras.get("phases", {})
+    return {
+        "trials": done,
+        "workers": result.num_workers,
+        "sweep_s": result.tune_time,
+        "tuning_s": phases.get("tuning_s", math.nan),
+        "wall_s": result.wall_time,
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "state_bytes": state_file_bytes(Path(state.folder)),
+        "written": beat.bytes_written,
+        "max_stall_s": beat.max_gap,
+        "stalls_over_100ms": beat.stalls_over_100ms,
+        "tune_result_s": timer.seconds,
+        "bottleneck_warnings": timer.warnings,
+    }
+
+
+def print_scale(o: dict[str, Any]) -> None:
+    """Print the figures of :func:`scale_run`."""
+    n = max(1, o["trials"])
+    print(
+        f"trials: {o['trials']} on {o['workers']} workers: sweep {o['sweep_s']:.1f} s = "
+        f"{o['sweep_s'] / n:.3f} s/trial (tuning {o['tuning_s']:.1f} s = "
+        f"{o['tuning_s'] / n:.3f} s/trial; wall incl. Ray start {o['wall_s']:.1f} s)"
+    )
+    print(
+        f"driver peak RSS {o['peak_rss'] / 2**20:.0f} MB (target < 600 MB); Tune experiment "
+        f"state {o['state_bytes'] / 2**20:.2f} MB = {o['state_bytes'] / n / 1024:.1f} KB/trial; "
+        f"disk written by the driver's process tree {o['written'] / 2**20:.0f} MB = "
+        f"{o['written'] / n / 1024:.0f} KB/trial"
+    )
+    warned = o["bottleneck_warnings"]
+    print(
+        f"longest driver stall {1000 * o['max_stall_s']:.0f} ms "
+        f"({o['stalls_over_100ms']} over 100 ms; target none); Tune's processing of a result: "
+        f"{spread(o['tune_result_s'])}; 'performance bottleneck' warnings: {len(warned)}"
+        + (f" (first: {warned[0]})" if warned else "")
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the overhead and scaling figures (2 on a bad override)."""
+    trials = getattr(args, "trials", None)
+    if trials is not None:
+        why = check_trials(trials)
+        if why:
+            print(f"grasplab bench platform: error: {why}", file=sys.stderr)
+            return 2
     try:
-        spec = load(args.overrides)
+        spec = load([*SCALE_OVERRIDES, *args.overrides] if trials else args.overrides)
     except ConfigError as error:
         print(f"grasplab bench platform: error: {error}", file=sys.stderr)
         return 2
+    if trials is not None:
+        print(f"load average: {os.getloadavg()}")
+        print_scale(scale_run(trials, args.overrides, args.sweep_workers or 2))
+        print(f"load average: {os.getloadavg()}")
+        return 0
     runtime.quiet_environment()
     start = time.perf_counter()
     runtime.connect(spec.cluster)

@@ -22,12 +22,12 @@ def quiet_environment() -> None:
     """Tune settings for a driver that logs to MLflow itself (set before Tune runs).
 
     No Tune auto-loggers (CSV/TensorBoard per trial: MLflow is the record; the sweep adds
-    Tune's JSON logger back, which its result analysis reads), and the
-    experiment state saved every 2 s (not 10 s) so that a killed driver resumes close to where
-    it died.
+    Tune's JSON logger back, which its result analysis reads). The experiment-state period is
+    set by the sweep around each ``Tuner.fit`` (:data:`grasplab.platform.sweep.STATE_PERIOD_S`):
+    the 2 s it was made a 3,000-trial sweep rewrite a state file that grows with every trial
+    thousands of times (GBs written).
     """
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import optuna

@@ -10,9 +10,11 @@ comparison table, plots and a GIF on the parent.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -70,6 +72,16 @@ from grasplab.platform.writer import QueuedTracker, TrackingOutage
 
 METRIC = "success_rate"
 COMMAND = "grasplab.command"
+STATE_PERIOD_S = 30.0
+"""Seconds between Tune's experiment-state snapshots (``TUNE_GLOBAL_CHECKPOINT_S``).
+
+Tune rewrites its whole experiment state (every trial's last result and bookkeeping, ~20 KB a
+trial at the tiny protocol) on each snapshot, so the bytes written grow with trials x
+snapshots. Every 2 s (the former setting) a 3,000-trial sweep wrote GBs; every 30 s the writes
+stay a small share of the sweep, and a resumed sweep redoes at most the trials that ended in
+the 30 s before the crash (their MLflow runs are reused by trial key, so nothing is logged
+twice). An explicit ``TUNE_GLOBAL_CHECKPOINT_S`` in the environment wins.
+"""
 """Tag of a parent run: the command line that started the sweep."""
 
 
@@ -586,12 +598,27 @@ def tune_stage(
         tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
     else:
         tuner = new_tuner(spec, stage, state, pool, index, trainable, progress)
-    grid = tuner.fit()
+    with snapshot_period(STATE_PERIOD_S):
+        grid = tuner.fit()
     # Interrupted (SIGINT): Tune returns early, with trials still running or never created (the
     # searcher creates them lazily), so both counts are checked.
     if len(grid) < stage_trials(spec, stage) or grid.num_terminated + grid.num_errors < len(grid):
         raise KeyboardInterrupt(f"stage {stage.key} was interrupted")
     return grid
+
+
+@contextlib.contextmanager
+def snapshot_period(seconds: float) -> Any:
+    """Tune's experiment-state period for the ``Tuner.fit`` inside (unless the env sets one)."""
+    name = "TUNE_GLOBAL_CHECKPOINT_S"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = str(seconds)
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 def new_tuner(

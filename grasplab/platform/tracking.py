@@ -27,6 +27,7 @@ from grasplab.eval import EvalProtocol
 from grasplab.platform import progress as live
 from grasplab.platform.fingerprint import git_state
 from grasplab.platform.search import LABEL
+from grasplab.platform.trial import trial_records
 
 TRIAL_KEY = "grasplab.trial_key"
 SWEEP_ID = "grasplab.sweep_id"
@@ -399,9 +400,13 @@ class TrialLogger(tune.Callback):
             live.of(self.sweep_id).trial_ended(tags["early_stopped"] == "true", status == "FAILED")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Log the per-episode table, tag early-stopping, end the run FINISHED."""
+        """Log the per-episode table, tag early-stopping, end the run FINISHED.
+
+        The records come from the trial's stored checkpoints (its result store), not from its
+        result: Tune's state holds only the aggregates.
+        """
         run_id = self.run_of(trial)
-        records = json.loads((trial.last_result or {}).get("records_json") or "[]")
+        records = trial_records(trial)
         if records:
             self.tracker.log_table(run_id, records_table(records), "episodes.json")
         self._ended(run_id, trial, "FINISHED")

@@ -4,6 +4,11 @@ A trial evaluates one planner config on the protocol's TUNING goals, one chunk o
 worker call, and reports the cumulative metrics after every chunk (the unit ASHA's rungs count
 in). Its progress is checkpointed after every report, so a trial that Tune retries (or resumes
 after a driver crash) continues from its last finished chunk instead of starting over.
+
+The trial's checkpoint is also its result store: the per-episode records live there only
+(:func:`checkpoint_records` reads them back on the driver). What goes through ``tune.report``
+is the aggregates, a few hundred bytes whatever the number of episodes, because Tune keeps
+every result in its experiment state and rewrites that file throughout the sweep.
 """
 
 from __future__ import annotations
@@ -85,11 +90,26 @@ class TrialState:
     @classmethod
     def restore(cls) -> TrialState:
         """The state of the trial's latest checkpoint (empty when it has none)."""
-        checkpoint = tune.get_checkpoint()
+        return cls.of_checkpoint(tune.get_checkpoint())
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: tune.Checkpoint | None) -> TrialState:
+        """The state saved in ``checkpoint`` (empty for None)."""
         if checkpoint is None:
             return cls()
         with checkpoint.as_directory() as folder:
             return cls(json.loads((Path(folder) / STATE_FILE).read_text()))
+
+    def save(self, folder: str | Path) -> None:
+        """Write this state into ``folder`` (a checkpoint's directory)."""
+        data = {
+            "records": self.records,
+            "chunks_done": self.chunks_done,
+            "plan_time": self.plan_time,
+            "compute_time": self.compute_time,
+            "trial_time": self.trial_time,
+        }
+        (Path(folder) / STATE_FILE).write_text(json.dumps(data))
 
     def add(self, output: dict[str, Any], elapsed: float) -> None:
         """Fold in one chunk's worker output."""
@@ -101,28 +121,57 @@ class TrialState:
         self.trial_time += elapsed
 
     def metrics(self) -> dict[str, Any]:
-        """What the trial reports: summary metrics, timings and the records (JSON text)."""
+        """What the trial reports: summary metrics and timings (never the records)."""
         summary = summarize_records(self.records, self.plan_time)
         return {
             **{k: summary[k] for k in REPORTED},
             "chunks": self.chunks_done,
             "compute_time": self.compute_time,
             "trial_time": self.trial_time,
-            "records_json": json.dumps(self.records),
         }
 
     def report(self) -> None:
-        """``tune.report`` the metrics with a checkpoint of this state."""
+        """``tune.report`` the metrics with a checkpoint of this state (records included)."""
         with tempfile.TemporaryDirectory() as folder:
-            data = {
-                "records": self.records,
-                "chunks_done": self.chunks_done,
-                "plan_time": self.plan_time,
-                "compute_time": self.compute_time,
-                "trial_time": self.trial_time,
-            }
-            (Path(folder) / STATE_FILE).write_text(json.dumps(data))
+            self.save(folder)
             tune.report(self.metrics(), checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def checkpoint_records(checkpoint: tune.Checkpoint | None) -> list[dict[str, Any]]:
+    """The per-episode records a trial saved in ``checkpoint`` (``[]`` for None)."""
+    return TrialState.of_checkpoint(checkpoint).records
+
+
+def trial_records(trial: Any) -> list[dict[str, Any]]:
+    """The per-episode records of a Tune trial that has ended, read from its stored checkpoints.
+
+    The checkpoint of the trial's last report, found in the trial's folder on Tune's storage
+    (``trial.checkpoint`` can still name an older one when ``on_trial_complete`` runs): the
+    newest ``checkpoint_*`` whose state has as many chunks as the last result (a resumed trial
+    may have left newer ones from before the crash), else the newest. ``[]`` when it has none.
+    """
+    import pyarrow.fs
+
+    storage = trial.storage
+    fs, folder = storage.storage_filesystem, storage.trial_fs_path
+    try:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(folder))
+    except (FileNotFoundError, OSError):
+        return []
+    names = sorted(
+        (i.base_name for i in infos if i.base_name.startswith("checkpoint_")), reverse=True
+    )
+    chunks = int((trial.last_result or {}).get("chunks", 0) or 0)
+    states = (
+        TrialState.of_checkpoint(tune.Checkpoint(f"{folder}/{name}", filesystem=fs))
+        for name in names
+    )
+    newest = None
+    for state in states:
+        newest = newest or state
+        if state.chunks_done == chunks:
+            return state.records
+    return newest.records if newest else []
 
 
 def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
