@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from grasplab.bench import invariance
 from grasplab.eval import EvalProtocol, evaluate, random_floor
 from grasplab.eval.results import EpisodeResults
 from grasplab.planners import (
@@ -28,15 +29,7 @@ from grasplab.planners.base import randn, randn_into
 from grasplab.planners.streams import EpisodeStreams, mix64, mix64_int, stream_key
 from grasplab.world_models import OracleModel
 
-DETERMINISTIC = (
-    "index",
-    "success",
-    "final_distance",
-    "min_distance",
-    "model_cost",
-    "model_steps",
-    "model_steps_to_success",
-)
+DETERMINISTIC = ("index", *invariance.DETERMINISTIC)
 
 # Small budgets (the invariance does not depend on them); GD with action noise so that it
 # draws too, GRASP with the CEM sync so that the sync's samples are covered.
