@@ -330,8 +330,8 @@ def test_report_from_mlflow_renders_in_chromium_with_the_runs_numbers(swept, cap
     parsed = Tables()
     parsed.feed(dom)
     header, *body = parsed.tables["results"]
-    assert header[:5] == ["planner", "H", "SR % [95% CI]", "TTS (s)", "n"]
-    assert {row[0]: row[:5] for row in body} == want
+    assert header[:6] == ["planner", "H", "SR % [95% CI]", "TTS (s)", "STS", "n"]
+    assert {row[0]: row[:6] for row in body} == want
     significance = parsed.tables["significance"]
     assert significance[1][1] == "grasp vs cem" and significance[1][4] == "McNemar exact"
     assert "Verdict." in dom and swept.parent.data.tags["verdict"] in dom.replace("&#39;", "'")
