@@ -175,7 +175,7 @@ def test_worker_asking_for_a_gpu_without_cuda_fails_loudly():
 # --- autoscaling: GPU workers launched on demand ----------------------------------------------
 
 
-@pytest.mark.slow  # covered by `grasplab bench platform --nodes` (BENCHMARKS 2b); flaky in the suite
+@pytest.mark.slow  # `grasplab bench platform --nodes` covers it (BENCHMARKS 2b); flaky in the suite
 def test_autoscaler_launches_gpu_nodes_for_the_declared_pool(tmp_path):
     with fake_autoscaling_cluster(gpu_nodes=2, head_cpus=2) as cluster:
         result = run_sweep(
