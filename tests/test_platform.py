@@ -15,6 +15,7 @@ import pytest
 import ray
 
 from grasplab.cli import sweep as cli_sweep
+from grasplab.eval.results import EpisodeResults
 from grasplab.platform import sweep
 from grasplab.platform.search import LABEL, PlannerSearch
 from grasplab.platform.tracking import Tracker, default_tracking
@@ -269,7 +270,7 @@ EVERY_PLANNER = [
     "+search_space@planners.grasp_ref.search_space=grasp",
     "planners.grasp_ref.config.n_steps=50",
 ]
-DETERMINISTIC = ("success", "final_distance", "min_distance", "model_cost", "model_steps")
+DETERMINISTIC = EpisodeResults.DETERMINISTIC
 
 
 def test_test_episodes_are_the_same_on_one_or_two_workers_and_any_chunk_size(tmp_path, local_ray):

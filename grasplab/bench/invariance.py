@@ -24,14 +24,7 @@ from grasplab.eval.results import EpisodeResults
 from grasplab.planners import PLANNERS, GRASPConfig, make_planner
 from grasplab.world_models import OracleModel
 
-DETERMINISTIC = (
-    "success",
-    "final_distance",
-    "min_distance",
-    "model_cost",
-    "model_steps",
-    "model_steps_to_success",
-)
+DETERMINISTIC = EpisodeResults.DETERMINISTIC
 VARIANTS = ("grasp_reference",)
 """Presets timed beside the planners (``grasp_reference``: ``GRASPConfig.reference()``)."""
 

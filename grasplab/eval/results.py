@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,6 +34,17 @@ class EpisodeResults:
             only the final plan was judged); NaN for failures. Unlike ``time_to_success`` it
             belongs to the episode alone, so it is the unit of paired cost comparisons.
     """
+
+    DETERMINISTIC: ClassVar[tuple[str, ...]] = (
+        "success",
+        "final_distance",
+        "min_distance",
+        "model_cost",
+        "model_steps",
+        "model_steps_to_success",
+    )
+    """Fields that are bit-identical whatever chunk, batch or worker planned the episode (same
+    device type and dtype); the wall-clock fields are the batched call's and never are."""
 
     index: np.ndarray
     success: np.ndarray

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grasplab.eval.results import EpisodeResults
+
 FORMAT = 1
 """Bundle format version this code writes and reads (a newer one is refused)."""
 SUMS = "SHA256SUMS"
@@ -57,15 +59,9 @@ so the test episodes are planned with evaluate's default seed, recorded here and
 explicitly by a rerun: with per-episode random streams, keyed by (protocol seed, split, episode
 index, planner seed), an episode's plan does not depend on the chunk it was planned in.
 """
-DETERMINISTIC = (
-    "success",
-    "final_distance",
-    "min_distance",
-    "model_cost",
-    "model_steps_to_success",
-)
+DETERMINISTIC = EpisodeResults.DETERMINISTIC
 """Per-episode fields a rerun on the same device type and dtype must reproduce bit for bit
-(``model_steps_to_success`` where the runner records it); wall-clock fields never are."""
+(those a row holds); wall-clock fields never are."""
 FIGURES = (
     "n",
     "success_rate",
@@ -575,7 +571,6 @@ def _same(a: Any, b: Any) -> bool:
 
 def recompute(folder: Path, manifest: Mapping[str, Any], verdict: Verdict) -> None:
     """Every figure and p-value from the rows, compared with the manifest (into ``verdict``)."""
-    from grasplab.eval.results import EpisodeResults
     from grasplab.eval.significance import pairwise
 
     sets = [(v["key"], v) for v in manifest["variants"]]
