@@ -18,7 +18,7 @@ from grasplab.cli import sweep as cli_sweep
 from grasplab.eval.results import EpisodeResults
 from grasplab.platform import sweep
 from grasplab.platform.search import LABEL, PlannerSearch
-from grasplab.platform.tracking import Tracker, default_tracking
+from grasplab.platform.tracking import SUPERSEDED, Tracker, default_tracking
 from grasplab.platform.workers import plan_placement
 
 from .support import BIN, stop, sweep_runs, trials_and_parents
@@ -98,6 +98,29 @@ def test_tracker_reuses_child_runs_by_key_and_closes_everything(tmp_path):
     again.close_all("KILLED")
     statuses = {r.info.run_id: r.info.status for r in sweep_runs(uri, "t")}
     assert statuses == {parent: "KILLED", first: "KILLED", second: "KILLED"}
+
+
+def test_resume_supersedes_runs_of_trials_tune_lost_with_the_killed_driver(tmp_path):
+    """A trial created after Tune's last snapshot is unknown to the resumed experiment."""
+    uri, artifacts = default_tracking(tmp_path)
+    tracker = Tracker(uri, "t", artifacts)
+    parent = tracker.start_parent("sweep-1", "sweep-1", {})
+    runs = {
+        (stage, trial): tracker.child(
+            f"sweep-1/{stage}/{trial}", "run", {}, {"stage": stage, "trial_id": trial}
+        )
+        for stage in ("H6", "H12")
+        for trial in ("a", "b", "c")
+    }
+    for run in runs.values():
+        tracker.end(run, "FINISHED")
+    assert tracker.supersede("H6", {"a", "b", "d"}) == 1
+    assert tracker.supersede("H6", {"a", "b", "d"}) == 0  # once
+    after = {r.info.run_id: r for r in sweep_runs(uri, "t") if r.info.run_id != parent}
+    lost = after[runs["H6", "c"]]
+    assert lost.info.status == "KILLED" and SUPERSEDED in lost.data.tags
+    kept = [after[r] for k, r in runs.items() if k != ("H6", "c")]
+    assert all(r.info.status == "FINISHED" and SUPERSEDED not in r.data.tags for r in kept)
 
 
 def test_logging_a_table_again_replaces_it(tmp_path):
@@ -443,12 +466,15 @@ def test_killed_driver_resumes_without_duplicate_runs(tmp_path):
     args = [*TINY, "sweep.num_samples=3", "sweep.chunk_size=1", "name=crashy"]
     uri, _ = default_tracking(tmp_path)
     log = open(tmp_path / "first.log", "w")  # noqa: SIM115
+    # Tune's state saved once (at the start): trials that finish before the kill are unknown
+    # to the resumed experiment, whose sampler runs others in their place
     first = subprocess.Popen(
         [str(BIN / "grasplab"), "sweep", *args],
         cwd=tmp_path,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "3600"},
     )
     try:
         deadline = time.monotonic() + 240
@@ -488,8 +514,9 @@ def test_killed_driver_resumes_without_duplicate_runs(tmp_path):
     children, parents = trials_and_parents(uri)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # ...resume closed it
     statuses = Counter(r.info.status for r in children)
-    assert statuses["FINISHED"] == 6 and "RUNNING" not in statuses
-    assert statuses["KILLED"] <= 2  # at most the trials in flight before Tune's last snapshot
+    assert statuses["FINISHED"] == 6 and set(statuses) <= {"FINISHED", "KILLED"}
+    superseded = [r for r in children if SUPERSEDED in r.data.tags]
+    assert superseded and all(r.info.status == "KILLED" for r in superseded)
     keys = Counter(r.data.tags["grasplab.trial_key"] for r in children)
     assert max(keys.values()) == 1  # no trial logged twice
 

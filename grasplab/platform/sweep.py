@@ -79,8 +79,9 @@ Tune rewrites its whole experiment state (every trial's last result and bookkeep
 trial at the tiny protocol) on each snapshot, so the bytes written grow with trials x
 snapshots. Every 2 s (the former setting) a 3,000-trial sweep wrote GBs; every 30 s the writes
 stay a small share of the sweep, and a resumed sweep redoes at most the trials that ended in
-the 30 s before the crash (their MLflow runs are reused by trial key, so nothing is logged
-twice). An explicit ``TUNE_GLOBAL_CHECKPOINT_S`` in the environment wins.
+the 30 s before the crash (their MLflow runs are reused by trial key; the runs of trials
+created after the last snapshot, which the resumed sweep does not know, are ended KILLED and
+tagged ``grasplab.superseded``). An explicit ``TUNE_GLOBAL_CHECKPOINT_S`` in the environment wins.
 """
 """Tag of a parent run: the command line that started the sweep."""
 

@@ -33,6 +33,11 @@ TRIAL_KEY = "grasplab.trial_key"
 SWEEP_ID = "grasplab.sweep_id"
 ROLE = "grasplab.role"
 PARENT = "mlflow.parentRunId"
+SUPERSEDED = "grasplab.superseded"
+SUPERSEDED_WHY = (
+    "the driver was killed before Tune saved this trial in its state; the resumed sweep ran "
+    "another trial in its place, so this run is not part of the sweep's result"
+)
 MAX_PARAM = 6000
 TRIAL_METRICS = (
     "success_rate",
@@ -255,6 +260,34 @@ class Tracker:
         for run_id in sorted(self.open_runs, key=lambda r: r == self.parent_id):
             self.end(run_id, status)
 
+    def supersede(self, stage: str, live: set[str]) -> int:
+        """End KILLED, tagged :data:`SUPERSEDED`, the runs of ``stage`` no live trial owns.
+
+        Tune snapshots its state every :data:`~grasplab.platform.sweep.STATE_PERIOD_S`; a trial
+        created after the last snapshot of a killed driver is unknown to the resumed sweep,
+        which samples again in its place. The first trial's run (possibly FINISHED) would
+        otherwise stand beside its replacement's as a duplicate in the MLflow UI.
+
+        Args:
+            stage: The stage key (the runs' ``stage`` tag).
+            live: Trial ids of the resumed experiment (every trial Tune knows).
+
+        Returns:
+            How many runs were superseded.
+        """
+        gone = [
+            r
+            for r in self.children()
+            if r.data.tags.get("stage") == stage
+            and r.data.tags.get("trial_id") not in live
+            and SUPERSEDED not in r.data.tags
+        ]
+        for run in gone:
+            self.client.set_tag(run.info.run_id, SUPERSEDED, SUPERSEDED_WHY)
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+            self.open_runs.discard(run.info.run_id)
+        return len(gone)
+
     def end_orphans(self, status: str = "KILLED") -> int:
         """End child runs still RUNNING that no live trial owns (left by a killed driver)."""
         running = RunStatus.to_string(RunStatus.RUNNING)
@@ -414,6 +447,19 @@ class TrialLogger(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Tag, then end the run FAILED (Tune has given up on the trial)."""
         self._ended(self.run_of(trial), trial, "FAILED")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Supersede the runs of trials the (resumed) experiment does not know."""
+        try:
+            n = self.tracker.supersede(self.stage.key, {t.trial_id for t in trials})
+        except Exception as error:  # noqa: BLE001 - MLflow down: the runs stay as they are
+            n, why = 0, f"{type(error).__name__}: {error}"
+            live.of(self.sweep_id).phase(f"stage {self.stage.key}: superseding skipped ({why})")
+        if n:
+            live.of(self.sweep_id).phase(
+                f"stage {self.stage.key}: {n} run(s) of trials lost with the killed driver's "
+                f"last Tune state ended KILLED, tagged {SUPERSEDED}"
+            )
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial failed and will be retried: keep its run, count the retry."""

@@ -262,6 +262,17 @@ class QueuedTracker(Tracker):
             self.ids[handle] = found
         return found
 
+    def supersede(self, stage: str, live: set[str]) -> int:
+        """Apply the queue (the runs it creates exist then), then supersede (see Tracker).
+
+        Raises:
+            TrackingOutage: MLflow is unreachable now (nothing is waited for).
+        """
+        if self.down_since is not None:
+            raise TrackingOutage(f"MLflow at {self.tracking_uri} unreachable")
+        self.flush()
+        return Tracker.supersede(self, stage, live)
+
     def end_orphans(self, status: str = "KILLED", timeout: float | None = None) -> int:
         """Apply the queue, then end child runs RUNNING that no live trial owns."""
         self.flush(timeout)
