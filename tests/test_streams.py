@@ -24,6 +24,7 @@ from grasplab.planners import (
     LatCoConfig,
     MPPIConfig,
     make_planner,
+    streams,
 )
 from grasplab.planners.base import randn, randn_into
 from grasplab.planners.streams import EpisodeStreams, mix64, mix64_int, stream_key
@@ -109,6 +110,29 @@ def test_draws_advance_and_streams_differ():
     assert not torch.equal(first, second)  # the counter moved
     assert not torch.equal(first[0], first[1])  # two episodes, two streams
     assert s.draws == 2
+
+
+def test_blocks_of_repeated_draws_change_no_number(monkeypatch):
+    """GRASP's per-iteration noise is generated in blocks: the same numbers as one by one."""
+    keys = [stream_key(3, 2, i, 0) for i in range(6)]
+
+    def run() -> list[torch.Tensor]:
+        s, rows, out = EpisodeStreams(keys), 6, []
+        for i in range(40):
+            if i == 25:
+                s, rows = s.select([4, 1, 2]), 3  # rows dropped mid-block
+            out.append(s.normal((rows, 5, 3)))
+            if i == 9:
+                out.append(s.uniform((rows, 4)))  # another kind: the block is dropped
+            if i == 20:
+                out.append(s.normal((rows, 7), dtype=torch.float64))  # another shape
+        return out
+
+    blocked = run()
+    monkeypatch.setattr(streams, "BLOCK_DRAWS", 1)
+    single = run()
+    assert len(blocked) == len(single) == 42
+    assert all(torch.equal(a, b) for a, b in zip(blocked, single, strict=True))
 
 
 def test_normals_are_standard_normal():
