@@ -186,7 +186,7 @@ def test_verify_of_the_fresh_bundle_is_clean(exported, capsys):
     assert cli.main(["verify", str(exported)]) == 0
     out = capsys.readouterr().out
     assert "hashes: 4 files match SHA256SUMS" in out
-    assert "figures: all 25 recomputed from the rows match the manifest" in out
+    assert "figures: all 28 recomputed from the rows match the manifest" in out
 
 
 def test_a_tampered_row_is_refused(exported, tmp_path, capsys):

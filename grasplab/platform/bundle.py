@@ -68,6 +68,7 @@ FIGURES = (
     "ci_low",
     "ci_high",
     "median_time_to_success",
+    "median_steps_to_success",
     "final_distance",
     "model_steps",
 )
