@@ -902,6 +902,22 @@ def fresh_scorer(
     return score
 
 
+@dataclass
+class Pick:
+    """A variant's chosen config, and its test evaluations (and its default's) in flight."""
+
+    planner: PlannerSpec
+    trials: list[Any]
+    best: Any
+    tuned: dict[str, Any]
+    config: dict[str, Any]
+    refs: list[Any]
+    rescored: list[dict[str, Any]]
+    note: str
+    default: dict[str, Any]
+    default_refs: list[Any]
+
+
 def finish_stage(
     spec: SweepSpec,
     stage: Stage,
@@ -925,84 +941,104 @@ def finish_stage(
     results = [r for r in grid if r.config]
     compute = sum(r.metrics.get("compute_time", 0.0) for r in results if r.metrics)
     spent: list[float] = []
-    picked = {}
-    for planner in stage.planners:
-        mine = [r for r in results if r.config.get(LABEL) == planner.label]
-        ranked = ranked_results(mine, n_chunks)
-        score = (
-            fresh_scorer(pool, spec, stage, planner, spent)
-            if spec.sweep.rescore_top >= 2 and planner.search_space
-            else "nothing to compare"
-        )
-        best, rescored, note = rescore_and_pick(ranked, spec.sweep.rescore_top, n_chunks, score)
-        tuned = {k: best.config[k] for k in planner.search_space if k in best.config}
-        config = planner.trial_config(tuned)
-        default = planner.default_config() if planner.search_space else {}
-        fresh_default = default and default != config
-        default_refs = submit_test(pool, spec, stage, planner, default) if fresh_default else []
-        picked[planner.label] = (
-            mine,
-            best,
-            tuned,
-            config,
-            submit_test(pool, spec, stage, planner, config),
-            (rescored, note, default, default_refs),
-        )
-    for planner in stage.planners:
-        mine, best, tuned, config, refs, (rescored, note, default, default_refs) = picked[
-            planner.label
-        ]
-        test_results, test_compute = gather_test(refs)
+    picks = [
+        pick_and_submit(spec, stage, pool, planner, results, n_chunks, spent)
+        for planner in stage.planners
+    ]
+    for pick in picks:
+        outcome, test_compute = gather_outcome(stage, pick, n_chunks)
         compute += test_compute
-        plan_time = float(sum(set(test_results.plan_time.tolist())))
-        key = stage.outcome_key(planner.label)
-        defaults: dict[str, Any] = {}
-        if default:
-            default_results, default_compute = (
-                gather_test(default_refs) if default_refs else (test_results, 0.0)
-            )
-            compute += default_compute
-            default_time = float(sum(set(default_results.plan_time.tolist())))
-            defaults = {
-                "default_config": default,
-                "default_test": default_results.summary(wall_time=default_time),
-                "default_test_records": default_results.to_records(),
-                "default_comparison": compare(
-                    key,
-                    f"{key} (default)",
-                    test_results.to_records(),
-                    default_results.to_records(),
-                    stage.protocol.horizon,
-                ).to_dict(),
-            }
-        outcome = StageOutcome(
-            key=key,
-            label=planner.label,
-            planner=planner.name,
-            horizon=stage.protocol.horizon,
-            best_trial=best.metrics.get("trial_id", ""),
-            best_config=config,
-            tuned=tuned,
-            tune_metrics={
-                k: best.metrics.get(k, math.nan)
-                for k in (METRIC, "ci_low", "ci_high", "median_time_to_success", "n")
-            },
-            test=test_results.summary(wall_time=plan_time),
-            trials=[
-                (r.metrics.get(METRIC, math.nan), r.metrics.get("median_time_to_success", math.nan))
-                for r in mine
-                if r.metrics
-            ],
-            test_records=test_results.to_records(),
-            trial_complete=[r.metrics.get("chunks", 0) >= n_chunks for r in mine if r.metrics],
-            rescore=rescored,
-            rescore_note=note,
-            **defaults,
-        )
         log_outcome(tracker, stage, outcome)
         state.stages[outcome.key] = outcome.to_dict()
         state.save()
     return compute + sum(spent)
+
+
+def pick_and_submit(
+    spec: SweepSpec,
+    stage: Stage,
+    pool: Pool,
+    planner: PlannerSpec,
+    results: list[Any],
+    n_chunks: int,
+    spent: list[float],
+) -> Pick:
+    """Re-score and pick the variant's config; submit its test chunks (and its default's)."""
+    mine = [r for r in results if r.config.get(LABEL) == planner.label]
+    ranked = ranked_results(mine, n_chunks)
+    score = (
+        fresh_scorer(pool, spec, stage, planner, spent)
+        if spec.sweep.rescore_top >= 2 and planner.search_space
+        else "nothing to compare"
+    )
+    best, rescored, note = rescore_and_pick(ranked, spec.sweep.rescore_top, n_chunks, score)
+    tuned = {k: best.config[k] for k in planner.search_space if k in best.config}
+    config = planner.trial_config(tuned)
+    default = planner.default_config() if planner.search_space else {}
+    fresh_default = default and default != config
+    return Pick(
+        planner=planner,
+        trials=mine,
+        best=best,
+        tuned=tuned,
+        config=config,
+        refs=submit_test(pool, spec, stage, planner, config),
+        rescored=rescored,
+        note=note,
+        default=default,
+        default_refs=submit_test(pool, spec, stage, planner, default) if fresh_default else [],
+    )
+
+
+def gather_outcome(stage: Stage, pick: Pick, n_chunks: int) -> tuple[StageOutcome, float]:
+    """The variant's outcome once its test chunks are back, and the worker seconds they took."""
+    test_results, compute = gather_test(pick.refs)
+    plan_time = float(sum(set(test_results.plan_time.tolist())))
+    key = stage.outcome_key(pick.planner.label)
+    defaults: dict[str, Any] = {}
+    if pick.default:
+        default_results, default_compute = (
+            gather_test(pick.default_refs) if pick.default_refs else (test_results, 0.0)
+        )
+        compute += default_compute
+        default_time = float(sum(set(default_results.plan_time.tolist())))
+        defaults = {
+            "default_config": pick.default,
+            "default_test": default_results.summary(wall_time=default_time),
+            "default_test_records": default_results.to_records(),
+            "default_comparison": compare(
+                key,
+                f"{key} (default)",
+                test_results.to_records(),
+                default_results.to_records(),
+                stage.protocol.horizon,
+            ).to_dict(),
+        }
+    best, scored = pick.best, [r for r in pick.trials if r.metrics]
+    outcome = StageOutcome(
+        key=key,
+        label=pick.planner.label,
+        planner=pick.planner.name,
+        horizon=stage.protocol.horizon,
+        best_trial=best.metrics.get("trial_id", ""),
+        best_config=pick.config,
+        tuned=pick.tuned,
+        tune_metrics={
+            k: best.metrics.get(k, math.nan)
+            for k in (METRIC, "ci_low", "ci_high", "median_time_to_success", "n")
+        },
+        test=test_results.summary(wall_time=plan_time),
+        trials=[
+            (r.metrics.get(METRIC, math.nan), r.metrics.get("median_time_to_success", math.nan))
+            for r in scored
+        ],
+        test_records=test_results.to_records(),
+        trial_complete=[r.metrics.get("chunks", 0) >= n_chunks for r in scored],
+        rescore=pick.rescored,
+        rescore_note=pick.note,
+        **defaults,
+    )
+    return outcome, compute
 
 
 def log_outcome(tracker: Tracker, stage: Stage, outcome: StageOutcome) -> None:
