@@ -27,7 +27,10 @@ def moved_names(module: str, homes: Mapping[str, str]) -> Callable[[str], object
 
 
 def moved_module(
-    module: str, home: str, renamed: Mapping[str, str] | None = None
+    module: str,
+    home: str,
+    renamed: Mapping[str, str] | None = None,
+    elsewhere: Mapping[str, str] | None = None,
 ) -> Callable[[str], object]:
     """A module-level ``__getattr__`` for a module whose every name moved to ``home``.
 
@@ -35,6 +38,7 @@ def moved_module(
         module: The old module's name (``__name__``).
         home: The module that now holds its names.
         renamed: Old name -> new name, for names that changed on the way.
+        elsewhere: Old name -> its full new dotted home, for names that went elsewhere.
 
     Returns:
         The function to assign to the old module's ``__getattr__``: any public or listed name
@@ -42,10 +46,12 @@ def moved_module(
         :class:`AttributeError`.
     """
     renamed = dict(renamed or {})
+    elsewhere = dict(elsewhere or {})
 
     def __getattr__(name: str) -> object:
         if name.startswith("__"):
             raise AttributeError(f"module {module!r} has no attribute {name!r}")
-        raise ImportError(f"{module}.{name} moved to {home}.{renamed.get(name, name)}")
+        new = elsewhere.get(name, f"{home}.{renamed.get(name, name)}")
+        raise ImportError(f"{module}.{name} moved to {new}")
 
     return __getattr__

@@ -16,7 +16,8 @@ from mlflow.tracking import MlflowClient
 
 from grasplab import cli
 from grasplab.cli import report as cli_report
-from grasplab.platform import bundle, fingerprint, readback
+from grasplab.platform import bundle, fingerprint
+from grasplab.platform.report import readback
 from grasplab.platform.tracking import Tracker
 
 KEYS = {

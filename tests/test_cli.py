@@ -169,6 +169,18 @@ def test_each_command_module_holds_its_parser_and_main():
         ("grasplab.platform.sweep", "main", "grasplab.cli.sweep.main"),
         ("grasplab.platform.study", "main", "grasplab.cli.ablate.main"),
         ("grasplab.platform.reporting", "main", "grasplab.cli.report.main"),
+        (
+            "grasplab.platform.reporting",
+            "write_report",
+            "grasplab.platform.report.document.write_report",
+        ),
+        (
+            "grasplab.platform.readback",
+            "load_sweep",
+            "grasplab.platform.report.readback.load_sweep",
+        ),
+        ("grasplab.platform.report", "verdict", "grasplab.platform.report.tables.verdict"),
+        ("grasplab.platform.report", "episode_gif", "grasplab.platform.report.figures.episode_gif"),
         ("grasplab.platform.train", "parse_args", "grasplab.cli.train.parser"),
         ("grasplab.world_models.data", "main", "grasplab.cli.collect.main"),
         ("grasplab.bench.long_horizon", "parse", "grasplab.cli.bench_long_horizon.parse"),

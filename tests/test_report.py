@@ -21,8 +21,9 @@ from mlflow.tracking import MlflowClient
 
 from grasplab.cli import report as cli_report
 from grasplab.eval import significance as sig
-from grasplab.platform import readback, report, reporting
 from grasplab.platform.config import load
+from grasplab.platform.report import document as reporting
+from grasplab.platform.report import readback, tables
 from grasplab.platform.tracking import Tracker
 from tests.conftest import TINY_SWEEP
 
@@ -96,12 +97,12 @@ def test_verdict_says_which_differences_are_significant():
     comparisons = sig.pairwise(
         {o.key: o.test_records for o in outcomes}, {o.key: o.horizon for o in outcomes}
     )
-    text = report.verdict(outcomes, comparisons, "pointmaze (oracle)")
+    text = tables.verdict(outcomes, comparisons, "pointmaze (oracle)")
     assert text.startswith("At H=15 on pointmaze (oracle), grasp's test success (100% [84, 100]")
     assert "significantly higher than cem's (0% [0, 16], p=<0.001)" in text
     assert "not significantly different from gd's (95% [76, 99], p=1.000)" in text
     assert "McNemar exact, Holm-adjusted" in text and text.count(".") >= 1
-    metrics = report.significance_metrics(comparisons)
+    metrics = tables.significance_metrics(comparisons)
     assert metrics["success_diff/cem_vs_grasp"] == -1.0
     assert 0 < metrics["p_success_holm/cem_vs_grasp"] < 1e-4
 
@@ -111,7 +112,7 @@ def test_printed_table_fits_120_columns_whatever_the_config_length():
         {"planner": "grasp", "H": "60", "SR": "70 [61, 77]", "best config": "x=1 " * 80},
         {"planner": "cem", "H": "60", "SR": "20 [13, 28]", "best config": "n=4"},
     ]
-    lines = report.fit_table(rows).splitlines()
+    lines = tables.fit_table(rows).splitlines()
     assert all(len(line) <= 120 for line in lines) and lines[2].rstrip(" |").endswith("...")
     assert "n=4" in lines[3]
 
@@ -398,7 +399,8 @@ def test_horizon_plot_draws_rates_of_0_and_100_percent():
     import matplotlib.pyplot as plt
 
     from grasplab.eval.metrics import summarize
-    from grasplab.platform.report import StageOutcome, horizon_plot
+    from grasplab.platform.report import StageOutcome
+    from grasplab.platform.report.figures import horizon_plot
 
     def outcome(horizon: int, solved: bool) -> StageOutcome:
         test = summarize([solved] * 3, [1.0 if solved else math.nan] * 3, [0.0] * 3, [9] * 3, 1.0)

@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Write the bundle: 0 when written, 2 on bad input (one line on stderr)."""
     args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     from grasplab.platform.bundle import BundleError, export, folder_hashes
-    from grasplab.platform.reporting import ReportError, open_store
+    from grasplab.platform.report.document import ReportError, open_store
     from grasplab.platform.tracking import default_tracking
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

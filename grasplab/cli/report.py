@@ -13,7 +13,7 @@ from grasplab.cli.common import module_doc, new_parser
 
 def parser() -> argparse.ArgumentParser:
     """``grasplab report <sweep name | parent run id> [more ...] [--out DIR] [--tracking-uri]``."""
-    p = new_parser("grasplab report", module_doc("grasplab.platform.reporting"))
+    p = new_parser("grasplab report", module_doc("grasplab.platform.report.document"))
     p.add_argument(
         "sweeps",
         nargs="+",
@@ -31,15 +31,19 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the report and print its paths: 0 on success, 2 on bad input (one line on stderr)."""
     args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    from grasplab.platform import reporting
+    from grasplab.platform import study
+    from grasplab.platform.report import document as reporting
     from grasplab.platform.tracking import default_tracking
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = args.tracking_uri or default_tracking(Path.cwd())[0]
     try:
         client = reporting.open_store(uri)
-        if len(args.sweeps) == 1 and (found := reporting.study_run(client, args.sweeps[0])):
-            return reporting.report_study(client, uri, found, args.out)
+        if len(args.sweeps) == 1 and (found := study.resolve_study(client, args.sweeps[0])):
+            paths = study.report_study(client, uri, found, args.out)
+            for path in paths:
+                print(path)
+            return 0
         runs = [reporting.resolve(client, ref) for ref in args.sweeps]
         reporting.check_compatible(runs)
         sweeps = [reporting.load_sweep(client, run) for run in runs]

@@ -93,7 +93,7 @@ def resolve_sweep(client: Any, ref: str) -> Any:
     Raises:
         BundleError: Unknown (naming the nearest sweep in the store) or not finished.
     """
-    from grasplab.platform import reporting
+    from grasplab.platform.report import document as reporting
     from grasplab.platform.tracking import ROLE
 
     try:
@@ -304,7 +304,7 @@ def build_manifest(
     """
     from grasplab.eval import random_floor
     from grasplab.platform import fingerprint
-    from grasplab.platform.reporting import load_sweep, sweep_id_of
+    from grasplab.platform.report.readback import load_sweep, sweep_id_of
     from grasplab.platform.sweep import COMMAND
 
     protocol = protocol_of_run(run)

@@ -32,8 +32,8 @@ from grasplab.moved import moved_names
 from grasplab.platform import fingerprint, runtime
 from grasplab.platform import progress as live
 from grasplab.platform.config import ConfigError, SweepSpec, compose, parse
-from grasplab.platform.readback import load_sweep
-from grasplab.platform.report import CSS, fit_table, html_table, render_table
+from grasplab.platform.report.readback import ReportError, load_sweep
+from grasplab.platform.report.tables import CSS, fit_table, html_table, render_table
 from grasplab.platform.tracking import PARENT, ROLE, git_sha, run_url, ui_command
 
 STUDY_ID = "grasplab.study_id"
@@ -746,3 +746,20 @@ def log_report(client: Any, run_id: str, rep: StudyReport, out: Path) -> list[Pa
 __getattr__ = moved_names(
     __name__, {"main": "grasplab.cli.ablate.main", "parse_args": "grasplab.cli.ablate.parser"}
 )
+
+
+def report_study(client: Any, uri: str, run: Any, out: str | None) -> list[Path]:
+    """Rebuild a study's ablation report from MLflow and log it back (``grasplab report``).
+
+    Returns:
+        The written files.
+
+    Raises:
+        ReportError: The study's runs cannot be read back into a report.
+    """
+    try:
+        rep = build_report(client, run, uri)
+    except ValueError as error:
+        raise ReportError(str(error)) from error
+    folder = Path(out or Path("reports") / run.data.tags.get(STUDY_ID, run.info.run_id))
+    return log_report(client, run.info.run_id, rep, folder.resolve())

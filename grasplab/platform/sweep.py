@@ -37,7 +37,7 @@ from grasplab.eval.significance import compare, pairwise
 from grasplab.moved import moved_names
 from grasplab.platform import fingerprint as runtime_fingerprint
 from grasplab.platform import progress as live
-from grasplab.platform import report, runtime
+from grasplab.platform import runtime
 from grasplab.platform.config import (
     ConfigError,
     PlannerSpec,
@@ -47,7 +47,8 @@ from grasplab.platform.config import (
     one_line,
     parse,
 )
-from grasplab.platform.report import StageOutcome
+from grasplab.platform.report import figures, tables
+from grasplab.platform.report.rows import StageOutcome
 from grasplab.platform.search import LABEL, PerPlannerScheduler, PlannerSearch
 from grasplab.platform.tracking import (
     Tracker,
@@ -268,10 +269,10 @@ def show_fingerprint(result: SweepResult, fp: dict[str, str]) -> None:
     result.extras["fingerprint"] = fp
     device = fp.get("device", "?") + (f" ({fp['device_name']})" if fp.get("device_name") else "")
     result.extras["header"] = [  # the device the workers planned on, not the cluster setting
-        report.timing_line(line, device) for line in result.extras["header"]
+        tables.timing_line(line, device) for line in result.extras["header"]
     ]
     result.extras["header"].extend(runtime_fingerprint.header_lines(fp))
-    result.summary = report.summary_text(
+    result.summary = tables.summary_text(
         result.extras["header"], result.verdict, result.table, result.url, result.ui
     )
 
@@ -491,14 +492,14 @@ def run_stages(
             phases["testing_s"] += time.perf_counter() - tuned
         outcomes.extend(StageOutcome.from_dict(state.stages[k]) for k in keys)
     floors = {s.protocol.horizon: random_floor(s.protocol, "test").summary() for s in spec.stages()}
-    rows = report.comparison_rows(outcomes, floors)
+    rows = tables.comparison_rows(outcomes, floors)
     result = SweepResult(
         state.sweep_id,
         state.parent_run_id or "",
         state.tracking_uri,
         outcomes,
         floors,
-        report.fit_table(report.summary_rows(outcomes, floors)),
+        tables.fit_table(tables.summary_rows(outcomes, floors)),
         ui_command(state.tracking_uri, state.artifact_root),
         trial_compute=compute,
         num_workers=pool.placement.num_workers,
@@ -524,10 +525,10 @@ def summarize_result(spec: SweepSpec, result: SweepResult, url: str) -> None:
         {o.key: o.test_records for o in outcomes}, {o.key: o.horizon for o in outcomes}
     )
     protocol = spec.protocol
-    where = report.where_text(protocol.env, protocol.env_overrides, spec.world_model)
-    result.verdict = report.verdict(outcomes, result.comparisons, where)
+    where = tables.where_text(protocol.env, protocol.env_overrides, spec.world_model)
+    result.verdict = tables.verdict(outcomes, result.comparisons, where)
     result.url = url
-    result.extras["header"] = report.header_lines(
+    result.extras["header"] = tables.header_lines(
         where,
         [o.horizon for o in outcomes],
         protocol.VERSION,
@@ -535,7 +536,7 @@ def summarize_result(spec: SweepSpec, result: SweepResult, url: str) -> None:
         [int(o.test.get("n", 0)) for o in outcomes],
         timing=f"batched calls of {spec.sweep.chunk_size} episodes on {spec.cluster['device']}",
     )
-    result.summary = report.summary_text(
+    result.summary = tables.summary_text(
         result.extras["header"], result.verdict, result.table, url, result.ui
     )
 
@@ -1060,7 +1061,7 @@ def log_outcome(tracker: Tracker, stage: Stage, outcome: StageOutcome) -> None:
     tracker.log_metrics(best, metrics)
     tracker.set_tags(best, {"best": "true"})
     if outcome.rescore:
-        rows = [{**r, "config": report.config_text(r["config"])} for r in outcome.rescore]
+        rows = [{**r, "config": tables.config_text(r["config"])} for r in outcome.rescore]
         tracker.log_table(parent, records_table(rows), f"rescore/{outcome.key}.json")
         for row in outcome.rescore:
             run = trial_key(tracker.sweep_id, stage.key, row["trial"])
@@ -1104,11 +1105,11 @@ def finish_report(
     parent = tracker.parent_id
     tracker.log_text(parent, result.table + "\n", "comparison.md")
     tracker.log_table(parent, records_table(result.extras["rows"]), "comparison.json")
-    description = report.summary_text(
+    description = tables.summary_text(
         result.extras["header"], result.verdict, result.table, markdown=True
     )
     tracker.set_tags(parent, {"mlflow.note.content": description, "verdict": result.verdict})
-    tracker.log_metrics(parent, report.significance_metrics(result.comparisons))
+    tracker.log_metrics(parent, tables.significance_metrics(result.comparisons))
     if result.comparisons:
         tracker.log_table(
             parent, records_table(c.to_dict() for c in result.comparisons), "significance.json"
@@ -1127,10 +1128,10 @@ def log_plots(tracker: Tracker, result: SweepResult, folder: Path) -> None:
     """Pareto scatter always; success vs horizon when the sweep spans several horizons."""
     import matplotlib.pyplot as plt
 
-    figures = {"pareto.png": report.pareto_plot(result.outcomes)}
+    plots = {"pareto.png": figures.pareto_plot(result.outcomes)}
     if len(result.floors) > 1:
-        figures["success_vs_horizon.png"] = report.horizon_plot(result.outcomes, result.floors)
-    for name, fig in figures.items():
+        plots["success_vs_horizon.png"] = figures.horizon_plot(result.outcomes, result.floors)
+    for name, fig in plots.items():
         fig.savefig(folder / name, bbox_inches="tight")
         plt.close(fig)
         tracker.log_artifact(tracker.parent_id, str(folder / name))
@@ -1152,9 +1153,9 @@ def log_gifs(
 
     Each GIF is the best config planning a held-out test episode, executed in the TRUE env
     (:meth:`~grasplab.platform.workers.WorldModelWorker.plan_frames`), annotated by
-    :func:`~grasplab.platform.report.episode_gif` and logged at :func:`gif_artifact`. The replay
-    plans the episode's test chunk again with the same seed; should its outcome still differ
-    from the recorded one (an MPC protocol, a non-deterministic device), up to
+    :func:`~grasplab.platform.report.figures.episode_gif` and logged at :func:`gif_artifact`.
+    The replay plans the episode's test chunk again with the same seed; should its outcome
+    still differ from the recorded one (an MPC protocol, a non-deterministic device), up to
     :data:`GIF_TRIES` episodes are tried. A variant with no success (or no failure) on the
     test goals gets none, with a note.
 
@@ -1170,7 +1171,7 @@ def log_gifs(
         title = f"{o.label} [{o.planner}] H{o.horizon}, test episode {index}"
         path = folder / gif_artifact(key, kind)
         frames, goal = np.asarray(out["frames"]), np.asarray(out["goal"])
-        report.episode_gif(frames, goal, out["reached"], title, path)
+        figures.episode_gif(frames, goal, out["reached"], title, path)
         tracker.log_artifact(tracker.parent_id, str(path), "gifs")
     notes += [
         f"{key}: no {kind} GIF (replaying test episodes {tried} gave the other outcome)"
