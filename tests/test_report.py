@@ -282,6 +282,7 @@ def expected_rows(run) -> dict[str, list[str]]:
                 f"{100 * m[f'{prefix}ci_high']:.0f}]",
                 "-" if tts is None else f"{tts:.2f}",
                 "-" if sts is None or math.isnan(sts) else f"{sts:.0f}",
+                f"{m[f'{prefix}model_steps']:.0f}",
                 f"{m[f'{prefix}n']:.0f}",
             ]
     rows["random floor"] = [
@@ -290,6 +291,7 @@ def expected_rows(run) -> dict[str, list[str]]:
         f"{100 * m['random_floor/H6/success_rate']:.0f} [{100 * m['random_floor/H6/ci_low']:.0f}, "
         f"{100 * m['random_floor/H6/ci_high']:.0f}]",
         "-",
+        "0",
         "0",
         f"{m['random_floor/H6/n']:.0f}",
     ]
@@ -331,8 +333,8 @@ def test_report_from_mlflow_renders_in_chromium_with_the_runs_numbers(swept, cap
     parsed = Tables()
     parsed.feed(dom)
     header, *body = parsed.tables["results"]
-    assert header[:6] == ["planner", "H", "SR % [95% CI]", "TTS (s)", "STS", "n"]
-    assert {row[0]: row[:6] for row in body} == want
+    assert header[:7] == ["planner", "H", "SR % [95% CI]", "TTS (s)", "STS", "steps", "n"]
+    assert {row[0]: row[:7] for row in body} == want
     significance = parsed.tables["significance"]
     assert significance[1][1] == "grasp vs cem" and significance[1][4] == "McNemar exact"
     assert "Verdict." in dom and swept.parent.data.tags["verdict"] in dom.replace("&#39;", "'")

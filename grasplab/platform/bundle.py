@@ -265,17 +265,15 @@ def load_outcome(client: Any, run: Any, key: str) -> dict[str, Any]:
     Raises:
         BundleError: The sweep predates it (run by an older grasplab).
     """
-    from grasplab.platform.sweep import outcome_artifact
+    from grasplab.platform.report.readback import outcome_artifact, read_outcome
 
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = client.download_artifacts(run.info.run_id, outcome_artifact(key), tmp)
-        except Exception as error:  # noqa: BLE001 - MLflow raises several kinds
-            raise BundleError(
-                f"sweep run {run.info.run_id} has no {outcome_artifact(key)} (made by an older "
-                "grasplab?): rerun the sweep to export it"
-            ) from error
-        return json.loads(Path(local).read_text())
+    logged = read_outcome(client, run.info.run_id, key)
+    if logged is None:
+        raise BundleError(
+            f"sweep run {run.info.run_id} has no {outcome_artifact(key)} (made by an older "
+            "grasplab?): rerun the sweep to export it"
+        )
+    return logged
 
 
 def logged_p_values(run: Any, keys: Sequence[str]) -> list[dict[str, Any]]:

@@ -33,7 +33,8 @@ from grasplab.platform import fingerprint, runtime
 from grasplab.platform import progress as live
 from grasplab.platform.config import ConfigError, SweepSpec, compose, parse
 from grasplab.platform.report.readback import ReportError, load_sweep
-from grasplab.platform.report.tables import CSS, fit_table, html_table, render_table
+from grasplab.platform.report.rows import ResultRow
+from grasplab.platform.report.tables import CSS, fit_table, html_table, render_table, success_pct
 from grasplab.platform.tracking import PARENT, ROLE, git_sha, run_url, ui_command
 
 STUDY_ID = "grasplab.study_id"
@@ -366,24 +367,12 @@ def cell_state(
 
 
 @dataclass
-class Bar:
-    """One variant in one cell at one horizon, pooled over the study's seeds."""
-
-    cell: str
-    horizon: int
-    label: str
-    metrics: dict[str, float]
-    seeds: int
-    records: list[dict[str, Any]]
-
-
-@dataclass
 class StudyReport:
     """The study's ablation table, tests, bars and texts (built from MLflow)."""
 
     study_id: str
     header: list[str]
-    bars: list[Bar]
+    bars: list[ResultRow]
     floors: dict[tuple[str, int], dict[str, float]]
     comparisons: list[Any]
     verdict: str
@@ -448,7 +437,7 @@ def pool_floor(floors: Sequence[Mapping[str, float]]) -> dict[str, float]:
     return {"n": n, "success_rate": k / n if n else math.nan, "ci_low": low, "ci_high": high}
 
 
-def pool_bars(sweeps: Sequence[tuple[str, int, Any]]) -> tuple[list[Bar], dict]:
+def pool_bars(sweeps: Sequence[tuple[str, int, Any]]) -> tuple[list[ResultRow], dict]:
     """Per cell x horizon x variant: the test records of every seed pooled; the random floors.
 
     Goal indices are made unique per seed, so that variants stay paired goal by goal.
@@ -479,12 +468,23 @@ def pool_bars(sweeps: Sequence[tuple[str, int, Any]]) -> tuple[list[Bar], dict]:
             [float(r.get("final_distance", math.nan)) for r in records],
             [float(r.get("model_steps", math.nan)) for r in records],
             0.0,
+            [float(r.get("model_steps_to_success", math.nan)) for r in records],
         )
-        bars.append(Bar(cell, horizon, label, metrics, len(seeds[(cell, horizon, label)]), records))
+        bars.append(
+            ResultRow(
+                key=f"{cell}/H{horizon}/{label}",
+                label=label,
+                horizon=horizon,
+                test=metrics,
+                records=records,
+                cell=cell,
+                seeds=len(seeds[(cell, horizon, label)]),
+            )
+        )
     return bars, {k: pool_floor(v) for k, v in floors.items()}
 
 
-def compare_to_reference(bars: Sequence[Bar], reference: str = REFERENCE) -> list[Any]:
+def compare_to_reference(bars: Sequence[ResultRow], reference: str = REFERENCE) -> list[Any]:
     """Each variant against ``reference`` in its cell and horizon, paired on the goals.
 
     Holm-adjusted over the whole study.
@@ -507,13 +507,6 @@ def compare_to_reference(bars: Sequence[Bar], reference: str = REFERENCE) -> lis
             )
         )
     return holm_adjust(found)
-
-
-def _pct(metrics: Mapping[str, float]) -> str:
-    rate = metrics.get("success_rate", math.nan)
-    if math.isnan(rate):
-        return "-"
-    return f"{100 * rate:.0f}% [{100 * metrics['ci_low']:.0f}, {100 * metrics['ci_high']:.0f}]"
 
 
 def verdict_text(comparisons: Sequence[Any], alpha: float = ALPHA) -> str:
@@ -545,7 +538,7 @@ def verdict_text(comparisons: Sequence[Any], alpha: float = ALPHA) -> str:
 
 
 def table_rows(
-    bars: Sequence[Bar], floors: Mapping[tuple[str, int], Mapping[str, float]]
+    bars: Sequence[ResultRow], floors: Mapping[tuple[str, int], Mapping[str, float]]
 ) -> list[dict[str, str]]:
     """Rows: variants (then the random floor); columns: cell x horizon (success % [95% CI])."""
     columns = list(dict.fromkeys((b.cell, b.horizon) for b in bars))
@@ -556,11 +549,11 @@ def table_rows(
         row = {"variant": label}
         for cell, horizon in columns:
             bar = by_key.get((cell, horizon, label))
-            row[f"{cell} H{horizon}"] = _pct(bar.metrics) if bar else "-"
+            row[f"{cell} H{horizon}"] = success_pct(bar.test) if bar else "-"
         rows.append(row)
     floor_row = {"variant": "random"}
     for cell, horizon in columns:
-        floor_row[f"{cell} H{horizon}"] = _pct(floors.get((cell, horizon), {}))
+        floor_row[f"{cell} H{horizon}"] = success_pct(floors.get((cell, horizon), {}))
     rows.append(floor_row)
     return rows
 
@@ -580,7 +573,9 @@ def significance_rows(comparisons: Sequence[Any]) -> list[dict[str, str]]:
     ]
 
 
-def bars_png(bars: Sequence[Bar], floors: Mapping[tuple[str, int], Mapping[str, float]]) -> bytes:
+def bars_png(
+    bars: Sequence[ResultRow], floors: Mapping[tuple[str, int], Mapping[str, float]]
+) -> bytes:
     """The ablation bars: a panel per cell x horizon, a bar per variant with its 95% CI.
 
     The random floor is dashed.
@@ -601,7 +596,7 @@ def bars_png(bars: Sequence[Bar], floors: Mapping[tuple[str, int], Mapping[str, 
         for i, label in enumerate(labels):
             if label not in mine:
                 continue
-            m = mine[label].metrics
+            m = mine[label].test
             xs.append(i)
             ys.append(100 * m["success_rate"])
             low.append(max(0.0, 100 * (m["success_rate"] - m["ci_low"])))  # Wilson: 0 - 1e-17
@@ -613,7 +608,7 @@ def bars_png(bars: Sequence[Bar], floors: Mapping[tuple[str, int], Mapping[str, 
             ax.axhline(100 * floor["success_rate"], ls="--", color="grey", label="random floor")
             ax.legend(loc="upper right", fontsize=7)
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-        n = max((b.metrics["n"] for b in mine.values()), default=0)
+        n = max((b.test["n"] for b in mine.values()), default=0)
         ax.set_title(f"{cell}, H = {horizon} (n = {n:.0f} per bar)", fontsize=9)
         ax.set_ylim(0, 105)
         ax.set_ylabel("test success % (95% CI)")
@@ -716,7 +711,7 @@ def log_report(client: Any, run_id: str, rep: StudyReport, out: Path) -> list[Pa
     paths[1].write_text(rep.markdown + "\n", encoding="utf-8")
     paths[2].write_bytes(rep.png)
     rows = [
-        {"cell": b.cell, "horizon": b.horizon, "variant": b.label, "seeds": b.seeds, **b.metrics}
+        {"cell": b.cell, "horizon": b.horizon, "variant": b.label, "seeds": b.seeds, **b.test}
         for b in rep.bars
     ]
     (out / "ablation.json").write_text(json.dumps(rows, indent=1, default=float))
@@ -727,7 +722,7 @@ def log_report(client: Any, run_id: str, rep: StudyReport, out: Path) -> list[Pa
     metrics = [
         Metric(f"{b.cell}/H{b.horizon}/{b.label}/test_{k}", float(v), now, 0)
         for b in rep.bars
-        for k, v in b.metrics.items()
+        for k, v in b.test.items()
         if k in ("success_rate", "ci_low", "ci_high", "n", "median_time_to_success")
         and math.isfinite(float(v))
     ]

@@ -48,6 +48,7 @@ from grasplab.platform.config import (
     parse,
 )
 from grasplab.platform.report import figures, tables
+from grasplab.platform.report.readback import outcome_artifact
 from grasplab.platform.report.rows import StageOutcome
 from grasplab.platform.search import LABEL, PerPlannerScheduler, PlannerSearch
 from grasplab.platform.tracking import (
@@ -492,14 +493,15 @@ def run_stages(
             phases["testing_s"] += time.perf_counter() - tuned
         outcomes.extend(StageOutcome.from_dict(state.stages[k]) for k in keys)
     floors = {s.protocol.horizon: random_floor(s.protocol, "test").summary() for s in spec.stages()}
-    rows = tables.comparison_rows(outcomes, floors)
+    results = [o.row(state.sweep_id) for o in outcomes]
+    rows = tables.comparison_rows(results, floors)
     result = SweepResult(
         state.sweep_id,
         state.parent_run_id or "",
         state.tracking_uri,
         outcomes,
         floors,
-        tables.fit_table(tables.summary_rows(outcomes, floors)),
+        tables.fit_table(tables.summary_rows(results, floors)),
         ui_command(state.tracking_uri, state.artifact_root),
         trial_compute=compute,
         num_workers=pool.placement.num_workers,
@@ -520,20 +522,20 @@ def run_stages(
 
 def summarize_result(spec: SweepSpec, result: SweepResult, url: str) -> None:
     """Fill in the significance tests, the verdict and the printed summary of ``result``."""
-    outcomes = result.outcomes
+    results = [o.row(result.sweep_id) for o in result.outcomes]
     result.comparisons = pairwise(
-        {o.key: o.test_records for o in outcomes}, {o.key: o.horizon for o in outcomes}
+        {r.key: r.records for r in results}, {r.key: r.horizon for r in results}
     )
     protocol = spec.protocol
     where = tables.where_text(protocol.env, protocol.env_overrides, spec.world_model)
-    result.verdict = tables.verdict(outcomes, result.comparisons, where)
+    result.verdict = tables.verdict(results, result.comparisons, where)
     result.url = url
     result.extras["header"] = tables.header_lines(
         where,
-        [o.horizon for o in outcomes],
+        [r.horizon for r in results],
         protocol.VERSION,
         protocol.fingerprint(),
-        [int(o.test.get("n", 0)) for o in outcomes],
+        [int(r.test.get("n", 0)) for r in results],
         timing=f"batched calls of {spec.sweep.chunk_size} episodes on {spec.cluster['device']}",
     )
     result.summary = tables.summary_text(
@@ -1087,11 +1089,6 @@ def log_outcome(tracker: Tracker, stage: Stage, outcome: StageOutcome) -> None:
             records_table(outcome.default_test_records),
             f"default/{outcome.key}.json",
         )
-
-
-def outcome_artifact(key: str) -> str:
-    """Artifact path of a stage outcome's JSON on the parent run (exact floats, full config)."""
-    return f"test/{key}.outcome.json"
 
 
 def finish_report(

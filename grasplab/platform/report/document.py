@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -36,7 +35,6 @@ from grasplab.eval.significance import Comparison, pairwise
 from grasplab.platform import fingerprint
 from grasplab.platform.report import tables
 from grasplab.platform.report.readback import (
-    Entry,
     ReportError,
     Sweep,
     load_sweep,  # noqa: F401  (re-exported: grasplab.cli.report reads sweeps through here)
@@ -45,6 +43,7 @@ from grasplab.platform.report.readback import (
     protocol_of,
     sweep_id_of,
 )
+from grasplab.platform.report.rows import ResultRow
 from grasplab.platform.report.tables import CSS, html_table
 from grasplab.platform.tracking import ROLE, SWEEP_ID, run_url
 
@@ -135,7 +134,7 @@ def fingerprint_lines(sweeps: Sequence[Sweep]) -> list[str]:
     return [*lines, f"warning: {fingerprint_warning([s.run for s in sweeps])}"]
 
 
-def line_up(sweeps: Sequence[Sweep]) -> list[Entry]:
+def line_up(sweeps: Sequence[Sweep]) -> list[ResultRow]:
     """Every entry; keys and labels prefixed by the sweep id when several sweeps."""
     if len(sweeps) == 1:
         return list(sweeps[0].entries)
@@ -239,7 +238,7 @@ class Report:
     """Everything the report shows, as plain data."""
 
     sweeps: list[Sweep]
-    entries: list[Entry]
+    entries: list[ResultRow]
     comparisons: list[Comparison]
     verdict: str
     header: list[str]
@@ -249,61 +248,19 @@ class Report:
     urls: dict[str, str]
 
 
-def table_rows(sweeps: Sequence[Sweep], entries: Sequence[Entry]) -> list[dict[str, str]]:
-    """The comparison table: one row per entry, then each sweep's random floor per horizon."""
-    version = {s.sweep_id: s.protocol.get("version", "?") for s in sweeps}
-    rows = [
-        {
-            "planner": e.label,
-            "H": str(e.horizon),
-            "SR % [95% CI]": tables.success_cell(e.test),
-            "TTS (s)": tables.tts_cell(e.test).removesuffix(" s"),
-            "STS": tables.sts_cell(e.test),
-            "n": f"{e.test.get('n', 0):.0f}",
-            "steps": f"{e.test.get('model_steps', math.nan):.0f}",
-            "protocol": version.get(e.sweep, "?"),
-            "best config": tables.config_text(e.tuned) if e.tuned else "-",
-        }
-        for e in entries
+def table_rows(sweeps: Sequence[Sweep], entries: Sequence[ResultRow]) -> list[dict[str, str]]:
+    """The comparison table: the entries (each with its default row), each sweep's floors."""
+    protocol = {s.sweep_id: s.protocol.get("version", "?") for s in sweeps}
+    floors = [
+        row
+        for s in sweeps
+        for row in tables.floor_rows(
+            s.floors,
+            s.sweep_id,
+            f"{s.sweep_id}:random floor" if len(sweeps) > 1 else "random floor",
+        )
     ]
-    rows = [r for e, row in zip(entries, rows, strict=True) for r in _with_default(e, row)]
-    for s in sweeps:
-        prefix = f"{s.sweep_id}:" if len(sweeps) > 1 else ""
-        for horizon, floor in sorted(s.floors.items()):
-            rows.append(
-                {
-                    "planner": f"{prefix}random floor",
-                    "H": str(horizon),
-                    "SR % [95% CI]": tables.success_cell(floor),
-                    "TTS (s)": "-",
-                    "STS": "0",
-                    "n": f"{floor.get('n', 0):.0f}",
-                    "steps": "0",
-                    "protocol": version[s.sweep_id],
-                    "best config": "uniform random actions",
-                }
-            )
-    return rows
-
-
-def _with_default(e: Entry, row: dict[str, str]) -> list[dict[str, str]]:
-    """``row``, then the entry's default-config row (same test goals) when the sweep has one."""
-    if not e.default:
-        return [row]
-    d = e.default
-    return [
-        row,
-        {
-            **row,
-            "planner": e.label + tables.DEFAULT_SUFFIX,
-            "SR % [95% CI]": tables.success_cell(d),
-            "TTS (s)": tables.tts_cell(d).removesuffix(" s"),
-            "STS": tables.sts_cell(d),
-            "n": f"{d.get('n', 0):.0f}",
-            "steps": f"{d.get('model_steps', math.nan):.0f}",
-            "best config": f"untuned defaults; vs tuned: McNemar p={tables.p_text(d['p_success'])}",
-        },
-    ]
+    return tables.summary_rows(entries, floors, protocol)
 
 
 def build(uri: str, sweeps: Sequence[Sweep]) -> Report:

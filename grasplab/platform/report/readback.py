@@ -11,13 +11,14 @@ import math
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from grasplab.platform.report.rows import ResultRow, StageOutcome
 from grasplab.platform.tracking import PARENT, SWEEP_ID
 
 IMAGES = (".png", ".gif")
@@ -28,38 +29,12 @@ class ReportError(ValueError):
 
 
 @dataclass
-class Entry:
-    """One planner variant at one horizon of one sweep, as read back from MLflow.
-
-    Attributes:
-        key: Unique name in the report (``grasp-H20``, or ``<sweep id>:grasp-H20``).
-        label: Variant label as printed (prefixed by the sweep id when several sweeps).
-        horizon: Plan horizon.
-        test: Test metrics (``success_rate``, ``ci_low``, ``ci_high``, ``n``, ...).
-        tuned: The best trial's tuned fields (from its child run's params).
-        records: Per-episode test records.
-        sweep: Sweep id it belongs to.
-        default: The variant's default config on the same test goals (its test metrics, and
-            ``p_success``: McNemar's test of the pick against it); empty for older sweeps.
-    """
-
-    key: str
-    label: str
-    horizon: int
-    test: dict[str, float]
-    tuned: dict[str, Any] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list)
-    sweep: str = ""
-    default: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
 class Sweep:
     """One sweep's parent run and what hangs off it."""
 
     run: Any
     protocol: dict[str, str]
-    entries: list[Entry]
+    entries: list[ResultRow]
     floors: dict[int, dict[str, float]]
     trials: list[Any]
     images: dict[str, bytes]
@@ -122,8 +97,31 @@ def _order(run: Any, label: str) -> int:
     return planners.index(label) if isinstance(planners, list) and label in planners else 1000
 
 
-def entry(client: MlflowClient, run: Any, key: str, trials: Sequence[Any]) -> Entry:
-    """The result set ``key`` of a parent run, with its best trial's tuned fields."""
+def outcome_artifact(key: str) -> str:
+    """Artifact path of a stage outcome's JSON on the parent run (exact floats, full config)."""
+    return f"test/{key}.outcome.json"
+
+
+def read_outcome(client: MlflowClient, run_id: str, key: str) -> dict[str, Any] | None:
+    """The stage outcome a sweep logged for ``key`` (None: a sweep older than that artifact)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, outcome_artifact(key), tmp)
+        except (MlflowException, OSError):
+            return None
+        return json.loads(Path(local).read_text())
+
+
+def entry(client: MlflowClient, run: Any, key: str, trials: Sequence[Any]) -> ResultRow:
+    """The result row ``key`` of a parent run: the outcome the sweep logged, as it printed it.
+
+    A sweep older than the outcome artifact is rebuilt from the parent's metrics, its
+    ``test/<key>.json`` table and its best trial's params (no paired default test then).
+    """
+    sweep_id = run.data.tags.get(SWEEP_ID, "")
+    logged = read_outcome(client, run.info.run_id, key)
+    if logged is not None:
+        return StageOutcome.from_dict(logged).row(sweep_id)
     metrics = run.data.metrics
     test = {
         name.removeprefix(f"{key}/test_"): value
@@ -144,15 +142,7 @@ def entry(client: MlflowClient, run: Any, key: str, trials: Sequence[Any]) -> En
     elif (found := re.fullmatch(r"(.+)-H(\d+)", key)) is not None:
         label, horizon = found[1], int(found[2])
     records = read_table(client, run.info.run_id, f"test/{key}.json")
-    default = {
-        name.removeprefix(f"{key}/default_test_"): value
-        for name, value in metrics.items()
-        if name.startswith(f"{key}/default_test_")
-    }
-    if default:
-        default["p_success"] = metrics.get(f"{key}/tuned_vs_default_p_success", math.nan)
-    sweep_id = run.data.tags.get(SWEEP_ID, "")
-    return Entry(key, label, horizon, test, tuned, records, sweep_id, default)
+    return ResultRow(key, label, horizon, test, records, tuned, sweep=sweep_id)
 
 
 def outcome_key(trial: Any) -> str:

@@ -1,10 +1,53 @@
-"""What one planner variant at one horizon produced: the sweep's durable record, one row."""
+"""The row every table is made of (:class:`ResultRow`), and the sweep's stage record.
+
+A :class:`ResultRow` is one planner variant at one horizon on the held-out test goals. The
+sweep's printed summary makes them from its :class:`StageOutcome` records
+(:meth:`StageOutcome.row`), ``grasplab report`` from the outcome each sweep logged to MLflow
+(:mod:`grasplab.platform.report.readback`), and an ablation study by pooling a variant's rows
+over its seeds (:mod:`grasplab.platform.study`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+@dataclass
+class ResultRow:
+    """One planner variant at one horizon on the held-out test goals.
+
+    Attributes:
+        key: Unique name in its table (``grasp-H20``; ``<sweep id>:grasp-H20`` when several
+            sweeps are lined up; ``<cell>/H<horizon>/<variant>`` in a study).
+        label: Variant label as printed.
+        horizon: Plan horizon (model steps).
+        test: Summary metrics (``success_rate``, ``ci_low``, ``ci_high``, ``n``, ...).
+        records: Per-episode test records.
+        tuned: The chosen config's tuned fields.
+        default: The variant's default config on the same goals: its summary metrics, ``{}``
+            when the variant has no search (or the sweep predates it).
+        default_comparison: The paired test of the pick against the default
+            (:class:`~grasplab.eval.significance.Comparison` as a dict, ``a`` = the pick).
+        default_is_pick: The search picked the default config itself.
+        sweep: Sweep id it comes from.
+        cell: Study cell (env + world model), ``""`` outside a study.
+        seeds: Seeds pooled into it (a study's), else 1.
+    """
+
+    key: str
+    label: str
+    horizon: int
+    test: dict[str, float]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    tuned: dict[str, Any] = field(default_factory=dict)
+    default: dict[str, float] = field(default_factory=dict)
+    default_comparison: dict[str, Any] = field(default_factory=dict)
+    default_is_pick: bool = False
+    sweep: str = ""
+    cell: str = ""
+    seeds: int = 1
 
 
 @dataclass
@@ -61,6 +104,21 @@ class StageOutcome:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON)."""
         return asdict(self)
+
+    def row(self, sweep: str = "") -> ResultRow:
+        """The outcome's row of the test table."""
+        return ResultRow(
+            key=self.key,
+            label=self.label,
+            horizon=self.horizon,
+            test=dict(self.test),
+            records=list(self.test_records),
+            tuned=dict(self.tuned),
+            default=dict(self.default_test),
+            default_comparison=dict(self.default_comparison),
+            default_is_pick=bool(self.default_config) and self.default_config == self.best_config,
+            sweep=sweep,
+        )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> StageOutcome:

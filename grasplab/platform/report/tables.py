@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from grasplab.eval import format_cell
-from grasplab.platform.report.rows import StageOutcome
+from grasplab.platform.report.rows import ResultRow
 
 
 def short(value: Any) -> str:
@@ -36,91 +36,53 @@ def sts_cell(metrics: Mapping[str, float]) -> str:
 
 
 def comparison_rows(
-    outcomes: Sequence[StageOutcome], floors: Mapping[int, Mapping[str, float]]
+    results: Sequence[ResultRow], floors: Mapping[int, Mapping[str, float]]
 ) -> list[dict[str, str]]:
-    """Table rows: one per stage, then the random floor at each horizon."""
-    rows = [
-        {
-            "planner": o.label,
-            "horizon": str(o.horizon),
-            "best config": config_text(o.tuned),
-            "test success [95% CI] / median tts": format_cell(o.test),
-            "median tts": tts_cell(o.test),
-            "median model steps to success": sts_cell(o.test),
-            "model steps": f"{o.test.get('model_steps', math.nan):.0f}",
-            "n": f"{o.test.get('n', 0):.0f}",
-        }
-        for o in outcomes
-    ]
-    rows = _with_defaults(rows, outcomes, _default_comparison_row)
+    """Rows of ``comparison.json``: one per result (then its default), the floor per horizon."""
+    rows = []
+    for r in results:
+        rows.append(_comparison_row(r.label, r.horizon, config_text(r.tuned), r.test))
+        if r.default:
+            untuned = f"untuned defaults; {tuned_vs_default(r)}"
+            rows.append(_comparison_row(r.label + DEFAULT_SUFFIX, r.horizon, untuned, r.default))
     for horizon, floor in sorted(floors.items()):
-        rows.append(
-            {
-                "planner": "random floor",
-                "horizon": str(horizon),
-                "best config": "uniform random actions",
-                "test success [95% CI] / median tts": format_cell(floor),
-                "median tts": "-",
-                "median model steps to success": "0",
-                "model steps": "0",
-                "n": f"{floor.get('n', 0):.0f}",
-            }
-        )
+        rows.append(_comparison_row("random floor", horizon, "uniform random actions", floor))
+        rows[-1].update({"median tts": "-", "median model steps to success": "0"})
+        rows[-1]["model steps"] = "0"
     return rows
+
+
+def _comparison_row(
+    label: str, horizon: int, config: str, metrics: Mapping[str, float]
+) -> dict[str, str]:
+    return {
+        "planner": label,
+        "horizon": str(horizon),
+        "best config": config,
+        "test success [95% CI] / median tts": format_cell(metrics),
+        "median tts": tts_cell(metrics),
+        "median model steps to success": sts_cell(metrics),
+        "model steps": f"{metrics.get('model_steps', math.nan):.0f}",
+        "n": f"{metrics.get('n', 0):.0f}",
+    }
 
 
 DEFAULT_SUFFIX = " (default)"
 """Label suffix of a variant's untuned row (its default config on the same test goals)."""
 
 
-def _with_defaults(
-    rows: list[dict[str, str]], outcomes: Sequence[StageOutcome], make: Any
-) -> list[dict[str, str]]:
-    """``rows`` (one per outcome) with each tuned variant's default row right after its own."""
-    out = []
-    for row, o in zip(rows, outcomes, strict=True):
-        out.append(row)
-        if o.default_test:
-            out.append(make(o))
-    return out
-
-
-def tuned_vs_default(o: StageOutcome) -> str:
+def tuned_vs_default(r: ResultRow) -> str:
     """``tuned - default: +3 pts, McNemar p=0.34 (only tuned 5 / only default 1)``."""
-    c = o.default_comparison
-    if o.default_config == o.best_config:
+    c = r.default_comparison
+    if r.default_is_pick:
         return "the pick is the default config"
+    if not c:
+        return "no paired test"
     diff = 100 * (c["success_a"] - c["success_b"])
     return (
         f"tuned - default: {diff:+.0f} pts, {c['success_test']} p={p_text(c['p_success'])} "
         f"(only tuned {c['a_only']:.0f} / only default {c['b_only']:.0f})"
     )
-
-
-def _default_comparison_row(o: StageOutcome) -> dict[str, str]:
-    return {
-        "planner": o.label + DEFAULT_SUFFIX,
-        "horizon": str(o.horizon),
-        "best config": f"untuned defaults; {tuned_vs_default(o)}",
-        "test success [95% CI] / median tts": format_cell(o.default_test),
-        "median tts": tts_cell(o.default_test),
-        "median model steps to success": sts_cell(o.default_test),
-        "model steps": f"{o.default_test.get('model_steps', math.nan):.0f}",
-        "n": f"{o.default_test.get('n', 0):.0f}",
-    }
-
-
-def _default_summary_row(o: StageOutcome) -> dict[str, str]:
-    return {
-        "planner": o.label + DEFAULT_SUFFIX,
-        "H": str(o.horizon),
-        "SR % [95% CI]": success_cell(o.default_test),
-        "TTS (s)": tts_cell(o.default_test).removesuffix(" s"),
-        "STS": sts_cell(o.default_test),
-        "steps": f"{o.default_test.get('model_steps', math.nan):.0f}",
-        "n": f"{o.default_test.get('n', 0):.0f}",
-        "best config": tuned_vs_default(o),
-    }
 
 
 def render_table(rows: Sequence[Mapping[str, str]]) -> str:
@@ -133,11 +95,6 @@ def render_table(rows: Sequence[Mapping[str, str]]) -> str:
     rule = "|" + "|".join("-" * (widths[c] + 2) for c in columns) + "|"
     body = ["| " + " | ".join(r[c].ljust(widths[c]) for c in columns) + " |" for r in rows]
     return "\n".join([line, rule, *body])
-
-
-def best_outcome(outcomes: Sequence[StageOutcome]) -> StageOutcome:
-    """The stage with the highest test success (ties: the larger horizon, then order)."""
-    return max(outcomes, key=lambda o: (o.test["success_rate"], o.horizon))
 
 
 WIDTH = 120
@@ -169,37 +126,60 @@ def success_cell(metrics: Mapping[str, float]) -> str:
 
 
 def summary_rows(
-    outcomes: Sequence[StageOutcome], floors: Mapping[int, Mapping[str, float]]
+    results: Sequence[ResultRow],
+    floors: Sequence[ResultRow] | Mapping[int, Mapping[str, float]],
+    protocol: Mapping[str, str] | None = None,
 ) -> list[dict[str, str]]:
-    """Compact rows of the printed table (abbreviations in :data:`LEGEND`)."""
-    rows = [
-        {
-            "planner": o.label,
-            "H": str(o.horizon),
-            "SR % [95% CI]": success_cell(o.test),
-            "TTS (s)": tts_cell(o.test).removesuffix(" s"),
-            "STS": sts_cell(o.test),
-            "steps": f"{o.test.get('model_steps', math.nan):.0f}",
-            "n": f"{o.test.get('n', 0):.0f}",
-            "best config": config_text(o.tuned),
-        }
-        for o in outcomes
-    ]
-    rows = _with_defaults(rows, outcomes, _default_summary_row)
-    for horizon, floor in sorted(floors.items()):
-        rows.append(
-            {
-                "planner": "random floor",
-                "H": str(horizon),
-                "SR % [95% CI]": success_cell(floor),
-                "TTS (s)": "-",
-                "STS": "0",
-                "steps": "0",
-                "n": f"{floor.get('n', 0):.0f}",
-                "best config": "-",
-            }
-        )
+    """Rows of the printed (and reported) table; abbreviations in :data:`LEGEND`.
+
+    Args:
+        results: One row each, followed by its default config's row when it has one.
+        floors: The random floor per horizon (``{horizon: metrics}``), or its rows (several
+            sweeps lined up: labels that name their sweep).
+        protocol: Sweep id -> protocol version: adds a ``protocol`` column (``grasplab
+            report``).
+    """
+    if isinstance(floors, Mapping):
+        floors = floor_rows(floors)
+    rows = []
+    for r in results:
+        version = None if protocol is None else protocol.get(r.sweep, "?")
+        rows.append(_summary_row(r.label, r.horizon, r.test, config_text(r.tuned), version))
+        if r.default:
+            label = r.label + DEFAULT_SUFFIX
+            rows.append(_summary_row(label, r.horizon, r.default, tuned_vs_default(r), version))
+    for f in floors:
+        version = None if protocol is None else protocol.get(f.sweep, "?")
+        row = _summary_row(f.label, f.horizon, f.test, "uniform random actions", version)
+        rows.append({**row, "TTS (s)": "-", "STS": "0", "steps": "0"})
     return rows
+
+
+def floor_rows(
+    floors: Mapping[int, Mapping[str, float]], sweep: str = "", label: str = "random floor"
+) -> list[ResultRow]:
+    """The random floor's rows, one per horizon."""
+    return [
+        ResultRow(key=f"{label}-H{h}", label=label, horizon=h, test=dict(f), sweep=sweep)
+        for h, f in sorted(floors.items())
+    ]
+
+
+def _summary_row(
+    label: str, horizon: int, metrics: Mapping[str, float], config: str, version: str | None
+) -> dict[str, str]:
+    row = {
+        "planner": label,
+        "H": str(horizon),
+        "SR % [95% CI]": success_cell(metrics),
+        "TTS (s)": tts_cell(metrics).removesuffix(" s"),
+        "STS": sts_cell(metrics),
+        "steps": f"{metrics.get('model_steps', math.nan):.0f}",
+        "n": f"{metrics.get('n', 0):.0f}",
+    }
+    if version is not None:
+        row["protocol"] = version
+    return {**row, "best config": config}
 
 
 def fit_table(rows: Sequence[Mapping[str, str]], width: int = WIDTH) -> str:
@@ -217,8 +197,8 @@ def fit_table(rows: Sequence[Mapping[str, str]], width: int = WIDTH) -> str:
     return render_table([{**r, last: cut(r[last])} for r in rows])
 
 
-def _sr_pct(metrics: Mapping[str, float]) -> str:
-    """``25% [5, 70]``: the success rate with its 95% CI, for sentences."""
+def success_pct(metrics: Mapping[str, float]) -> str:
+    """``25% [5, 70]``: the success rate with its 95% CI, for sentences (``-``: none)."""
     rate = metrics.get("success_rate", math.nan)
     if rate is None or math.isnan(rate):
         return "-"
@@ -244,7 +224,7 @@ def _find(comparisons: Sequence[Any], a: str, b: str) -> tuple[Any, bool] | None
 
 def _versus(lead: Any, other: Any, comparisons: Sequence[Any], alpha: float) -> str:
     found = _find(comparisons, lead.key, other.key)
-    described = f"{other.label}'s ({_sr_pct(other.test)}"
+    described = f"{other.label}'s ({success_pct(other.test)}"
     if found is None:
         return f"not tested against {described})"
     c, _ = found
@@ -295,7 +275,7 @@ def _cost_phrase(c: Any, keys: Mapping[str, str]) -> str:
 
 
 def verdict(
-    outcomes: Sequence[Any],
+    outcomes: Sequence[ResultRow],
     comparisons: Sequence[Any],
     where: str,
     alpha: float = ALPHA,
@@ -317,7 +297,7 @@ def verdict(
         lead = max(group, key=lambda o: o.test.get("success_rate", -1.0))
         head = (
             f"at H={horizon} on {where}, {lead.label}'s test success "
-            f"({_sr_pct(lead.test)}, n={lead.test.get('n', 0):.0f})"
+            f"({success_pct(lead.test)}, n={lead.test.get('n', 0):.0f})"
         )
         others = [o for o in group if o is not lead]
         if not others:
