@@ -306,10 +306,22 @@ def test_report_from_mlflow_renders_in_chromium_with_the_runs_numbers(swept, cap
     client = MlflowClient(swept.uri)
     run_id = swept.parent.info.run_id
     logged = {a.path for a in client.list_artifacts(run_id, "report")}
-    assert logged == {"report/report.html", "report/report.md"}
+    assert logged == {"report/report.html", "report/report.md", "report/images"}
+    images = {a.path for a in client.list_artifacts(run_id, "report/images")}
+    assert "report/images/pareto.png" in images  # report.md's links hold in MLflow too
     page = (out / "report.html").read_text()
-    assert "<script" not in page and not re.search(r"(src|href)=\"https?:", page)
+    assert "<script" not in page and not re.search(r"src=\"https?:", page)
+    links = re.findall(r'href="([^"]+)"', page)  # the one link: the run in MLflow's UI
+    assert len(links) == 1 and links[0].startswith("http://127.0.0.1:5000/#/experiments/")
     assert 'src="data:image/png;base64,' in page  # pareto.png, inlined
+    # the answer first: verdict, table, then the Pareto plot at full width, then the rest
+    order = ['id="verdict"', 'id="results"', 'class="wide"', 'id="significance"', 'id="setup"']
+    places = [page.index(mark) for mark in order]
+    assert places == sorted(places)
+    # report.md's relative links resolve inside --out
+    links = re.findall(r"\]\(([^)]+)\)", (out / "report.md").read_text())
+    local = [link for link in links if not link.startswith("http")]
+    assert "images/pareto.png" in local and all((out / link).is_file() for link in local)
     want = expected_rows(client.get_run(run_id))
     markdown = (out / "report.md").read_text()
     for row in want.values():
@@ -341,6 +353,34 @@ def test_report_from_mlflow_renders_in_chromium_with_the_runs_numbers(swept, cap
     assert "complete trials)" in dom  # Optuna importances per variant
 
 
+def test_gifs_stand_in_a_grid_one_row_per_planner_with_valid_links(tmp_path):
+    from types import SimpleNamespace
+
+    from grasplab.platform.report.readback import Sweep
+
+    run = SimpleNamespace(data=SimpleNamespace(tags={}), info=SimpleNamespace(run_name="s1"))
+    gif = b"GIF89a..."
+    images = {
+        "pareto.png": b"\x89PNG...",
+        "gifs/grasp_success.gif": gif,
+        "gifs/grasp_failure.gif": gif,
+        "gifs/cem_failure.gif": gif,  # CEM solved nothing: no success GIF
+    }
+    sweep = Sweep(run, {}, [], {}, [], images)
+    rep = reporting.Report([sweep], [], [], "v.", ["h"], [{"a": "1"}], [], {}, {"s1": "http://x"})
+    page = reporting.render_html(rep)
+    parsed = Tables()
+    parsed.feed(page)
+    assert [row[0] for row in parsed.tables["gifs"]] == ["planner", "grasp", "cem"]
+    assert parsed.tables["gifs"][2][1] == "-"  # no success to show
+    assert page.count('src="data:image/gif;base64,') == 3
+    assert page.index('class="wide"') < page.index('id="gifs"')
+    md = reporting.markdown(rep)
+    assert "| grasp | ![gifs/grasp_success.gif](images/gifs/grasp_success.gif) |" in md
+    assert "| cem | - | ![gifs/cem_failure.gif](images/gifs/cem_failure.gif) |" in md
+    assert "[s1](http://x)" in md
+
+
 def test_two_sweeps_line_up_side_by_side(swept, capsys):
     client = MlflowClient(swept.uri)
     parent = client.get_run(swept.parent.info.run_id)
@@ -370,7 +410,11 @@ def test_two_sweeps_line_up_side_by_side(swept, capsys):
     assert {a.path for a in client.list_artifacts(twin, "report")} == {
         "report/report.html",
         "report/report.md",
+        "report/images",  # images/<sweep id>/...: several sweeps, one folder each
     }
+    links = re.findall(r"\]\((images/[^)]+)\)", text)
+    assert links and all(link.startswith(f"images/{first}/") for link in links)
+    assert all((out / link).is_file() for link in links)
 
 
 def test_mixing_protocol_versions_or_task_sets_is_refused(swept, capsys):

@@ -1121,6 +1121,10 @@ def finish_report(
         log_gifs(tracker, pool, spec, result, folder)
 
 
+PLOT_DPI = 150
+"""Resolution of the logged plots (``pareto.png``: about 1,500 px wide, legend readable)."""
+
+
 def log_plots(tracker: Tracker, result: SweepResult, folder: Path) -> None:
     """Pareto scatter always; success vs horizon when the sweep spans several horizons."""
     import matplotlib.pyplot as plt
@@ -1129,7 +1133,7 @@ def log_plots(tracker: Tracker, result: SweepResult, folder: Path) -> None:
     if len(result.floors) > 1:
         plots["success_vs_horizon.png"] = figures.horizon_plot(result.outcomes, result.floors)
     for name, fig in plots.items():
-        fig.savefig(folder / name, bbox_inches="tight")
+        fig.savefig(folder / name, bbox_inches="tight", dpi=PLOT_DPI)
         plt.close(fig)
         tracker.log_artifact(tracker.parent_id, str(folder / name))
 

@@ -300,35 +300,70 @@ def build(uri: str, sweeps: Sequence[Sweep]) -> Report:
     )
 
 
+GIF = re.compile(r"gifs/(?P<key>.+)_(?P<kind>success|failure)\.gif")
+"""Name of a test-episode GIF on a parent run (:func:`grasplab.platform.sweep.gif_artifact`)."""
+SIGNIFICANCE_NOTE = (
+    "Success: McNemar's exact test on the goals one planner solved and the other did not "
+    "(paired on the same test goals; Fisher's exact test when unpaired). Cost to success: "
+    "Wilcoxon signed-rank on each goal's model steps to success, over the goals both solved "
+    "(Mann-Whitney U when unpaired; wall seconds only for sweeps made before model steps to "
+    "success were recorded: a wall time is its batched call's, shared by its chunk). "
+    "p-values Holm-adjusted over all comparisons, per family."
+)
+
+
+def image_path(sweeps: Sequence[Sweep], sweep: Sweep, name: str) -> str:
+    """Where an image of ``sweep`` lies inside the report folder (relative, ``/``-separated)."""
+    return f"images/{sweep.sweep_id}/{name}" if len(sweeps) > 1 else f"images/{name}"
+
+
+def gif_grid(sweeps: Sequence[Sweep]) -> list[tuple[Sweep, str, dict[str, str]]]:
+    """``(sweep, key, {"success": name, "failure": name})``: one row per planner variant."""
+    rows: dict[tuple[str, str], tuple[Sweep, dict[str, str]]] = {}
+    for s in sweeps:
+        for name in s.images:
+            found = GIF.fullmatch(name)
+            if found:
+                rows.setdefault((s.sweep_id, found["key"]), (s, {}))[1][found["kind"]] = name
+    return [(s, key, kinds) for (_, key), (s, kinds) in rows.items()]
+
+
+def plots(sweeps: Sequence[Sweep]) -> list[tuple[Sweep, str]]:
+    """Every image that is not a test-episode GIF (``pareto.png`` first)."""
+    found = [(s, n) for s in sweeps for n in s.images if not GIF.fullmatch(n)]
+    return sorted(found, key=lambda item: item[1] != "pareto.png")
+
+
 def markdown(rep: Report) -> str:
-    """The Markdown summary."""
-    lines = ["# grasplab report", "", *(f"- {h}" for h in rep.header), ""]
-    lines += [f"**Verdict.** {rep.verdict}", "", "## Test results", ""]
+    """The Markdown report: the answer first (links relative to the report folder)."""
+    lines = ["# grasplab report", "", f"**Verdict.** {rep.verdict}", "", "## Test results", ""]
     lines += [tables.render_table(rep.rows), "", tables.LEGEND, ""]
+    for s, name in plots(rep.sweeps):
+        lines += [f"![{name}]({image_path(rep.sweeps, s, name)})", ""]
+    grid = gif_grid(rep.sweeps)
+    if grid:
+        lines += ["## Test episodes (success, failure)", ""]
+        lines += ["| planner | success | failure |", "|---|---|---|"]
+        for s, key, kinds in grid:
+            cells = [
+                f"![{kinds[k]}]({image_path(rep.sweeps, s, kinds[k])})" if k in kinds else "-"
+                for k in ("success", "failure")
+            ]
+            label = f"{s.sweep_id}:{key}" if len(rep.sweeps) > 1 else key
+            lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+        lines.append("")
     lines += ["## Pairwise significance tests", ""]
     lines += [tables.render_table(rep.significance) if rep.significance else "(one planner)", ""]
-    lines += [
-        "Success: McNemar's exact test on the goals one planner solved and the other did not "
-        "(paired on the same test goals; Fisher's exact test when unpaired). Cost to success: "
-        "Wilcoxon signed-rank on each goal's model steps to success, over the goals both solved "
-        "(Mann-Whitney U when unpaired; wall seconds only for sweeps made before model steps to "
-        "success were recorded: a wall time is its batched call's, shared by its chunk). "
-        "p-values Holm-adjusted over all comparisons, per family.",
-        "",
-        "## Hyperparameter importances (Optuna fANOVA, complete trials, tuning success)",
-        "",
-    ]
+    lines += [SIGNIFICANCE_NOTE, ""]
+    lines += ["## Hyperparameter importances (Optuna fANOVA, complete trials, tuning success)", ""]
     for key, value in rep.importances.items():
         text = (
             value if isinstance(value, str) else ", ".join(f"{k} {v:.2f}" for k, v in value.items())
         )
         lines.append(f"- {key}: {text}")
-    lines += ["", "## MLflow runs", ""]
-    lines += [f"- {sweep}: {url}" for sweep, url in rep.urls.items()]
-    images = [name for s in rep.sweeps for name in s.images]
-    if images:
-        lines += ["", "## Images (artifacts of the parent run)", ""]
-        lines += [f"![{name}](../{name})" for name in images]
+    lines += ["", "## Setup", "", *(f"- {h}" for h in rep.header), ""]
+    lines += ["## MLflow runs", ""]
+    lines += [f"- [{sweep}]({url})" for sweep, url in rep.urls.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -350,51 +385,92 @@ def html_importances(values: Mapping[str, dict[str, float] | str]) -> str:
     return "".join(parts)
 
 
-def html_images(sweeps: Sequence[Sweep]) -> str:
-    """Every image artifact inlined as a data URI."""
-    parts = []
-    for s in sweeps:
-        for name, data in s.images.items():
-            kind = "gif" if name.lower().endswith(".gif") else "png"
-            encoded = base64.b64encode(data).decode()
-            parts.append(
-                f'<figure><img alt="{html.escape(name)}" src="data:image/{kind};base64,{encoded}">'
-                f"<figcaption>{html.escape(s.sweep_id)}: {html.escape(name)}</figcaption></figure>"
-            )
-    return "".join(parts) or "<p>(no image artifacts on the parent run)</p>"
+def data_uri(name: str, data: bytes) -> str:
+    """An image inlined as a data URI."""
+    kind = "gif" if name.lower().endswith(".gif") else "png"
+    return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def html_plots(sweeps: Sequence[Sweep]) -> str:
+    """The plots at full width (``pareto.png`` first), inlined."""
+    parts = [
+        f'<figure class="wide"><img alt="{html.escape(name)}" '
+        f'src="{data_uri(name, s.images[name])}"><figcaption>{html.escape(s.sweep_id)}: '
+        f"{html.escape(name)}</figcaption></figure>"
+        for s, name in plots(sweeps)
+    ]
+    return "".join(parts) or "<p>(no plots on the parent run)</p>"
+
+
+def html_gifs(sweeps: Sequence[Sweep]) -> str:
+    """The test-episode GIFs in a grid: one row per planner, success and failure side by side."""
+    grid = gif_grid(sweeps)
+    if not grid:
+        return "<p>(no GIFs on the parent run)</p>"
+    rows = []
+    for s, key, kinds in grid:
+        label = f"{s.sweep_id}:{key}" if len(sweeps) > 1 else key
+        cells = [
+            f'<td><img alt="{html.escape(kinds[k])}" '
+            f'src="{data_uri(kinds[k], s.images[kinds[k]])}"></td>'
+            if k in kinds
+            else "<td>-</td>"
+            for k in ("success", "failure")
+        ]
+        rows.append(f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>")
+    head = "<tr><th>planner</th><th>success</th><th>failure</th></tr>"
+    return f'<table id="gifs" class="gifs">{head}{"".join(rows)}</table>'
 
 
 def render_html(rep: Report) -> str:
-    """The self-contained HTML report (inline CSS and images, no script, no external URL)."""
+    """The self-contained HTML report (inline CSS and images, no script, no external URL).
+
+    The answer first: the verdict, the table and the Pareto plot at full width, then the GIF
+    grid, the tests, the importances, the setup and the (clickable) MLflow runs.
+    """
     header = "".join(f"<li>{html.escape(h)}</li>" for h in rep.header)
     urls = "".join(
-        f"<li>{html.escape(k)}: <code>{html.escape(v)}</code></li>" for k, v in rep.urls.items()
+        f'<li>{html.escape(k)}: <a href="{html.escape(v)}">{html.escape(v)}</a></li>'
+        for k, v in rep.urls.items()
     )
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8"><title>grasplab report</title>'
-        f"<style>{CSS}</style></head><body><h1>grasplab report</h1><ul>{header}</ul>"
+        f"<style>{CSS}</style></head><body><h1>grasplab report</h1>"
         f'<p id="verdict"><b>Verdict.</b> {html.escape(rep.verdict)}</p>'
         f"<h2>Test results</h2>{html_table(rep.rows, 'results')}"
-        f"<p>{html.escape(tables.LEGEND)}</p>"
+        f"<p>{html.escape(tables.LEGEND)}</p>{html_plots(rep.sweeps)}"
+        f"<h2>Test episodes</h2>{html_gifs(rep.sweeps)}"
         f"<h2>Pairwise significance tests</h2>{html_table(rep.significance, 'significance')}"
-        "<p>Success: McNemar's exact test (paired on the same test goals; Fisher's exact when "
-        "unpaired). Cost to success: Wilcoxon signed-rank on each goal's model steps to success, "
-        "over the goals both solved (Mann-Whitney U when unpaired). Holm-adjusted per family.</p>"
+        f"<p>{html.escape(SIGNIFICANCE_NOTE)}</p>"
         "<h2>Hyperparameter importances</h2><p>Optuna fANOVA on the tuning success rate, "
         f"complete trials only.</p>{html_importances(rep.importances)}"
-        f"<h2>Plots and GIFs</h2>{html_images(rep.sweeps)}"
-        f"<h2>MLflow runs (model-training view)</h2><ul>{urls}</ul></body></html>"
+        f'<h2>Setup</h2><ul id="setup">{header}</ul>'
+        f'<h2>MLflow runs (model-training view)</h2><ul id="runs">{urls}</ul></body></html>'
     )
 
 
 def write_report(client: MlflowClient, uri: str, sweeps: Sequence[Sweep], out: Path) -> list[Path]:
-    """Write ``report.html`` and ``report.md`` to ``out`` and log both to every parent run."""
+    """Write ``report.html``, ``report.md`` and its ``images/`` to ``out``; log them.
+
+    Every file goes to every parent run under ``report/``, so that the Markdown's relative
+    links hold there too.
+    """
     rep = build(uri, sweeps)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "report.html", out / "report.md"]
     paths[0].write_text(render_html(rep), encoding="utf-8")
     paths[1].write_text(markdown(rep), encoding="utf-8")
+    images = []
+    for s in sweeps:
+        for name, data in s.images.items():
+            path = out / image_path(sweeps, s, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            images.append(path)
     for s in sweeps:
         for path in paths:
             client.log_artifact(s.run.info.run_id, str(path), "report")
+        for path in images:
+            folder = path.parent.relative_to(out).as_posix()
+            client.log_artifact(s.run.info.run_id, str(path), f"report/{folder}")
     return paths

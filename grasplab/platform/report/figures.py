@@ -52,9 +52,10 @@ def pareto_plot(outcomes: Sequence[StageOutcome]) -> Any:
     Per planner variant one colour: complete trials filled, trials stopped early by ASHA
     hollow (their success is on fewer episodes), the Pareto front of the complete trials as a
     step line, the chosen config as a star. Trials without any success have no time-to-success
-    and are counted in the legend. The legend sits outside the axes.
+    and are counted in the legend. The legend sits below the axes, in up to 3 columns (one
+    per planner variant), so that the plot keeps the full width.
     """
-    fig, ax = _figure((8.5, 4.5))
+    fig, ax = _figure((10, 5.5))
     for i, o in enumerate(outcomes):
         color = f"C{i % 10}"
         complete = o.complete()
@@ -105,7 +106,8 @@ def pareto_plot(outcomes: Sequence[StageOutcome]) -> Any:
     ax.set_ylabel("success (%)")
     ax.set_ylim(-5, 105)
     ax.set_title("success vs time-to-success per trial (line: Pareto front of complete trials)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    columns = max(1, min(3, len(outcomes)))
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=columns)
     fig.tight_layout()
     return fig
 

@@ -434,6 +434,8 @@ CSS = (
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
     "text-align:left;font-size:13px}th{background:#eee}.bar{background:#4a7;height:10px}"
     "img{max-width:600px;margin:0.5em;border:1px solid #ddd}"
+    ".wide{margin:1em 0}.wide img{width:100%;max-width:none;margin:0}"
+    ".gifs img{max-width:380px}"
 )
 
 
