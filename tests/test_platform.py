@@ -234,6 +234,9 @@ def test_sweep_tags_early_stopped_trials_prints_progress_and_logs_gifs(tmp_path,
         assert run.data.tags["episodes_scored"] == str(int(n))
         assert run.data.metrics["episodes_scored"] == n
         assert run.data.tags["early_stopped"] == ("true" if n < 4 else "false")
+        # the success_rate column holds complete trials only; the others' figure is partial
+        assert ("success_rate" in run.data.metrics) == (n == 4)
+        assert run.data.metrics["partial_success_rate"] >= 0.0
     stopped = [r for r in children if r.data.tags["early_stopped"] == "true"]
     assert [r.data.params["var_scale"] for r in stopped] == ["0.001"]
     assert sorted(result.outcomes[0].trial_complete) == [False, True, True, True]

@@ -52,6 +52,16 @@ TRIAL_METRICS = (
     "n",
 )
 """Result keys logged as metrics of a child run (history: one point per report)."""
+PARTIAL = {
+    "success_rate": "partial_success_rate",
+    "ci_low": "partial_ci_low",
+    "ci_high": "partial_ci_high",
+}
+"""While a trial runs, its success figures are on the chunks scored so far: they are logged
+under these names. Only a trial that scored every tuning episode logs ``success_rate`` (and its
+CI) when it ends, so the MLflow UI's ``success_rate`` column compares complete trials only; a
+trial ASHA stopped early keeps its ``partial_*`` figures, ``episodes_scored`` and the tag
+``early_stopped=true``."""
 
 
 def default_tracking(cwd: Path) -> tuple[str, str]:
@@ -398,7 +408,7 @@ class TrialLogger(tune.Callback):
     ) -> None:
         """Log the report's metrics at its step (training iteration); time the driver's share."""
         started = time.perf_counter()
-        metrics = {k: result.get(k) for k in TRIAL_METRICS}
+        metrics = {PARTIAL.get(k, k): result.get(k) for k in TRIAL_METRICS}
         self.tracker.log_metrics(
             self.run_of(trial), metrics, step=int(result["training_iteration"])
         )
@@ -423,11 +433,11 @@ class TrialLogger(tune.Callback):
         result = trial.last_result or {}
         tags = self.end_tags(result)
         self.tracker.set_tags(run_id, tags)
-        self.tracker.log_metrics(
-            run_id,
-            {"episodes_scored": int(tags["episodes_scored"])},
-            step=int(result.get("training_iteration", 0) or 0),
-        )
+        final = {"episodes_scored": int(tags["episodes_scored"])}
+        if status == "FINISHED" and tags["early_stopped"] == "false":
+            final.update({k: result.get(k) for k in PARTIAL})  # scored on every episode
+        step = int(result.get("training_iteration", 0) or 0)
+        self.tracker.log_metrics(run_id, final, step=step)
         self.tracker.end(run_id, status)
         if self.progress:
             live.of(self.sweep_id).trial_ended(tags["early_stopped"] == "true", status == "FAILED")
