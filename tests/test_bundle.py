@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from grasplab import cli
 from grasplab.cli import report as cli_report
 from grasplab.platform import bundle, fingerprint
-from grasplab.platform.report import readback
+from grasplab.platform.report import readback, tables
 from grasplab.platform.tracking import Tracker
 
 KEYS = {
@@ -90,7 +90,8 @@ def test_sweep_records_the_fingerprint_and_prints_it(tiny_sweep):
     )
     assert json.loads(Path(folder).read_text()) == fp
     for line in fingerprint.header_lines(fp):
-        assert line in tiny_sweep.stdout and line in run.data.tags["mlflow.note.content"]
+        assert line in tiny_sweep.stdout
+        assert tables.markdown_escape(line) in run.data.tags["mlflow.note.content"]
 
 
 def twin_of(uri: str, parent_id: str, name: str, fp: dict[str, str] | None) -> str:

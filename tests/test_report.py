@@ -24,6 +24,7 @@ from grasplab.eval import significance as sig
 from grasplab.platform.config import load
 from grasplab.platform.report import document as reporting
 from grasplab.platform.report import readback, tables
+from grasplab.platform.report import tables as report_tables
 from grasplab.platform.tracking import Tracker
 from tests.conftest import TINY_SWEEP
 
@@ -184,8 +185,14 @@ def test_parent_run_carries_the_description_and_the_tests_as_metrics(swept):
     client = MlflowClient(swept.uri)
     run = client.get_run(swept.parent.info.run_id)
     description, verdict = run.data.tags["mlflow.note.content"], run.data.tags["verdict"]
-    assert verdict in " ".join(description.split()) and "| random floor " in description
     assert verdict.startswith("At H=6 on pointmaze[layout=medium] (oracle)")
+    # Markdown that renders as written: escaped text, a real table, configs in full
+    assert report_tables.markdown_escape(verdict) in description
+    assert "pointmaze\\[layout=medium\\] \\(oracle\\)" in description
+    assert "\n\n| planner | H | SR % \\[95% CI\\] |" in description
+    assert "\n|---|---|---|" in description and "| random floor | 6 |" in description
+    full = re.search(r"^- grasp: `(.*)`$", description, re.M)
+    assert full and "sync_interval=" in full[1] and "..." not in description
     # the logged p-value is McNemar's on the per-episode tables the parent holds
     tables = {
         k: readback.read_table(client, run.info.run_id, f"test/{k}.json") for k in ("grasp", "cem")
@@ -197,6 +204,36 @@ def test_parent_run_carries_the_description_and_the_tests_as_metrics(swept):
     assert run.data.metrics["p_success_holm/grasp_vs_cem"] == pytest.approx(expected)  # 1 test
     rates = [run.data.metrics[f"{k}/test_success_rate"] for k in ("grasp", "cem")]
     assert run.data.metrics["success_diff/grasp_vs_cem"] == pytest.approx(rates[0] - rates[1])
+
+
+def test_each_test_result_and_the_floor_is_a_test_run_the_ui_can_compare(swept):
+    client = MlflowClient(swept.uri)
+    parent = client.get_run(swept.parent.info.run_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`grasplab.role` = 'test'",
+    )
+    by_name = {r.info.run_name: r for r in runs}
+    m = parent.data.metrics
+    assert {"grasp", "cem", "random floor H6"} <= set(by_name)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for key in ("grasp", "cem"):
+        if f"{key} (default)" in by_name:
+            default = by_name[f"{key} (default)"]
+            assert default.data.metrics["success_rate"] == m[f"{key}/default_test_success_rate"]
+            assert default.data.tags["config"] == "default"
+        else:  # the pick is the default config: its one run stands for both
+            assert m[f"{key}/default_test_success_rate"] == m[f"{key}/test_success_rate"]
+            assert m[f"{key}/tuned_vs_default_p_success"] == 1.0
+    for key in ("grasp", "cem"):
+        run = by_name[key]
+        assert run.data.metrics["success_rate"] == m[f"{key}/test_success_rate"]
+        assert run.data.metrics["n"] == m[f"{key}/test_n"]
+        assert run.data.tags["variant"] == key and run.data.tags["config"] == "tuned"
+        field = {"grasp": "n_steps", "cem": "n_iterations"}[key]  # the config, in full
+        assert run.data.params["planner"] == key and field in run.data.params
+    floor = by_name["random floor H6"]
+    assert floor.data.metrics["success_rate"] == m["random_floor/H6/success_rate"]
 
 
 def test_tuned_and_default_side_by_side_with_the_paired_test_and_the_re_score(swept):

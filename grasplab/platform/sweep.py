@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from grasplab.platform.tracking import (
     TrialLogger,
     default_tracking,
     git_sha,
+    log_test_run,
     protocol_params,
     records_table,
     register,
@@ -1078,6 +1079,7 @@ def log_outcome(tracker: Tracker, stage: Stage, outcome: StageOutcome) -> None:
             tracker.set_tags(run, {"rescore_picked": str(row["picked"]).lower()})
     if outcome.rescore_note:
         tracker.set_tags(parent, {f"{outcome.key}/rescore": outcome.rescore_note})
+    log_test_runs(tracker, stage, outcome)
     if outcome.default_test:
         default = {f"default_test_{k}": v for k, v in outcome.default_test.items()}
         c = outcome.default_comparison
@@ -1088,6 +1090,38 @@ def log_outcome(tracker: Tracker, stage: Stage, outcome: StageOutcome) -> None:
             parent,
             records_table(outcome.default_test_records),
             f"default/{outcome.key}.json",
+        )
+
+
+def log_test_runs(tracker: Tracker, stage: Stage, outcome: StageOutcome) -> None:
+    """The pick's test result (and its default config's) as ``test`` child runs."""
+    base = {"planner": outcome.planner, "variant": outcome.label, "horizon": outcome.horizon}
+    tags = {"stage": stage.key, "variant": outcome.label, "horizon": outcome.horizon}
+    runs = [("tuned", outcome.key, outcome.best_config, outcome.test)]
+    if outcome.default_test and outcome.default_config != outcome.best_config:
+        name = f"{outcome.key}{tables.DEFAULT_SUFFIX}"
+        runs.append(("default", name, outcome.default_config, outcome.default_test))
+    for kind, name, config, metrics in runs:
+        log_test_run(
+            tracker,
+            f"{tracker.sweep_id}/{stage.key}/test/{kind}/{outcome.label}",
+            name,
+            {**base, **config},
+            metrics,
+            {**tags, "config": kind},
+        )
+
+
+def log_floor_runs(tracker: Tracker, floors: Mapping[int, Mapping[str, float]]) -> None:
+    """The random floor per horizon as ``test`` child runs (``random floor H<horizon>``)."""
+    for horizon, floor in sorted(floors.items()):
+        log_test_run(
+            tracker,
+            f"{tracker.sweep_id}/H{horizon}/test/random_floor",
+            f"random floor H{horizon}",
+            {"planner": "random", "variant": "random floor", "horizon": horizon},
+            floor,
+            {"variant": "random floor", "horizon": horizon, "config": "uniform random actions"},
         )
 
 
@@ -1102,9 +1136,9 @@ def finish_report(
     parent = tracker.parent_id
     tracker.log_text(parent, result.table + "\n", "comparison.md")
     tracker.log_table(parent, records_table(result.extras["rows"]), "comparison.json")
-    description = tables.summary_text(
-        result.extras["header"], result.verdict, result.table, markdown=True
-    )
+    rows = tables.summary_rows([o.row(result.sweep_id) for o in result.outcomes], result.floors)
+    configs = {o.key: o.best_config for o in result.outcomes}
+    description = tables.description(result.extras["header"], result.verdict, rows, configs)
     tracker.set_tags(parent, {"mlflow.note.content": description, "verdict": result.verdict})
     tracker.log_metrics(parent, tables.significance_metrics(result.comparisons))
     if result.comparisons:
@@ -1113,6 +1147,7 @@ def finish_report(
         )
     for horizon, floor in result.floors.items():
         tracker.log_metrics(parent, {f"random_floor/H{horizon}/{k}": v for k, v in floor.items()})
+    log_floor_runs(tracker, result.floors)
     folder = Path(state.folder) / "artifacts"  # kept until uploaded (a queued write)
     folder.mkdir(parents=True, exist_ok=True)
     if spec.report.get("plots", True):

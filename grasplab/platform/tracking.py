@@ -288,7 +288,8 @@ class Tracker:
         gone = [
             r
             for r in self.children()
-            if r.data.tags.get("stage") == stage
+            if r.data.tags.get(ROLE) == "trial"
+            and r.data.tags.get("stage") == stage
             and r.data.tags.get("trial_id") not in live
             and SUPERSEDED not in r.data.tags
         ]
@@ -474,6 +475,39 @@ class TrialLogger(tune.Callback):
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial failed and will be retried: keep its run, count the retry."""
         self.tracker.set_tags(self.run_of(trial), {"retries": trial.num_failures})
+
+
+TEST_METRICS = (
+    "success_rate",
+    "ci_low",
+    "ci_high",
+    "n",
+    "median_time_to_success",
+    "median_steps_to_success",
+    "final_distance",
+    "model_steps",
+    "wall_time",
+)
+"""Metrics of a ``test`` child run (the held-out test goals), under these plain names."""
+
+
+def log_test_run(
+    tracker: Tracker,
+    key: str,
+    name: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, Any],
+) -> None:
+    """One held-out test result as its own FINISHED child run (role ``test``).
+
+    A planner variant's pick, its default config, or the random floor: the MLflow UI's runs
+    table, chart and compare views put these side by side (search
+    ``tags.`grasplab.role` = 'test'``). Found again by ``key`` on resume, never duplicated.
+    """
+    run = tracker.child(key, name, params, {**tags, ROLE: "test"})
+    tracker.log_metrics(run, {k: metrics.get(k) for k in TEST_METRICS})
+    tracker.end(run, "FINISHED")
 
 
 def trial_key(sweep_id: str, stage: str, trial_id: str) -> str:

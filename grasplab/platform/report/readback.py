@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from grasplab.platform.report.rows import ResultRow, StageOutcome
-from grasplab.platform.tracking import PARENT, SWEEP_ID
+from grasplab.platform.tracking import PARENT, ROLE, SWEEP_ID
 
 IMAGES = (".png", ".gif")
 
@@ -74,7 +74,9 @@ def load_sweep(client: MlflowClient, run: Any) -> Sweep:
     metrics = run.data.metrics
     protocol = protocol_of(run)
     trials = client.search_runs(
-        [run.info.experiment_id], f"tags.`{PARENT}` = '{run.info.run_id}'", max_results=10000
+        [run.info.experiment_id],
+        f"tags.`{PARENT}` = '{run.info.run_id}' and tags.`{ROLE}` = 'trial'",
+        max_results=10000,
     )
     keys = [k.removesuffix("/test_n") for k in metrics if k.endswith("/test_n")]
     if not keys:

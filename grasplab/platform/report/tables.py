@@ -411,15 +411,14 @@ def summary_text(
     table: str,
     url: str = "",
     command: str = "",
-    markdown: bool = False,
 ) -> str:
-    """The printed summary, or (``markdown``) the parent run's description.
+    """The printed summary (the parent run's description is :func:`description`).
 
     Lines are wrapped at :data:`WIDTH` columns, except the table's, which fit already.
     """
     import textwrap
 
-    lines = [f"- {h}" for h in header] if markdown else list(header)
+    lines = list(header)
     lines += ["", *textwrap.wrap(f"Verdict: {verdict_text}", WIDTH), "", table, ""]
     lines += textwrap.wrap(LEGEND, WIDTH)
     if url:
@@ -427,6 +426,46 @@ def summary_text(
     if command:
         lines += ["start the UI on this sweep's store with:", f"  {command}"]
     return "\n".join(lines)
+
+
+MARKDOWN_SPECIAL = "\\`*_[]()#|<>"
+"""Characters escaped in text that MLflow renders as Markdown (a run's description)."""
+
+
+def markdown_escape(text: str) -> str:
+    """``text`` with Markdown's special characters backslash-escaped (rendered as written)."""
+    return "".join(f"\\{c}" if c in MARKDOWN_SPECIAL else c for c in text)
+
+
+def markdown_table(rows: Sequence[Mapping[str, str]]) -> str:
+    """A Markdown pipe table: header from the first row's keys, every cell escaped."""
+    if not rows:
+        return ""
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(markdown_escape(c) for c in columns) + " |"]
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    lines += ["| " + " | ".join(markdown_escape(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def description(
+    header: Sequence[str],
+    verdict_text: str,
+    rows: Sequence[Mapping[str, str]],
+    configs: Mapping[str, Mapping[str, Any]],
+) -> str:
+    """A sweep's parent-run description (MLflow renders it as Markdown).
+
+    The header as a list, the verdict, the full table (no cell cut), its legend, and every
+    chosen config written out in full; all text escaped so that it renders as written.
+    """
+    lines = [f"- {markdown_escape(h)}" for h in header]
+    lines += ["", f"**Verdict.** {markdown_escape(verdict_text)}", "", markdown_table(rows), ""]
+    lines += [markdown_escape(LEGEND), "", "**Chosen configs** (every field)", ""]
+    lines += [
+        f"- {markdown_escape(key)}: `{config_text(config)}`" for key, config in configs.items()
+    ]
+    return "\n".join(lines) + "\n"
 
 
 CSS = (
