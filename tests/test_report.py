@@ -8,6 +8,7 @@ headless Chromium.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import math
 import re
@@ -28,7 +29,7 @@ from grasplab.platform.report import tables as report_tables
 from grasplab.platform.tracking import Tracker
 from tests.conftest import TINY_SWEEP
 
-from .support import trials_and_parents
+from .support import MlflowServer, trials_and_parents
 
 
 def records(success: list[int], tts: list[float] | None = None, order: list[int] | None = None):
@@ -234,6 +235,49 @@ def test_each_test_result_and_the_floor_is_a_test_run_the_ui_can_compare(swept):
         assert run.data.params["planner"] == key and field in run.data.params
     floor = by_name["random floor H6"]
     assert floor.data.metrics["success_rate"] == m["random_floor/H6/success_rate"]
+
+
+def test_the_mlflow_ui_puts_the_planners_side_by_side(swept):
+    """The runs table finds the test runs, and its compare view shows them side by side."""
+    from urllib.parse import quote
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium package)")
+    client = MlflowClient(swept.uri)
+    parent = client.get_run(swept.parent.info.run_id)
+    experiment = parent.info.experiment_id
+    search = f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`grasplab.role` = 'test'"
+    runs = client.search_runs([experiment], search)
+    assert len(runs) >= 3
+
+    def dom(url: str) -> str:
+        page = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu"]
+            + ["--virtual-time-budget=30000", "--window-size=1600,1200", "--dump-dom", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return page.stdout
+
+    server = MlflowServer(swept.folder)  # serves the sweep's own SQLite store, on loopback
+    server.start()
+    try:
+        table = dom(f"{server.uri}/#/experiments/{experiment}/runs?searchFilter={quote(search)}")
+        found = re.search(r"<strong>(\d+)</strong> matching runs", table)
+        # the matching test runs, listed under their parent's row (which the UI counts too)
+        assert found and int(found[1]) in (len(runs), len(runs) + 1), table[-2000:]
+        ids = quote(json.dumps([r.info.run_id for r in runs]))
+        compare = dom(
+            f"{server.uri}/#/compare-runs?runs={ids}&experiments={quote(json.dumps([experiment]))}"
+        )
+    finally:
+        server.stop()
+    assert f"Comparing {len(runs)} Runs" in compare
+    for run in runs:  # grasp, cem, their defaults, the random floor: one column each
+        assert f">{html.escape(run.info.run_name)}<" in compare
+    assert "success_rate" in compare
 
 
 def test_tuned_and_default_side_by_side_with_the_paired_test_and_the_re_score(swept):
