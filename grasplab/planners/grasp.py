@@ -78,14 +78,8 @@ class GRASPConfig(PlannerConfig):
     linear-quadratic problems it stops 10-30% of the initial error short of the optimum that
     ``kept`` reaches to 1e-3 (tests/test_planners.py). Which wins depends on env and horizon,
     so sweeps tune it (``tune_configs/search_space/grasp.yaml``). The default is the setting
-    that won more (env, horizon) rows of the quick tables' cells, each at n = 100 held-out test
-    goals (2026-12-04, 2-core CPU; success % fresh vs kept, McNemar p):
-    oracle point maze H = 10: 62 vs 88 (p < 0.001), H = 25: 43 vs 48 (p = 0.13); learned pixel
-    point maze H = 10: 72 vs 75 (p = 0.25), H = 50: 39 vs 32 (p = 0.21); learned pixel wall
-    H = 10: 82 vs 82, H = 50: 62 vs 60 (p = 0.5): kept 3, fresh 2, 1 tie (385 vs 360 successes
-    in all). At the quick tables' own n (10 and 16 goals) fresh won 3 to 2 (1 tie), none of them
-    significant; on the oracle wall (not in the quick table) fresh won H = 10 (83 vs 80) and
-    H = 25 (53 vs 46, p = 0.016)."""
+    that won more (env, horizon) rows of the quick tables' cells at n = 100 held-out test goals
+    (BENCHMARKS.md section 1.2, 2026-12-05): kept 3 rows, fresh 2, one tie."""
     reset_optimizer: bool = False
     """Re-create the main Adam (states and actions) after each sync, as the authors' solver
     does; its moments then restart at every phase."""
