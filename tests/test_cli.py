@@ -180,6 +180,7 @@ def test_each_command_module_holds_its_parser_and_main():
             "grasplab.platform.report.readback.load_sweep",
         ),
         ("grasplab.platform.report", "verdict", "grasplab.platform.report.tables.verdict"),
+        ("grasplab.platform.study", "bars_png", "grasplab.platform.report.study.bars_png"),
         ("grasplab.platform.report", "episode_gif", "grasplab.platform.report.figures.episode_gif"),
         ("grasplab.platform.train", "parse_args", "grasplab.cli.train.parser"),
         ("grasplab.world_models.data", "main", "grasplab.cli.collect.main"),

@@ -23,6 +23,7 @@ from grasplab.cli import report as cli_report
 from grasplab.eval.metrics import wilson_interval
 from grasplab.platform import fingerprint, study
 from grasplab.platform.config import ConfigError
+from grasplab.platform.report import study as report_study
 from grasplab.platform.report.rows import ResultRow
 from grasplab.platform.tracking import PARENT, ROLE, default_tracking
 
@@ -201,7 +202,9 @@ def test_bars_draw_rates_of_zero_and_one():
         metrics = summarize(ok, [1.0] * n, [0.0] * n, [1.0] * n, 0.0)
         return ResultRow(f"wall/H50/{label}", label, 50, metrics, cell="wall")
 
-    png = study.bars_png([bar("grasp", 0), bar("latco", 10)], {("wall", 50): {"success_rate": 0.0}})
+    png = report_study.bars_png(
+        [bar("grasp", 0), bar("latco", 10)], {("wall", 50): {"success_rate": 0.0}}
+    )
     assert png.startswith(b"\x89PNG")
 
 

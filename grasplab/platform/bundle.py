@@ -405,8 +405,7 @@ def write_sweep(client: Any, run: Any, out: Path, tracking_uri: str | None) -> d
 def export_study(client: Any, study: Any, out: Path, tracking_uri: str | None) -> Path:
     """A finished study's bundle: a sub-bundle per nested sweep and a top-level manifest."""
     from grasplab.platform import fingerprint
-    from grasplab.platform.study import CELL, SEED, STUDY_ID
-    from grasplab.platform.tracking import PARENT, ROLE
+    from grasplab.platform.tracking import CELL, PARENT, ROLE, SEED, STUDY_ID
 
     name = study.data.tags.get(STUDY_ID, study.info.run_id)
     if study.info.status != "FINISHED":

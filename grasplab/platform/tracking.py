@@ -30,6 +30,10 @@ from grasplab.platform.search import LABEL
 from grasplab.platform.trial import trial_records
 
 TRIAL_KEY = "grasplab.trial_key"
+STUDY_ID = "grasplab.study_id"
+CELL = "grasplab.cell"
+SEED = "grasplab.seed"
+"""Tags of an ablation study's run (its id) and of its cells' sweep runs (cell, seed)."""
 SWEEP_ID = "grasplab.sweep_id"
 ROLE = "grasplab.role"
 PARENT = "mlflow.parentRunId"

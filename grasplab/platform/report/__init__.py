@@ -7,7 +7,9 @@
 - :mod:`~grasplab.platform.report.figures`: the Pareto plot, success against horizon, and the
   GIF replays of test episodes;
 - :mod:`~grasplab.platform.report.readback`: a sweep read back from MLflow;
-- :mod:`~grasplab.platform.report.document`: ``grasplab report``'s HTML and Markdown.
+- :mod:`~grasplab.platform.report.document`: ``grasplab report``'s HTML and Markdown;
+- :mod:`~grasplab.platform.report.study`: an ablation study's pooled table, tests, bars and
+  documents.
 
 The sweep's printed summary, the study's report and ``grasplab report`` all use these.
 """
@@ -20,7 +22,7 @@ from grasplab.platform.report.rows import StageOutcome
 
 __all__ = ["StageOutcome"]
 
-MODULES = ("rows", "tables", "figures", "readback", "document")
+MODULES = ("rows", "tables", "figures", "readback", "document", "study")
 
 
 def __getattr__(name: str) -> object:
