@@ -11,7 +11,7 @@ import torch
 from ray import tune
 
 from grasplab.eval import EpisodeResults
-from grasplab.platform import sweep
+from grasplab.platform import pick
 from grasplab.platform.search import LABEL, PlannerSearch
 
 
@@ -155,7 +155,7 @@ def fresh(successes: list[bool], steps: float = 100.0) -> EpisodeResults:
 
 def test_the_pick_is_the_best_re_scored_config_not_the_luckiest_search_score():
     # three trials tie at the top of the search (6/8); a fourth was stopped early by ASHA
-    ranked = sweep.ranked_results(
+    ranked = pick.ranked_results(
         [
             trial("t0", 0.75, 0.1),
             trial("t1", 0.75, 0.2),
@@ -172,7 +172,7 @@ def test_the_pick_is_the_best_re_scored_config_not_the_luckiest_search_score():
         asked.extend(configs)
         return [fresh([c["x"] == 0.3] * 6 + [False, True]) for c in configs]
 
-    best, rows, note = sweep.rescore_and_pick(ranked, 3, 4, score)
+    best, rows, note = pick.rescore_and_pick(ranked, 3, 4, score)
     assert asked == [{"x": 0.1}, {"x": 0.2}, {"x": 0.3}]  # the top 3 complete trials only
     assert note == "" and best.metrics["trial_id"] == "t3"
     assert [(r["trial"], r["fresh_successes"], r["picked"]) for r in rows] == [
@@ -184,10 +184,10 @@ def test_the_pick_is_the_best_re_scored_config_not_the_luckiest_search_score():
     # ties on the pooled figure: fewer model steps, then the search's order
     tie = [{"search_successes": 6, "fresh_successes": 4, "search_rank": i} for i in range(3)]
     costs = zip(tie, [300.0, 200.0, 200.0], strict=True)
-    assert sweep.pick_rescored([{**t, "model_steps": s} for t, s in costs]) == 1
+    assert pick.pick_rescored([{**t, "model_steps": s} for t, s in costs]) == 1
     # no re-score: the search's best, and why
-    assert sweep.rescore_and_pick(ranked, 1, 4, score)[1:] == ([], "no re-score: rescore_top < 2")
-    skipped = sweep.rescore_and_pick(ranked, 3, 4, "no fresh tuning goals (x)")
+    assert pick.rescore_and_pick(ranked, 1, 4, score)[1:] == ([], "no re-score: rescore_top < 2")
+    skipped = pick.rescore_and_pick(ranked, 3, 4, "no fresh tuning goals (x)")
     assert skipped[0] is ranked[0] and skipped[2] == "no re-score: no fresh tuning goals (x)"
 
 
@@ -195,7 +195,7 @@ def test_fresh_tuning_goals_extend_the_tuning_split_and_leave_the_test_goals_alo
     from grasplab.eval import EvalProtocol
 
     protocol = EvalProtocol(env="pointmaze", horizon=6, tune_episodes=4, test_episodes=4)
-    extended, indices = sweep.fresh_tuning_goals(protocol, 3)
+    extended, indices = pick.fresh_tuning_goals(protocol, 3)
     assert indices == [4, 5, 6] and extended.tune_episodes == 7
     assert extended.test_episodes == 4 and extended.seed == protocol.seed
     seen, more = protocol.tasks("tune"), extended.tasks("tune")

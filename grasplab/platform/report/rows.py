@@ -69,7 +69,7 @@ class StageOutcome:
         trial_complete: Per entry of ``trials``: scored on every tuning episode (False: stopped
             early by ASHA). Empty (state of an older sweep): all taken as complete.
         rescore: The candidates re-scored on fresh tuning goals before the pick, one dict each
-            (``grasplab.platform.sweep.rescore_row``); empty when there was no re-score.
+            (``grasplab.platform.pick.rescore_row``); empty when there was no re-score.
         rescore_note: Why there was no re-score ("" when there was one).
         default_config: The variant's untuned full config ({} for a variant without a search).
         default_test: Summary metrics of the default config on the same test goals.
