@@ -301,7 +301,7 @@ def build(uri: str, sweeps: Sequence[Sweep]) -> Report:
 
 
 GIF = re.compile(r"gifs/(?P<key>.+)_(?P<kind>success|failure)\.gif")
-"""Name of a test-episode GIF on a parent run (:func:`grasplab.platform.sweep.gif_artifact`)."""
+"""Name of a test-episode GIF on a parent run (:func:`grasplab.platform.publish.gif_artifact`)."""
 SIGNIFICANCE_NOTE = (
     "Success: McNemar's exact test on the goals one planner solved and the other did not "
     "(paired on the same test goals; Fisher's exact test when unpaired). Cost to success: "

@@ -126,3 +126,43 @@ class StageOutcome:
         data = dict(values)
         data["trials"] = [tuple(t) for t in data.get("trials", [])]
         return cls(**data)
+
+
+@dataclass
+class SweepResult:
+    """What a finished sweep returns (and prints).
+
+    Attributes:
+        sweep_id: The sweep's unique id.
+        parent_run_id: The MLflow parent run.
+        tracking_uri: The MLflow store.
+        outcomes: One per stage.
+        floors: Random-policy floor on the test goals, by horizon.
+        table: The printed comparison table (fits 120 columns; abbreviations in its legend).
+        ui: Command that opens the MLflow UI.
+        wall_time: Seconds from start to end (Ray start included when embedded).
+        tune_time: Seconds inside ``Tuner.fit`` and test evaluation (Ray start excluded).
+        trial_compute: Worker seconds spent evaluating chunks (tuning trials + test runs).
+        num_workers: Size of the worker pool.
+        comparisons: Pairwise significance tests of the stages (same horizon, test goals).
+        verdict: One sentence saying which differences are significant.
+        url: The parent run's page in the MLflow UI's model-training view.
+        summary: What ``grasplab sweep`` prints: header, verdict, table, legend, URL.
+    """
+
+    sweep_id: str
+    parent_run_id: str
+    tracking_uri: str
+    outcomes: list[StageOutcome]
+    floors: dict[int, dict[str, float]]
+    table: str
+    ui: str
+    wall_time: float = 0.0
+    tune_time: float = 0.0
+    trial_compute: float = 0.0
+    num_workers: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+    comparisons: list[Any] = field(default_factory=list)
+    verdict: str = ""
+    url: str = ""
+    summary: str = ""
