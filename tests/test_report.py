@@ -25,7 +25,6 @@ from grasplab.eval import significance as sig
 from grasplab.platform.config import load
 from grasplab.platform.report import document as reporting
 from grasplab.platform.report import readback, tables
-from grasplab.platform.report import tables as report_tables
 from grasplab.platform.tracking import Tracker
 from tests.conftest import TINY_SWEEP
 
@@ -188,18 +187,18 @@ def test_parent_run_carries_the_description_and_the_tests_as_metrics(swept):
     description, verdict = run.data.tags["mlflow.note.content"], run.data.tags["verdict"]
     assert verdict.startswith("At H=6 on pointmaze[layout=medium] (oracle)")
     # Markdown that renders as written: escaped text, a real table, configs in full
-    assert report_tables.markdown_escape(verdict) in description
+    assert tables.markdown_escape(verdict) in description
     assert "pointmaze\\[layout=medium\\] \\(oracle\\)" in description
     assert "\n\n| planner | H | SR % \\[95% CI\\] |" in description
     assert "\n|---|---|---|" in description and "| random floor | 6 |" in description
     full = re.search(r"^- grasp: `(.*)`$", description, re.M)
     assert full and "sync_interval=" in full[1] and "..." not in description
     # the logged p-value is McNemar's on the per-episode tables the parent holds
-    tables = {
+    logged = {
         k: readback.read_table(client, run.info.run_id, f"test/{k}.json") for k in ("grasp", "cem")
     }
     expected = sig.mcnemar_exact(
-        *[[r["success"] for r in sorted(tables[k], key=lambda r: r["index"])] for k in tables]
+        *[[r["success"] for r in sorted(logged[k], key=lambda r: r["index"])] for k in logged]
     )
     assert run.data.metrics["p_success/grasp_vs_cem"] == pytest.approx(expected)
     assert run.data.metrics["p_success_holm/grasp_vs_cem"] == pytest.approx(expected)  # 1 test
