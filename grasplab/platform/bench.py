@@ -57,6 +57,8 @@ class DriverTimer(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.seconds: list[float] = []
+        self.first: float | None = None
+        self.last: float | None = None
         self.warnings: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -75,10 +77,12 @@ class DriverTimer(logging.Handler):
 
         def timed(controller: Any, trial: Any, result: dict) -> Any:
             start = time.perf_counter()
+            self.first = self.first or start
             try:
                 return original(controller, trial, result)
             finally:
-                seconds.append(time.perf_counter() - start)
+                self.last = time.perf_counter()
+                seconds.append(self.last - start)
 
         loggers = [logging.getLogger(n) for n in ("ray.tune", "ray.tune.utils.util")]
         TuneController._process_trial_result = timed
@@ -181,6 +185,10 @@ class Heartbeat:
         self.sample_every = sample_every
         self.max_gap = 0.0
         self.stalls_over_100ms = 0
+        self.stalls: list[tuple[float, float]] = []
+        self.rss: list[tuple[float, int]] = []
+        self.gc_pauses: list[tuple[float, float]] = []
+        self._gc_start = 0.0
         self.written: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-heartbeat", daemon=True)
@@ -192,6 +200,8 @@ class Heartbeat:
             gap = now - last - self.tick
             self.max_gap = max(self.max_gap, gap)
             self.stalls_over_100ms += gap > 0.1
+            if gap > 0.1:
+                self.stalls.append((now, gap))
             last = now
             if now - last_sample >= self.sample_every:
                 self.sample()
@@ -203,6 +213,8 @@ class Heartbeat:
         import psutil
 
         me = psutil.Process()
+        with contextlib.suppress(psutil.Error, OSError):
+            self.rss.append((time.perf_counter(), int(me.memory_info().rss)))
         for proc in [me, *me.children(recursive=True)]:
             with contextlib.suppress(psutil.Error, OSError):
                 self.written[proc.pid] = int(proc.io_counters().write_bytes)
@@ -212,11 +224,27 @@ class Heartbeat:
         """Bytes written to disk by the driver's process tree, as last sampled."""
         return sum(self.written.values())
 
+    def _gc(self, phase: str, info: dict[str, Any]) -> None:
+        """``gc.callbacks`` hook: the pauses of the full (generation 2) collections."""
+        if info.get("generation") != 2:
+            return
+        now = time.perf_counter()
+        if phase == "start":
+            self._gc_start = now
+        else:
+            self.gc_pauses.append((now, now - self._gc_start))
+
     def __enter__(self) -> Heartbeat:
+        import gc
+
+        gc.callbacks.append(self._gc)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        import gc
+
+        gc.callbacks.remove(self._gc)
         self.sample()
         self._stop.set()
         self._thread.join()
@@ -239,6 +267,8 @@ def scale_run(trials: int, overrides: Sequence[str], workers: int) -> dict[str, 
         result = sweep.run_sweep(spec, state, progress=False, num_workers=workers)
     done = sum(len(o.trials) for o in result.outcomes)
     phases = result.extras.get("phases", {})
+    first, last = timer.first or math.inf, timer.last or -math.inf
+    tuning = [gap for at, gap in beat.stalls if first <= at - gap and at <= last]
     return {
         "trials": done,
         "workers": result.num_workers,
@@ -250,6 +280,9 @@ def scale_run(trials: int, overrides: Sequence[str], workers: int) -> dict[str, 
         "written": beat.bytes_written,
         "max_stall_s": beat.max_gap,
         "stalls_over_100ms": beat.stalls_over_100ms,
+        "tuning_stalls": tuning,
+        "tuning_gc": [pause for at, pause in beat.gc_pauses if first <= at <= last],
+        "tuning_rss": max((r for at, r in beat.rss if first <= at <= last), default=0),
         "tune_result_s": timer.seconds,
         "bottleneck_warnings": timer.warnings,
     }
@@ -264,15 +297,28 @@ def print_scale(o: dict[str, Any]) -> None:
         f"{o['tuning_s'] / n:.3f} s/trial; wall incl. Ray start {o['wall_s']:.1f} s)"
     )
     print(
-        f"driver peak RSS {o['peak_rss'] / 2**20:.0f} MB (target < 600 MB); Tune experiment "
+        f"driver peak RSS {o['peak_rss'] / 2**20:.0f} MB (target < 600 MB; "
+        f"{o['tuning_rss'] / 2**20:.0f} MB at most while trials ran); Tune experiment "
         f"state {o['state_bytes'] / 2**20:.2f} MB = {o['state_bytes'] / n / 1024:.1f} KB/trial; "
         f"disk written by the driver's process tree {o['written'] / 2**20:.0f} MB = "
         f"{o['written'] / n / 1024:.0f} KB/trial"
     )
     warned = o["bottleneck_warnings"]
+    tuning = o["tuning_stalls"]
     print(
         f"longest driver stall {1000 * o['max_stall_s']:.0f} ms "
-        f"({o['stalls_over_100ms']} over 100 ms; target none); Tune's processing of a result: "
+        f"({o['stalls_over_100ms']} over 100 ms; target none); between the first and the last "
+        f"trial result: {len(tuning)} over 100 ms"
+        + (f", longest {1000 * max(tuning):.0f} ms" if tuning else "")
+        + "; the others are at start-up (Ray, imports) and in the pick, tests and report"
+    )
+    pauses = o["tuning_gc"]
+    print(
+        f"full garbage collections while trials ran: {len(pauses)}"
+        + (f", longest {1000 * max(pauses):.0f} ms" if pauses else "")
+    )
+    print(
+        "Tune's processing of a result: "
         f"{spread(o['tune_result_s'])}; 'performance bottleneck' warnings: {len(warned)}"
         + (f" (first: {warned[0]})" if warned else "")
     )

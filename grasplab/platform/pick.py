@@ -27,7 +27,7 @@ from grasplab.platform.config import (
 )
 from grasplab.platform.report.rows import StageOutcome
 from grasplab.platform.search import LABEL
-from grasplab.platform.trial import chunk_indices, evaluate_chunks
+from grasplab.platform.trial import chunk_indices, evaluate_chunks, figures
 from grasplab.platform.workers import (
     Pool,
 )
@@ -97,7 +97,7 @@ def fresh_tuning_goals(protocol: Any, extra: int) -> tuple[Any, list[int]] | str
 
 def rescore_row(rank: int, result: Any, fresh: EpisodeResults) -> dict[str, Any]:
     """One candidate's figures: its search score, its fresh-goal score and the pooled one."""
-    m = result.metrics
+    m = figures(result.metrics)
     n_search = int(m.get("n", 0))
     wins_search = int(round(float(m.get(METRIC, 0.0)) * n_search))
     n_fresh, wins_fresh = len(fresh), int(np.sum(fresh.success))
@@ -312,7 +312,7 @@ def gather_outcome(stage: Stage, pick: Pick, n_chunks: int) -> tuple[StageOutcom
         best_config=pick.config,
         tuned=pick.tuned,
         tune_metrics={
-            k: best.metrics.get(k, math.nan)
+            k: figures(best.metrics).get(k, math.nan)
             for k in (METRIC, "ci_low", "ci_high", "median_time_to_success", "n")
         },
         test=test_results.summary(wall_time=plan_time),

@@ -23,7 +23,7 @@ def quiet_environment() -> None:
 
     No Tune auto-loggers (CSV/TensorBoard per trial: MLflow is the record; the sweep adds
     Tune's JSON logger back, which its result analysis reads). The experiment-state period is
-    set by the sweep around each ``Tuner.fit`` (:data:`grasplab.platform.sweep.STATE_PERIOD_S`):
+    set by the sweep around each ``Tuner.fit`` (:func:`grasplab.platform.sweep.state_period`):
     the 2 s it was made a 3,000-trial sweep rewrite a state file that grows with every trial
     thousands of times (GBs written).
     """

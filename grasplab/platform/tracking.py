@@ -10,6 +10,7 @@ Ctrl-C (:meth:`Tracker.close_all`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import posixpath
@@ -27,7 +28,7 @@ from grasplab.eval import EvalProtocol
 from grasplab.platform import progress as live
 from grasplab.platform.fingerprint import git_state
 from grasplab.platform.search import LABEL
-from grasplab.platform.trial import trial_records
+from grasplab.platform.trial import figures, trial_records
 
 TRIAL_KEY = "grasplab.trial_key"
 STUDY_ID = "grasplab.study_id"
@@ -42,6 +43,8 @@ SUPERSEDED_WHY = (
     "the driver was killed before Tune saved this trial in its state; the resumed sweep ran "
     "another trial in its place, so this run is not part of the sweep's result"
 )
+LOGGED_TABLES = "mlflow.loggedArtifacts"
+"""The tag MLflow's UI reads to list a run's tables."""
 MAX_PARAM = 6000
 TRIAL_METRICS = (
     "success_rate",
@@ -127,6 +130,88 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def search_all(
+    client: MlflowClient, experiment_ids: list[str], filter_string: str, **kwargs: Any
+) -> list[Any]:
+    """Every run matching ``filter_string``, all pages (one page holds at most 5,000)."""
+    found: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            experiment_ids, filter_string, max_results=5000, page_token=token, **kwargs
+        )
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def use_wal(tracking_uri: str) -> None:
+    """Set up an embedded SQLite store for many small writes (no-op for other stores).
+
+    MLflow commits every write on its own, and each commit changes a page of every index it
+    touches; the key-ordered indexes of params, tags and metrics put each key of a run on a
+    different page. In SQLite's default rollback-journal mode every changed page is copied into
+    a journal, then written into the database, with syncs: about 1.3 MB written per tiny trial
+    for about 15 KB of data (BENCHMARKS 2). In write-ahead-log mode a changed page is appended
+    once to the log (and copied into the database at checkpoints): about half the bytes,
+    readers do not block the writer. A new store also gets 1 KB pages (SQLite's default until
+    2016, 4 KB since): the same page count, a quarter of the bytes. Both settings live in the
+    database file, so the MLflow UI and later sweeps use them too.
+
+    This process's connections to the store also sync the log only at checkpoints
+    (``synchronous=NORMAL``, SQLite's advice for WAL), not at every commit: consecutive commits
+    then share the disk's blocks. A crash of the process or of Ray loses nothing; a power cut
+    can lose the commits since the last checkpoint (at most 1,000 pages, a few trials), never
+    the database.
+    """
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return
+    import sqlite3
+
+    path = Path(tracking_uri.removeprefix(prefix))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    _sync_at_checkpoints(path)
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+        if new:
+            db.execute(f"PRAGMA page_size={SQLITE_PAGE}")
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
+
+
+SQLITE_PAGE = 1024
+"""Page size of a new embedded store (bytes)."""
+WAL_CHECKPOINT_PAGES = 10_000
+"""Log pages between checkpoints (SQLite's default is 1,000): a page many commits change, such
+as an index leaf every trial writes to, is copied into the database once per checkpoint, so
+fewer checkpoints write fewer pages. The log grows to about 10 MB between them."""
+_WAL_STORES: set[str] = set()
+
+
+def _sync_at_checkpoints(path: Path) -> None:
+    """Make this process's SQLAlchemy connections to ``path`` use ``synchronous=NORMAL``."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if not _WAL_STORES:
+        event.listen(Engine, "connect", _on_connect)
+    _WAL_STORES.add(str(path.resolve()))
+
+
+def _on_connect(connection: Any, record: Any) -> None:
+    """SQLAlchemy ``connect`` hook: ``synchronous=NORMAL`` on a store :func:`use_wal` set up."""
+    import sqlite3
+
+    if not isinstance(connection, sqlite3.Connection):
+        return
+    rows = connection.execute("PRAGMA database_list").fetchall()
+    if any(row[2] and str(Path(row[2]).resolve()) in _WAL_STORES for row in rows):
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+
+
 class Tracker:
     """The driver's MLflow client for one sweep: parent run, child runs, closing.
 
@@ -140,6 +225,7 @@ class Tracker:
         self, tracking_uri: str, experiment: str, artifact_location: str | None = None
     ) -> None:
         self.tracking_uri = tracking_uri
+        use_wal(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = (
@@ -151,6 +237,7 @@ class Tracker:
         self.sweep_id: str = ""
         self.open_runs: set[str] = set()
         self._keys: dict[str, str] = {}
+        self._loaded: set[str] = set()
 
     def start_parent(
         self,
@@ -203,18 +290,28 @@ class Tracker:
         return run_id
 
     def _find(self, key: str) -> str | None:
-        runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{TRIAL_KEY}` = '{key}'", max_results=2
-        )
-        return runs[0].info.run_id if runs else None
+        """The run of trial ``key``: the first lookup of a sweep reads all its trial runs at once.
+
+        One query per sweep, not one per trial (a tag search costs time in the number of runs,
+        so per-trial searches made a 10,000-trial sweep quadratic). Runs this tracker creates
+        are added as they are made; nothing else creates trial runs of a live sweep.
+        """
+        if key not in self._keys:
+            sweep = key.split("/", 1)[0]
+            if sweep in self._loaded:
+                return None
+            self._loaded.add(sweep)
+            for run in self.search_all(f"tags.`{TRIAL_KEY}` LIKE '{sweep}/%'"):
+                self._keys.setdefault(run.data.tags[TRIAL_KEY], run.info.run_id)
+        return self._keys.get(key)
+
+    def search_all(self, filter_string: str) -> list[Any]:
+        """Every run of the experiment that matches ``filter_string`` (all pages)."""
+        return search_all(self.client, [self.experiment_id], filter_string)
 
     def children(self) -> list[Any]:
         """Every child run of the parent."""
-        return self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{PARENT}` = '{self.parent_id}'",
-            max_results=10000,
-        )
+        return self.search_all(f"tags.`{PARENT}` = '{self.parent_id}'")
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Log params (values as text; dicts and lists as JSON)."""
@@ -243,6 +340,15 @@ class Tracker:
         ``comparison.json`` twice.) The file has ``log_table``'s format and the run's
         ``mlflow.loggedArtifacts`` tag lists it, as ``log_table`` does.
         """
+        entry = self._upload_table(run_id, data, artifact_file)
+        logged = json.loads(self.client.get_run(run_id).data.tags.get(LOGGED_TABLES, "[]"))
+        if entry not in logged:
+            self.client.set_tag(run_id, LOGGED_TABLES, json.dumps([*logged, entry]))
+
+    def _upload_table(
+        self, run_id: str, data: Mapping[str, list[Any]], artifact_file: str
+    ) -> dict[str, str]:
+        """Upload ``data`` as ``artifact_file`` (``log_table``'s format); its tag entry."""
         import pandas as pd
 
         folder, name = posixpath.split(posixpath.normpath(artifact_file))
@@ -250,11 +356,43 @@ class Tracker:
             path = Path(tmp) / name
             pd.DataFrame(dict(data)).to_json(path, orient="split", index=False, date_format="iso")
             self.client.log_artifact(run_id, str(path), folder or None)
-        tag = "mlflow.loggedArtifacts"
-        logged = json.loads(self.client.get_run(run_id).data.tags.get(tag, "[]"))
-        entry = {"path": artifact_file, "type": "table"}
-        if entry not in logged:
-            self.client.set_tag(run_id, tag, json.dumps([*logged, entry]))
+        return {"path": artifact_file, "type": "table"}
+
+    def finish(
+        self,
+        run_id: str,
+        status: str,
+        tags: Mapping[str, Any],
+        metrics: Mapping[str, Any],
+        step: int,
+        table: tuple[Mapping[str, list[Any]], str] | None = None,
+    ) -> None:
+        """End a trial's run in three writes: its table, one batch of tags and metrics, the end.
+
+        ``table`` is ``(data, artifact_file)``, the run's only table (the tag lists just it).
+        """
+        self._finish(run_id, status, tags, metrics, step, table)
+        self.open_runs.discard(run_id)
+
+    def _finish(
+        self,
+        run_id: str,
+        status: str,
+        tags: Mapping[str, Any],
+        metrics: Mapping[str, Any],
+        step: int,
+        table: Any = None,
+    ) -> None:
+        tags = {k: _text(v) for k, v in tags.items()}
+        if table is not None:
+            tags[LOGGED_TABLES] = json.dumps([self._upload_table(run_id, *table)])
+        stamp = _now_ms()
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), stamp, step) for k, v in metrics.items() if _finite(v)],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+        self.client.set_terminated(run_id, status=status)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         """A text artifact."""
@@ -277,7 +415,7 @@ class Tracker:
     def supersede(self, stage: str, live: set[str]) -> int:
         """End KILLED, tagged :data:`SUPERSEDED`, the runs of ``stage`` no live trial owns.
 
-        Tune snapshots its state every :data:`~grasplab.platform.sweep.STATE_PERIOD_S`; a trial
+        Tune snapshots its state every :func:`~grasplab.platform.sweep.state_period`; a trial
         created after the last snapshot of a killed driver is unknown to the resumed sweep,
         which samples again in its place. The first trial's run (possibly FINISHED) would
         otherwise stand beside its replacement's as a duplicate in the MLflow UI.
@@ -413,7 +551,8 @@ class TrialLogger(tune.Callback):
     ) -> None:
         """Log the report's metrics at its step (training iteration); time the driver's share."""
         started = time.perf_counter()
-        metrics = {PARTIAL.get(k, k): result.get(k) for k in TRIAL_METRICS}
+        unpacked = figures(result)
+        metrics = {PARTIAL.get(k, k): unpacked.get(k) for k in TRIAL_METRICS}
         self.tracker.log_metrics(
             self.run_of(trial), metrics, step=int(result["training_iteration"])
         )
@@ -434,30 +573,26 @@ class TrialLogger(tune.Callback):
             "chunks": str(chunks),
         }
 
-    def _ended(self, run_id: str, trial: Any, status: str) -> None:
-        result = trial.last_result or {}
+    def _ended(self, run_id: str, trial: Any, status: str, table: Any = None) -> None:
+        result = figures(trial.last_result)
         tags = self.end_tags(result)
-        self.tracker.set_tags(run_id, tags)
         final = {"episodes_scored": int(tags["episodes_scored"])}
         if status == "FINISHED" and tags["early_stopped"] == "false":
             final.update({k: result.get(k) for k in PARTIAL})  # scored on every episode
         step = int(result.get("training_iteration", 0) or 0)
-        self.tracker.log_metrics(run_id, final, step=step)
-        self.tracker.end(run_id, status)
+        self.tracker.finish(run_id, status, tags, final, step, table)
         if self.progress:
             live.of(self.sweep_id).trial_ended(tags["early_stopped"] == "true", status == "FAILED")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Log the per-episode table, tag early-stopping, end the run FINISHED.
+        """End the run FINISHED with its per-episode table and its early-stopping tags.
 
         The records come from the trial's stored checkpoints (its result store), not from its
         result: Tune's state holds only the aggregates.
         """
-        run_id = self.run_of(trial)
         records = trial_records(trial)
-        if records:
-            self.tracker.log_table(run_id, records_table(records), "episodes.json")
-        self._ended(run_id, trial, "FINISHED")
+        table = (records_table(records), "episodes.json") if records else None
+        self._ended(self.run_of(trial), trial, "FINISHED", table)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Tag, then end the run FAILED (Tune has given up on the trial)."""

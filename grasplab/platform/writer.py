@@ -246,6 +246,26 @@ class QueuedTracker(Tracker):
         kwargs = {"local_path": local_path, "artifact_path": artifact_path}
         self.submit("call", method="log_artifact", run=run_id, kwargs=kwargs)
 
+    def finish(
+        self,
+        run_id: str,
+        status: str,
+        tags: Mapping[str, Any],
+        metrics: Mapping[str, Any],
+        step: int,
+        table: tuple[Mapping[str, list[Any]], str] | None = None,
+    ) -> None:
+        """Queue the end of a trial's run (see :meth:`Tracker.finish`)."""
+        kwargs = {
+            "status": status,
+            "tags": dict(tags),
+            "metrics": dict(metrics),
+            "step": step,
+            "table": None if table is None else [dict(table[0]), table[1]],
+        }
+        self.submit("call", method="_finish", run=run_id, kwargs=kwargs)
+        self.open_runs.discard(run_id)
+
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         """Queue the end of a run."""
         self.submit("call", method="end", run=run_id, kwargs={"status": status})

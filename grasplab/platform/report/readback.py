@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from grasplab.platform.report.rows import ResultRow, StageOutcome
-from grasplab.platform.tracking import PARENT, ROLE, SWEEP_ID
+from grasplab.platform.tracking import PARENT, ROLE, SWEEP_ID, search_all
 
 IMAGES = (".png", ".gif")
 
@@ -73,10 +73,10 @@ def load_sweep(client: MlflowClient, run: Any) -> Sweep:
     """Read a sweep back from its parent run: entries, floors, trials, images."""
     metrics = run.data.metrics
     protocol = protocol_of(run)
-    trials = client.search_runs(
+    trials = search_all(
+        client,
         [run.info.experiment_id],
         f"tags.`{PARENT}` = '{run.info.run_id}' and tags.`{ROLE}` = 'trial'",
-        max_results=10000,
     )
     keys = [k.removesuffix("/test_n") for k in metrics if k.endswith("/test_n")]
     if not keys:
