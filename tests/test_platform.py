@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,8 +19,9 @@ from grasplab.cli import sweep as cli_sweep
 from grasplab.eval.results import EpisodeResults
 from grasplab.platform import sweep
 from grasplab.platform.search import LABEL, PlannerSearch
-from grasplab.platform.tracking import SUPERSEDED, Tracker, default_tracking
+from grasplab.platform.tracking import SUPERSEDED, Tracker, default_tracking, search_all
 from grasplab.platform.workers import plan_placement
+from grasplab.platform.writer import QueuedTracker
 
 from .support import BIN, stop, sweep_runs, trials_and_parents
 
@@ -147,6 +149,95 @@ def test_logging_a_table_again_replaces_it(tmp_path):
         {"path": "test/gd.json", "type": "table"},
     ]
     tracker.close_all("FINISHED")
+
+
+def test_embedded_store_is_set_up_for_many_small_writes(tmp_path):
+    """WAL, 1 KB pages for a new store, syncs at checkpoints only on this process's links."""
+    import sqlite3
+
+    from sqlalchemy import create_engine, text
+
+    uri, artifacts = default_tracking(tmp_path)
+    Tracker(uri, "t", artifacts)
+    db = sqlite3.connect(tmp_path / "mlflow.db")
+    assert db.execute("PRAGMA page_size").fetchone()[0] == 1024
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    old = tmp_path / "old" / "mlflow.db"  # a store made before: its page size stays
+    old.parent.mkdir()
+    sqlite3.connect(old).execute("CREATE TABLE x (a)").connection.close()
+    Tracker(f"sqlite:///{old}", "t")
+    db = sqlite3.connect(old)
+    assert db.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+
+    def pragmas(url: str) -> tuple[int, int]:
+        engine = create_engine(url)
+        with engine.connect() as link:
+            found = tuple(
+                link.execute(text(f"PRAGMA {name}")).scalar()
+                for name in ("synchronous", "wal_autocheckpoint")
+            )
+        engine.dispose()
+        return found
+
+    assert pragmas(uri) == (1, 10_000)  # NORMAL
+    assert pragmas(f"sqlite:///{tmp_path / 'other.db'}") == (2, 1000)  # FULL: not ours
+
+
+def test_trial_runs_are_found_with_one_query_per_sweep(tmp_path, monkeypatch):
+    """A tag search costs time in the number of runs: one per trial made big sweeps quadratic."""
+    uri, artifacts = default_tracking(tmp_path)
+    tracker = Tracker(uri, "t", artifacts)
+    parent = tracker.start_parent("sweep-1", "sweep-1", {})
+    made = {k: tracker.child(f"sweep-1/H6/{k}", "run", {}, {}) for k in "abc"}
+    resumed = Tracker(uri, "t", artifacts)  # a new driver
+    resumed.start_parent("sweep-1", "sweep-1", {}, run_id=parent)
+    queries = []
+    search = resumed.client.search_runs
+    monkeypatch.setattr(
+        resumed.client, "search_runs", lambda *a, **k: queries.append(a) or search(*a, **k)
+    )
+    found = {k: resumed.child(f"sweep-1/H6/{k}", "run", {}, {}) for k in "abcd"}
+    assert {k: found[k] for k in "abc"} == made and found["d"] not in made.values()
+    assert len(queries) == 1
+    assert len(search_all(resumed.client, [resumed.experiment_id], "", page_size=2)) == 5
+
+
+def test_finishing_a_trial_run_writes_tags_metrics_table_and_status(tmp_path):
+    uri, artifacts = default_tracking(tmp_path)
+    tracker = QueuedTracker(uri, "t", artifacts)
+    tracker.start_parent("sweep-1", "sweep-1", {})
+    handle = tracker.child("sweep-1/H6/a", "run", {"lr": 0.1}, {})
+    tracker.finish(
+        handle,
+        "FINISHED",
+        {"early_stopped": "false"},
+        {"success_rate": 0.5, "x": math.nan},
+        3,
+        ({"success": [True, False]}, "episodes.json"),
+    )
+    assert handle not in tracker.open_runs
+    tracker.flush()
+    run = tracker.client.get_run(tracker.run_id(handle))
+    assert run.info.status == "FINISHED" and run.data.tags["early_stopped"] == "false"
+    assert run.data.metrics == {"success_rate": 0.5}
+    logged = json.loads(run.data.tags["mlflow.loggedArtifacts"])
+    assert logged == [{"path": "episodes.json", "type": "table"}]
+    table = tracker.client.download_artifacts(run.info.run_id, "episodes.json", str(tmp_path))
+    assert json.loads(Path(table).read_text())["data"] == [[True], [False]]
+    tracker.close_all("FINISHED")
+
+
+def test_state_snapshots_are_rarer_in_bigger_stages():
+    assert [sweep.state_period(n) for n in (10, 1000, 3000, 10_000, 100_000)] == [
+        30.0,
+        30.0,
+        90.0,
+        300.0,
+        300.0,
+    ]
 
 
 # --- sweeps on a local Ray -------------------------------------------------------------------
@@ -277,7 +368,9 @@ def test_sweep_under_mpc_replans_every_trial_and_test_episode(tmp_path, local_ra
     steps = 4 * 16 * (6 + 4 + 2) + (6 + 4 + 2)
     assert [r["model_steps"] for r in outcome.test_records] == [steps] * 4
     children, parents = trials_and_parents(result.tracking_uri)
-    assert {r.data.params.get("protocol.mode") for r in children} == {"mpc"}
+    assert parents[0].data.params["protocol.mode"] == "mpc"
+    fingerprint = parents[0].data.params["protocol.fingerprint"]
+    assert {r.data.params.get("protocol.fingerprint") for r in children} == {fingerprint}
 
 
 EVERY_PLANNER = [

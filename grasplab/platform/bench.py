@@ -273,6 +273,7 @@ def scale_run(trials: int, overrides: Sequence[str], workers: int) -> dict[str, 
         "trials": done,
         "workers": result.num_workers,
         "sweep_s": result.tune_time,
+        "compute_s": result.trial_compute,
         "tuning_s": phases.get("tuning_s", math.nan),
         "wall_s": result.wall_time,
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -295,6 +296,13 @@ def print_scale(o: dict[str, Any]) -> None:
         f"trials: {o['trials']} on {o['workers']} workers: sweep {o['sweep_s']:.1f} s = "
         f"{o['sweep_s'] / n:.3f} s/trial (tuning {o['tuning_s']:.1f} s = "
         f"{o['tuning_s'] / n:.3f} s/trial; wall incl. Ray start {o['wall_s']:.1f} s)"
+    )
+    pool = o["workers"] * o["sweep_s"]
+    print(
+        f"worker compute {o['compute_s']:.1f} s = {o['compute_s'] / n:.3f} s/trial (planning "
+        f"and scoring); the rest of the pool's {pool:.1f} worker-seconds, "
+        f"{(pool - o['compute_s']) / n:.3f} s/trial, is the fixed cost: Tune's trial start and "
+        "report, chunk dispatch, the driver's loop, the pick, the tests and the report"
     )
     print(
         f"driver peak RSS {o['peak_rss'] / 2**20:.0f} MB (target < 600 MB; "

@@ -131,14 +131,18 @@ def _finite(value: Any) -> bool:
 
 
 def search_all(
-    client: MlflowClient, experiment_ids: list[str], filter_string: str, **kwargs: Any
+    client: MlflowClient,
+    experiment_ids: list[str],
+    filter_string: str,
+    page_size: int = 5000,
+    **kwargs: Any,
 ) -> list[Any]:
-    """Every run matching ``filter_string``, all pages (one page holds at most 5,000)."""
+    """Every run matching ``filter_string``, all pages (``page_size`` runs per query)."""
     found: list[Any] = []
     token = None
     while True:
         page = client.search_runs(
-            experiment_ids, filter_string, max_results=5000, page_token=token, **kwargs
+            experiment_ids, filter_string, max_results=page_size, page_token=token, **kwargs
         )
         found.extend(page)
         token = page.token
@@ -238,6 +242,7 @@ class Tracker:
         self.open_runs: set[str] = set()
         self._keys: dict[str, str] = {}
         self._loaded: set[str] = set()
+        self._creating: set[str] = set()
 
     def start_parent(
         self,
@@ -279,11 +284,16 @@ class Tracker:
                 ROLE: "trial",
                 **tags,
             }
+            self._creating.add(key)
             run = self.client.create_run(
                 self.experiment_id, run_name=name, tags={k: _text(v) for k, v in all_tags.items()}
             )
-            run_id = run.info.run_id
+            run_id = self._keys[key] = run.info.run_id
             Tracker.log_params(self, run_id, params)  # now, also in a queued subclass
+            self._creating.discard(key)
+        elif key in self._creating:  # a creation retried after an error: the run exists
+            Tracker.log_params(self, run_id, params)
+            self._creating.discard(key)
         elif self.client.get_run(run_id).info.status != "RUNNING":
             self.client.update_run(run_id, status="RUNNING")
         self._keys[key] = run_id
@@ -294,8 +304,15 @@ class Tracker:
 
         One query per sweep, not one per trial (a tag search costs time in the number of runs,
         so per-trial searches made a 10,000-trial sweep quadratic). Runs this tracker creates
-        are added as they are made; nothing else creates trial runs of a live sweep.
+        are added as they are made; nothing else creates trial runs of a live sweep. A key whose
+        creation raised is searched on its own: the server may have made the run and lost the
+        answer (an outage), and the retry must find it, not make a second one.
         """
+        if key in self._creating:
+            runs = self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`{TRIAL_KEY}` = '{key}'", max_results=1
+            )
+            return runs[0].info.run_id if runs else None
         if key not in self._keys:
             sweep = key.split("/", 1)[0]
             if sweep in self._loaded:
