@@ -235,6 +235,20 @@ def test_key_value_bench_command_refuses_bad_keys_in_one_line():
 
 
 @pytest.mark.parametrize(
+    ("trials", "message"),
+    [
+        ("0", "--trials must be at least 1, got 0"),
+        ("999999999", "--trials 999999999 is more than this machine can hold ("),
+    ],
+)
+def test_bench_platform_refuses_a_trial_count_out_of_range_in_one_line(trials, message):
+    done = grasplab("bench", "platform", "--trials", trials)
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"grasplab bench platform: error: {message}")
+
+
+@pytest.mark.parametrize(
     ("command", "name", "collect"),
     [
         ("bench_quality", "wall-mlp", "grasplab collect env=wall episodes=1000"),
