@@ -166,8 +166,8 @@ def use_wal(tracking_uri: str) -> None:
     This process's connections to the store also sync the log only at checkpoints
     (``synchronous=NORMAL``, SQLite's advice for WAL), not at every commit: consecutive commits
     then share the disk's blocks. A crash of the process or of Ray loses nothing; a power cut
-    can lose the commits since the last checkpoint (at most 1,000 pages, a few trials), never
-    the database.
+    can lose the commits since the last checkpoint (:data:`WAL_CHECKPOINT_PAGES`, about a
+    hundred tiny trials' runs), never the database.
     """
     prefix = "sqlite:///"
     if not tracking_uri.startswith(prefix):
