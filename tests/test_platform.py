@@ -230,6 +230,21 @@ def test_finishing_a_trial_run_writes_tags_metrics_table_and_status(tmp_path):
     tracker.close_all("FINISHED")
 
 
+def test_heap_freezer_freezes_once_its_period_has_passed():
+    import gc
+
+    gc.unfreeze()
+    try:
+        freezer = sweep.HeapFreezer(period_s=3600)
+        freezer.on_step_end(0, [])
+        assert gc.get_freeze_count() == 0  # the period has not passed
+        freezer.period_s = 0
+        freezer.on_step_end(1, [])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
 def test_state_snapshots_are_rarer_in_bigger_stages():
     assert [sweep.state_period(n) for n in (10, 1000, 3000, 10_000, 100_000)] == [
         30.0,
