@@ -723,3 +723,25 @@ def test_progress_status_lines_are_periodic_in_logs_and_in_place_on_a_tty():
             assert text.count("\r") == 40 and text.count("\n") == 2
         else:  # a plain line every 15 s and at the end: no carriage returns in logs
             assert "\r" not in text and len(status) == 3
+
+
+def test_bench_splits_the_bytes_written_by_part_of_the_sweep():
+    from grasplab.platform.bench import Heartbeat, writer_kind
+
+    assert writer_kind(True, "grasplab bench platform --trials 450") == "driver"
+    assert writer_kind(False, "ray::WorldModelWorker.evaluate") == "pool workers"
+    assert writer_kind(False, "ray::ImplicitFunc.train") == "trials"
+    assert writer_kind(False, "ray::_Inner.run_trial") == "trials"
+    assert writer_kind(False, "/venv/ray/raylet --node") == "Ray's processes"
+    beat = Heartbeat()
+    beat.written = {1: 5 * 2**20, 2: 2**20, 3: 3 * 2**20, 4: 2**20, 5: 7}
+    beat.kinds = {1: "driver", 2: "trials", 3: "trials", 4: "pool workers"}  # 5: never titled
+    split = beat.written_by()
+    assert split == {
+        "driver": 5 * 2**20,
+        "trials": 4 * 2**20,
+        "pool workers": 2**20,
+        "Ray's processes": 7,
+    }
+    assert list(split) == ["driver", "trials", "pool workers", "Ray's processes"]  # largest first
+    assert sum(split.values()) == beat.bytes_written

@@ -191,6 +191,7 @@ class Heartbeat:
         self.gc_pauses: list[tuple[float, float]] = []
         self._gc_start = 0.0
         self.written: dict[int, int] = {}
+        self.kinds: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-heartbeat", daemon=True)
 
@@ -218,12 +219,24 @@ class Heartbeat:
             self.rss.append((time.perf_counter(), int(me.memory_info().rss)))
         for proc in [me, *me.children(recursive=True)]:
             with contextlib.suppress(psutil.Error, OSError):
+                title = " ".join(proc.cmdline()) or proc.name()  # Ray retitles reused workers
+                kind = writer_kind(proc.pid == me.pid, title)
+                if self.kinds.get(proc.pid) in (None, "Ray's processes"):
+                    self.kinds[proc.pid] = kind
                 self.written[proc.pid] = int(proc.io_counters().write_bytes)
 
     @property
     def bytes_written(self) -> int:
         """Bytes written to disk by the driver's process tree, as last sampled."""
         return sum(self.written.values())
+
+    def written_by(self) -> dict[str, int]:
+        """:attr:`bytes_written` split by :func:`writer_kind`, largest first."""
+        out: dict[str, int] = {}
+        for pid, written in self.written.items():
+            kind = self.kinds.get(pid, "Ray's processes")
+            out[kind] = out.get(kind, 0) + written
+        return dict(sorted(out.items(), key=lambda item: -item[1]))
 
     def _gc(self, phase: str, info: dict[str, Any]) -> None:
         """``gc.callbacks`` hook: the pauses of the full (generation 2) collections."""
@@ -249,6 +262,22 @@ class Heartbeat:
         self.sample()
         self._stop.set()
         self._thread.join()
+
+
+def writer_kind(driver: bool, title: str) -> str:
+    """Which part of a sweep a process of the driver's tree is, by its title.
+
+    ``driver`` (Tune's loop, the MLflow writer of an embedded store, Tune's state), ``trials``
+    (Tune's trial processes: checkpoints, results), ``pool workers`` (the world-model workers),
+    ``Ray's processes`` (raylet, GCS, agents, logs).
+    """
+    if driver:
+        return "driver"
+    if "WorldModelWorker" in title:
+        return "pool workers"
+    if "ImplicitFunc" in title or "run_trial" in title:
+        return "trials"
+    return "Ray's processes"
 
 
 def state_file_bytes(folder: Path) -> int:
@@ -280,6 +309,7 @@ def scale_run(trials: int, overrides: Sequence[str], workers: int) -> dict[str, 
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "state_bytes": state_file_bytes(Path(state.folder)),
         "written": beat.bytes_written,
+        "written_by": beat.written_by(),
         "max_stall_s": beat.max_gap,
         "stalls_over_100ms": beat.stalls_over_100ms,
         "tuning_stalls": tuning,
@@ -312,6 +342,17 @@ def print_scale(o: dict[str, Any]) -> None:
         f"disk written by the driver's process tree {o['written'] / 2**20:.0f} MB = "
         f"{o['written'] / n / 1024:.0f} KB/trial"
     )
+    split = o.get("written_by") or {}
+    if split:
+        print(
+            "disk written by: "
+            + ", ".join(
+                f"{kind} {b / 2**20:.0f} MB ({b / n / 1024:.0f} KB/trial)"
+                for kind, b in split.items()
+            )
+            + " (the driver's share includes an embedded MLflow store's; a tracking server's "
+            "writes are its own)"
+        )
     warned = o["bottleneck_warnings"]
     tuning = o["tuning_stalls"]
     print(
