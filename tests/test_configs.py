@@ -204,6 +204,27 @@ def test_ray_cluster_yaml_passes_rays_own_schema_validation():
         validate_config(prepare_config(broken))
 
 
+def test_ray_cluster_yaml_sets_up_the_servers_store_before_the_server_starts(tmp_path):
+    import sqlite3
+    import subprocess
+    import sys
+
+    raw = yaml.safe_load((config_dir().parent / "ray_cluster.yaml").read_text())
+    commands = raw["head_start_ray_commands"]
+    (prepare,) = [i for i, c in enumerate(commands) if "use_wal" in c]
+    (server,) = [i for i, c in enumerate(commands) if "mlflow server" in c]
+    assert prepare < server
+    home = "/home/ubuntu/grasplab_mlflow"
+    assert f"sqlite:///{home}/mlflow.db" in commands[prepare]
+    assert f"sqlite:///{home}/mlflow.db" in commands[server]  # the same store
+    line = commands[prepare].split("&&", 1)[1].replace(home, str(tmp_path / "mlflow"))
+    line = line.replace("python -c", f"{sys.executable} -c", 1)
+    subprocess.run(line, shell=True, check=True, timeout=120)
+    with sqlite3.connect(tmp_path / "mlflow" / "mlflow.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 1024
+
+
 def test_jobs_start_from_their_experiment_and_let_overrides_win():
     from grasplab.cli.jobs import JOBS, job_overrides
 

@@ -564,6 +564,9 @@ def test_tune_state_per_trial_is_a_few_kb_whatever_the_episodes(tmp_path, local_
         # the whole per-trial state (result, metric stats, 4 checkpoints' metrics): 20.0 KB,
         # 23.7 KB with every figure a number (the records in the result cost 62 KB a trial)
         assert len(json.dumps(trial)) + len(json.dumps(meta)) < 22_000
+    # no per-trial logger files (Tune's JSON logger wrote 3 per trial, twice)
+    for name in ("result.json", "params.json", "params.pkl", "progress.csv"):
+        assert not list(tmp_path.rglob(name)), name
     # the per-episode records still land in each trial's MLflow run
     from mlflow.tracking import MlflowClient
 
@@ -745,3 +748,26 @@ def test_bench_splits_the_bytes_written_by_part_of_the_sweep():
     }
     assert list(split) == ["driver", "trials", "pool workers", "Ray's processes"]  # largest first
     assert sum(split.values()) == beat.bytes_written
+
+
+def test_tunes_warning_about_missing_result_files_is_dropped_and_only_that():
+    import logging
+
+    from grasplab.platform.runtime import NoResultFiles
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("ray.tune", logging.WARNING, __file__, 1, message, None, None)
+
+    missing = (
+        "- run_trial_{0}: FileNotFoundError('Could not fetch metrics for run_trial_{0}: both "
+        "result.json and progress.csv were not found at /tmp/x/run_trial_{0}')"
+    )
+    only_missing = "Failed to fetch metrics for 2 trial(s):\n" + "\n".join(
+        missing.format(i) for i in range(2)
+    )
+    other = f"Failed to fetch metrics for 2 trial(s):\n{missing.format(0)}\n- t1: OSError('disk')"
+    keep = NoResultFiles().filter
+    assert not keep(record(only_missing))
+    assert keep(record(other))  # a real failure still warns, with the whole list
+    assert keep(record("Failed to fetch metrics for 0 trial(s):"))
+    assert keep(record("Trial t1 errored"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import socket
@@ -21,18 +22,49 @@ STATE_FILE = "sweep.json"
 def quiet_environment() -> None:
     """Tune settings for a driver that logs to MLflow itself (set before Tune runs).
 
-    No Tune auto-loggers (CSV/TensorBoard per trial: MLflow is the record; the sweep adds
-    Tune's JSON logger back, which its result analysis reads). The experiment-state period is
-    set by the sweep around each ``Tuner.fit`` (:func:`grasplab.platform.sweep.state_period`):
-    the 2 s it was made a 3,000-trial sweep rewrite a state file that grows with every trial
-    thousands of times (GBs written).
+    No Tune loggers (CSV/JSON/TensorBoard files per trial): MLflow and Tune's experiment state
+    are the record. Tune's JSON logger wrote three files per trial (``params.json``,
+    ``params.pkl``, ``result.json``), each twice (its staging folder, then the storage folder),
+    and after the loop Tune read every ``result.json`` back into a DataFrame nothing here uses;
+    Tune's one warning that lists the trials without those files is dropped
+    (:class:`NoResultFiles`). The experiment-state period is set by the sweep around each
+    ``Tuner.fit`` (:func:`grasplab.platform.sweep.state_period`): the 2 s it was made a
+    3,000-trial sweep rewrite a state file that grows with every trial thousands of times (GBs
+    written).
     """
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    analysis = logging.getLogger(TUNE_ANALYSIS_LOGGER)
+    if not any(isinstance(f, NoResultFiles) for f in analysis.filters):
+        analysis.addFilter(NoResultFiles())
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+TUNE_ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"
+"""The logger of Tune's result analysis (``Tuner.fit``'s ``ResultGrid``)."""
+
+
+class NoResultFiles(logging.Filter):
+    """Drops Tune's warning about trials without result files, when that is all it reports.
+
+    After ``Tuner.fit`` Tune reads each trial's ``result.json`` (or ``progress.csv``) into a
+    DataFrame and warns once, listing every trial, about those it could not read. The sweep
+    writes neither file (:func:`quiet_environment`), so the warning would list every trial of
+    the stage. It still passes when any trial failed for another reason.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a warning whose every failure is a trial's missing result files."""
+        message = record.getMessage()
+        if not message.startswith("Failed to fetch metrics for"):
+            return True
+        failures = [line for line in message.splitlines()[1:] if line.strip()]
+        return not failures or not all(
+            "FileNotFoundError" in line and "were not found at" in line for line in failures
+        )
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -24,7 +24,6 @@ from typing import Any
 
 import ray
 from ray import tune
-from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
@@ -679,7 +678,6 @@ def new_tuner(
             verbose=0,
             callbacks=[
                 TrialLogger(state.sweep_id, stage, params, progress, n_chunks),
-                JsonLoggerCallback(),
                 HeapFreezer(),
             ],
             failure_config=tune.FailureConfig(max_failures=spec.sweep.max_failures),
