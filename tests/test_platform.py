@@ -230,6 +230,33 @@ def test_finishing_a_trial_run_writes_tags_metrics_table_and_status(tmp_path):
     tracker.close_all("FINISHED")
 
 
+def test_waiting_for_a_writer_that_is_behind_says_so(tmp_path, monkeypatch):
+    from grasplab.platform import writer
+
+    monkeypatch.setattr(writer, "STATUS_EVERY_S", 0.3)
+    uri, artifacts = default_tracking(tmp_path)
+    lines: list[str] = []
+    tracker = QueuedTracker(uri, "t", artifacts, status=lines.append)
+    tracker.start_parent("sweep-1", "sweep-1", {})
+    slow = tracker._do_call
+
+    def behind(*args, **kwargs):  # a busy server: each write takes 0.1 s
+        time.sleep(0.1)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(tracker, "_do_call", behind)
+    handle = tracker.child("sweep-1/H6/a", "run", {"lr": 0.1}, {})
+    for step in range(10):
+        tracker.log_metrics(handle, {"success_rate": 0.1 * step}, step=step)
+    tracker.flush()
+    waiting = [line for line in lines if line.startswith("[mlflow] waiting for ")]
+    assert waiting and "queued writes to sqlite:///" in waiting[0] and "applied/s" in waiting[0]
+    assert tracker.pending() == 0
+    history = tracker.client.get_metric_history(tracker.run_id(handle), "success_rate")
+    assert len(history) == 10
+    tracker.close_all("FINISHED")
+
+
 def test_heap_freezer_freezes_once_its_period_has_passed():
     import gc
 

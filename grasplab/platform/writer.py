@@ -165,10 +165,20 @@ class QueuedTracker(Tracker):
                 (default ``outage_timeout_s``).
         """
         limit = self.outage_timeout_s if timeout is None else timeout
+        started = last_status = time.monotonic()
         with self._cv:
+            queued = len(self._ops)
             while self._ops:
                 self._cv.wait(timeout=0.5)
-                if self.down_since is not None and time.monotonic() - self.down_since > limit:
+                now = time.monotonic()
+                if self.down_since is None and now - last_status >= STATUS_EVERY_S:
+                    last_status = now  # reachable but behind (a busy server, a big sweep)
+                    done = max(0, queued - len(self._ops))
+                    self.status(
+                        f"[mlflow] waiting for {len(self._ops)} queued writes to "
+                        f"{self.tracking_uri} ({done / (now - started):.0f} applied/s)"
+                    )
+                if self.down_since is not None and now - self.down_since > limit:
                     raise TrackingOutage(
                         f"MLflow at {self.tracking_uri} unreachable for "
                         f"{time.monotonic() - self.down_since:.0f} s (limit {limit:.0f} s); "
