@@ -370,6 +370,12 @@ def test_sweep_tags_early_stopped_trials_prints_progress_and_logs_gifs(tmp_path,
         # the success_rate column holds complete trials only; the others' figure is partial
         assert ("success_rate" in run.data.metrics) == (n == 4)
         assert run.data.metrics["partial_success_rate"] >= 0.0
+        # one point per report (chunk), the last one logged with the run's end
+        client = MlflowClient(result.tracking_uri)
+        for name in ("partial_success_rate", "n", "compute_time"):
+            history = client.get_metric_history(run.info.run_id, name)
+            assert [m.step for m in history] == list(range(1, int(n) // 2 + 1)), name
+        assert [m.value for m in client.get_metric_history(run.info.run_id, "n")][-1] == n
     stopped = [r for r in children if r.data.tags["early_stopped"] == "true"]
     assert [r.data.params["var_scale"] for r in stopped] == ["0.001"]
     assert sorted(result.outcomes[0].trial_complete) == [False, True, True, True]
