@@ -594,7 +594,7 @@ class TrialLogger(tune.Callback):
 
     def last_report(self, result: Mapping[str, Any]) -> bool:
         """Whether ``result`` is a complete trial's last report (its every chunk scored)."""
-        chunks = int(figures(result).get("chunks", 0) or 0)
+        chunks = int(result.get("chunks", 0) or 0)  # a plain key (not packed in the figures)
         return self.n_chunks is not None and chunks >= self.n_chunks
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
