@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 import ray
+from ray.tune.trainable.metadata import _TrainingRunMetadata
 
 from grasplab.cli import sweep as cli_sweep
 from grasplab.eval.results import EpisodeResults
-from grasplab.platform import sweep
+from grasplab.platform import sweep, tracking
 from grasplab.platform.search import LABEL, PlannerSearch
 from grasplab.platform.tracking import SUPERSEDED, Tracker, default_tracking, search_all
 from grasplab.platform.workers import plan_placement
@@ -564,8 +565,13 @@ def tune_trial_states(folder: Path) -> list[tuple[dict, dict]]:
     ]
 
 
-def test_tune_state_per_trial_is_a_few_kb_whatever_the_episodes(tmp_path, local_ray):
+def test_tune_state_per_trial_is_a_few_kb_whatever_the_episodes(tmp_path, local_ray, monkeypatch):
     """32 tuning episodes per trial: their records reach MLflow, not Tune's experiment state."""
+    scans: list[str] = []  # the driver's searches of child runs (each reads whole runs)
+    children = Tracker.children
+    monkeypatch.setattr(
+        Tracker, "children", lambda t, where="": scans.append(where) or children(t, where)
+    )
     result = run_in_process(
         tmp_path,
         [
@@ -590,13 +596,21 @@ def test_tune_state_per_trial_is_a_few_kb_whatever_the_episodes(tmp_path, local_
         assert last["n"] == 8 * last["chunks"]
         assert len(json.dumps(last)) < 3000
         assert not any(isinstance(v, (list, str)) and len(v) > 400 for v in last.values())
-        # the whole per-trial state (result, metric stats, 4 checkpoints' metrics)
-        # Tune keeps statistics of every numeric key: 4 of ours (3 metrics and the chunk count)
-        # and Tune's own 7, not 11 of ours (the rest travels packed in one string)
-        assert len(meta["metric_analysis"]) <= 11, sorted(meta["metric_analysis"])
-        # the whole per-trial state (result, metric stats, 4 checkpoints' metrics): 20.0 KB,
-        # 23.7 KB with every figure a number (the records in the result cost 62 KB a trial)
-        assert len(json.dumps(trial)) + len(json.dumps(meta)) < 22_000
+        # an ended trial's running statistics are dropped (sweep.ForgetEnded): Tune kept min,
+        # max, mean and two windows of each of 11 numeric keys (4 of ours, 7 of Tune's)
+        assert meta["metric_analysis"] == {} and meta["metric_n_steps"] == {}
+        # its checkpoints keep no copy of their reports (only the latest does)
+        manager = _TrainingRunMetadata.from_json_state(json.dumps(meta)).checkpoint_manager
+        kept = manager.best_checkpoint_results
+        assert len(kept) == last["chunks"] and all(r.metrics == {} for r in kept)
+        assert manager.latest_checkpoint_result.metrics["chunks"] == last["chunks"]
+        # the whole per-trial state: 9.8 KB; 20.0 KB with the statistics and 4 checkpoints'
+        # reports, 23.7 KB with every figure a number too (the records cost 62 KB a trial)
+        size = len(json.dumps(trial)) + len(json.dumps(meta))
+        assert size < 11_000, size
+    # a sweep never stopped looks up no run of its trials: no superseding (resumed sweeps
+    # only), and the orphan check at the end reads the runs still RUNNING only
+    assert scans == [tracking.RUNNING]
     # no per-trial logger files (Tune's JSON logger wrote 3 per trial, twice)
     for name in ("result.json", "params.json", "params.pkl", "progress.csv"):
         assert not list(tmp_path.rglob(name)), name

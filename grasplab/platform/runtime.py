@@ -38,11 +38,18 @@ def quiet_environment() -> None:
         analysis.addFilter(NoResultFiles())
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # A trial checkpoints after every report, and Tune keeps a full copy of that report with
+    # each of its checkpoints (in memory and in every state snapshot). With this switch it keeps
+    # only the checkpoint score (none is set: an empty dict); the latest checkpoint keeps its
+    # report, and the trial its last result.
+    os.environ.setdefault(CHECKPOINT_SCORE_ONLY, "1")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+CHECKPOINT_SCORE_ONLY = "TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE"
+"""Tune's switch to keep only the checkpoint score with each kept checkpoint's report."""
 TUNE_ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"
 """The logger of Tune's result analysis (``Tuner.fit``'s ``ResultGrid``)."""
 

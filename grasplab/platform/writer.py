@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from grasplab.platform.tracking import TRIAL_KEY, Tracker, _now_ms
+from grasplab.platform.tracking import RUNNING, TRIAL_KEY, Tracker, _now_ms
 
 JOURNAL = "mlflow_pending.json"
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0)
@@ -307,8 +307,7 @@ class QueuedTracker(Tracker):
         """Apply the queue, then end child runs RUNNING that no live trial owns."""
         self.flush(timeout)
         owned = {self.ids.get(h, h) for h in self.open_runs}
-        running = [r.info.run_id for r in self.children() if r.info.status == "RUNNING"]
-        orphans = [r for r in running if r not in owned]
+        orphans = [r.info.run_id for r in self.children(RUNNING) if r.info.run_id not in owned]
         for run_id in orphans:
             self.client.set_terminated(run_id, status=status)
         return len(orphans)
