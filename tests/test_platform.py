@@ -754,13 +754,24 @@ def test_progress_status_lines_are_periodic_in_logs_and_in_place_on_a_tty():
         trial("TERMINATED", "grasp", 4, 0.5),
         trial("TERMINATED", "cem", 2, 0.0),
     ]
+
+    class Listed(list):  # Tune's trial list, counting how often it is read
+        reads = 0
+
+        def __iter__(self):
+            Listed.reads += 1
+            return super().__iter__()
+
     for tty in (False, True):
-        now, out = [0.0], StringIO()
+        now, out, Listed.reads = [0.0], StringIO(), 0
         lines = SweepProgress(out=out, tty=tty, every=15.0, now=lambda clock=now: clock[0])
         lines.start_stage("H6", ["grasp", "cem"], 4, "stage H6: tuning")
-        for second in range(40):
-            now[0] = float(second)
-            lines.trials(trials)
+        for step in range(391):  # Tune's loop steps ten times a second
+            now[0] = step / 10
+            lines.trials(Listed(trials))
+        # the list (every trial of the stage) is read only when a status line is due
+        assert Listed.reads == (39 if tty else 2)
+        lines.trials(Listed(trials), force=True)  # the stage's end: its last counts
         lines.end_stage()
         text = out.getvalue()
         shown = text.replace("\r\x1b[K", "\n")  # a TTY's in-place updates, one per line

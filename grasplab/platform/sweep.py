@@ -73,7 +73,7 @@ STATE_PERIOD_PER_TRIAL_S = 0.03
 """Seconds between Tune's experiment-state snapshots (``TUNE_GLOBAL_CHECKPOINT_S``): 0.03 s per
 trial of the stage, at least 30 s and at most 300 s (:func:`state_period`).
 
-Tune rewrites its whole experiment state (every trial's last result and bookkeeping, ~16 KB a
+Tune rewrites its whole experiment state (every trial's last result and bookkeeping, about 9 KB a
 trial at the tiny protocol) on each snapshot, and copies it to the storage folder, so at a fixed
 period the bytes written grow with trials x snapshots, quadratically in the stage's size. A
 period that grows with the stage keeps them about linear: 30 s up to 1,000 trials, 300 s from

@@ -660,7 +660,10 @@ class TrialLogger(tune.Callback):
 
         Only in a resumed sweep: in a sweep that was never stopped, every trial run was made by
         this driver for a trial Tune knows, and the check would read every run of the stage.
+        Also gives the live progress the stage's last counts (its final status line).
         """
+        if self.progress:
+            live.of(self.sweep_id).trials(trials, force=True)
         if not self.tracker.resumed:
             return
         try:
