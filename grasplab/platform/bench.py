@@ -137,7 +137,7 @@ def overhead_run(overrides: Sequence[str], workers: int | None) -> dict[str, Any
 MAX_TRIALS = 100_000
 """Most trials ``--trials`` accepts (Tune keeps every trial in the driver's memory)."""
 DRIVER_BYTES_PER_TRIAL = 128 * 1024
-"""Driver memory budgeted per trial when checking ``--trials`` against the free memory: about
+"""Driver memory budgeted per trial when checking ``--trials`` against the free memory: over
 twice the measured growth (2026-12-05, ``e38e732``: 1.12 GB peak for 10,002 trials over a
 0.56 GB start, 56 KB a trial)."""
 SCALE_OVERRIDES = ("env=ballnav", "protocol=tiny", "report.gif=false")
