@@ -18,10 +18,12 @@ and the pool grows back when capacity returns.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +48,32 @@ def model_key(spec: str, protocol: EvalProtocol) -> tuple[str, str, str, int]:
     """What a loaded model depends on: the spec and the protocol's env and action block."""
     overrides = json.dumps(dict(protocol.env_overrides), sort_keys=True, default=str)
     return spec, protocol.env, overrides, protocol.action_block
+
+
+DEFERRED_IMPORTS = ("torch._dynamo",)
+"""Modules torch imports on first use, not with ``import torch``: ``torch._dynamo`` on the first
+``torch.optim`` optimizer a planner builds (GRASP's and GD's), about 1.3 s of imports on a CPU-2
+core. A worker imports them in a background thread from its constructor, so the first chunk of a
+sweep does not wait for them while the driver is still starting Tune's trials."""
+
+
+def import_in_background(modules: Sequence[str] = DEFERRED_IMPORTS) -> threading.Thread:
+    """Start importing ``modules`` in a daemon thread (returned).
+
+    A later ``import`` of one of them waits for the thread (Python's per-module import lock)
+    instead of importing it again. Import errors are left for that later import to raise.
+    """
+
+    def run() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - raised again where the module is really needed
+                pass
+
+    thread = threading.Thread(target=run, name="grasplab-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def worker_device(device: str, gpu_ids: Sequence[Any]) -> torch.device:
@@ -91,6 +119,7 @@ class WorldModelWorker:
     def __init__(self, num_threads: int = 1, device: str = "auto") -> None:
         keep_freed_memory()  # fewer page faults per planner iteration (grasplab/malloc.py)
         torch.set_num_threads(max(1, num_threads))
+        self.imports = import_in_background()  # overlaps Tune's start, not the first chunk
         self.device = worker_device(device, list(ray.get_gpu_ids()))
         self.models: dict[tuple[str, str, str, int], WorldModel] = {}
         self.sims: dict[tuple[str, str, str, int], Simulator] = {}
