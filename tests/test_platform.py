@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -183,7 +184,16 @@ def test_embedded_store_is_set_up_for_many_small_writes(tmp_path):
         engine.dispose()
         return found
 
-    assert pragmas(uri) == (1, 10_000)  # NORMAL
+    assert pragmas(uri) == (1, tracking.WAL_CHECKPOINT_PAGES)  # NORMAL
+    tracker = Tracker(uri, "t", artifacts)
+    tracker.start_parent("s", "p", {"a": 1})
+    log = tmp_path / "mlflow.db-wal"
+    assert log.stat().st_size > 0  # the parent's writes are in the log
+    assert tracking.fold_log(uri) and log.stat().st_size == 0
+    assert Tracker(uri, "t").client.get_run(tracker.parent_id).data.params == {"a": "1"}
+    assert not tracking.fold_log(f"sqlite:///{tmp_path / 'none.db'}")
+    assert not tracking.fold_log("http://127.0.0.1:9")
+    assert tracking.WAL_CHECKPOINT_PAGES > 1000
     assert pragmas(f"sqlite:///{tmp_path / 'other.db'}") == (2, 1000)  # FULL: not ours
 
 
@@ -291,6 +301,9 @@ def test_sweep_two_planners_two_workers_nested_runs_and_test_goals(tmp_path, loc
         tmp_path, [*TINY, "sweep.num_samples=2", "report.gif=true"], num_workers=2
     )
     assert result.num_workers == 2
+    assert result.tracking_uri.startswith("sqlite:///")
+    log = Path(result.tracking_uri.removeprefix("sqlite:///") + "-wal")  # folded at the end:
+    assert not log.exists() or log.stat().st_size == 0  # mlflow.db alone holds every run
     children, parents = trials_and_parents(result.tracking_uri)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 4 and {r.info.status for r in children} == {"FINISHED"}
@@ -485,6 +498,26 @@ def test_workers_load_their_model_once_across_trials(local_ray):
         pool.shutdown()
     assert sum(s["chunks"] for s in stats) == 3 * len(chunks)
     assert [s["loads"] for s in stats if s["chunks"]] == [1] * sum(1 for s in stats if s["chunks"])
+
+
+def test_workers_import_what_a_planner_first_needs_in_the_background():
+    """torch imports ``torch._dynamo`` on the first optimizer (1.3 s): a worker starts it early."""
+    check = (
+        "import sys, torch\n"
+        "from grasplab.platform import workers as w\n"
+        "assert w.DEFERRED_IMPORTS\n"
+        "assert not any(m in sys.modules for m in w.DEFERRED_IMPORTS), 'imported already'\n"
+        "if sys.argv[1] == 'optimizer':\n"
+        "    torch.optim.Adam([torch.zeros(1, requires_grad=True)])\n"
+        "else:\n"
+        "    w.import_in_background().join(timeout=120)\n"
+        "assert all(m in sys.modules for m in w.DEFERRED_IMPORTS), 'not imported'\n"
+    )
+    for how in ("optimizer", "background"):  # what an optimizer imports; what the thread does
+        done = subprocess.run(
+            [sys.executable, "-c", check, how], capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, (how, done.stderr[-2000:])
 
 
 def test_worker_killed_mid_sweep_loses_no_trial(tmp_path, local_ray):

@@ -51,6 +51,7 @@ from grasplab.platform.tracking import (
     Tracker,
     TrialLogger,
     default_tracking,
+    fold_log,
     git_sha,
     protocol_params,
     register,
@@ -408,6 +409,7 @@ def close(
                     raise
             finally:
                 tracker.stop()
+                fold_log(tracker.tracking_uri)  # the store is one file again
     finally:
         if pool is not None:
             try:

@@ -187,8 +187,9 @@ def use_wal(tracking_uri: str) -> None:
     This process's connections to the store also sync the log only at checkpoints
     (``synchronous=NORMAL``, SQLite's advice for WAL), not at every commit: consecutive commits
     then share the disk's blocks. A crash of the process or of Ray loses nothing; a power cut
-    can lose the commits since the last checkpoint (:data:`WAL_CHECKPOINT_PAGES`, about a
-    hundred tiny trials' runs), never the database.
+    can lose the commits the kernel had not yet written back (its dirty-page expiry, 30 s by
+    default) since the last checkpoint (every :data:`WAL_CHECKPOINT_PAGES` log pages), never
+    the database: the log's frames are checksummed and a torn tail is dropped on recovery.
     """
     prefix = "sqlite:///"
     if not tracking_uri.startswith(prefix):
@@ -206,12 +207,38 @@ def use_wal(tracking_uri: str) -> None:
             db.execute("PRAGMA journal_mode=WAL")
 
 
+
+def fold_log(tracking_uri: str) -> bool:
+    """Copy an embedded store's write-ahead log into the database and empty it (no-op else).
+
+    The end of a sweep: the store is then one file again (``mlflow.db`` alone holds every run,
+    for a copy or an archive) and no log of up to :data:`WAL_CHECKPOINT_PAGES` pages is left
+    beside it. Best effort: False when a reader (an MLflow UI in the middle of a query) kept
+    part of the log; the next writer's checkpoint folds it.
+    """
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return False
+    import sqlite3
+
+    path = Path(tracking_uri.removeprefix(prefix))
+    if not path.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error:
+        return False
+    return busy == 0
+
 SQLITE_PAGE = 1024
 """Page size of a new embedded store (bytes)."""
-WAL_CHECKPOINT_PAGES = 10_000
+WAL_CHECKPOINT_PAGES = 100_000
 """Log pages between checkpoints (SQLite's default is 1,000): a page many commits change, such
 as an index leaf every trial writes to, is copied into the database once per checkpoint, so
-fewer checkpoints write fewer pages. The log grows to about 10 MB between them."""
+fewer checkpoints write fewer pages. The log grows to about 100 MB between them (SQLite
+removes it when the last connection closes). Measured on 5,000 trials' writes with the
+sweep's pattern (2026-12-05): 350 KB written a trial, against 585 KB with 10,000 pages."""
 _WAL_STORES: set[str] = set()
 
 
