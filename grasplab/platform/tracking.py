@@ -207,7 +207,6 @@ def use_wal(tracking_uri: str) -> None:
             db.execute("PRAGMA journal_mode=WAL")
 
 
-
 def fold_log(tracking_uri: str) -> bool:
     """Copy an embedded store's write-ahead log into the database and empty it (no-op else).
 
@@ -230,6 +229,7 @@ def fold_log(tracking_uri: str) -> bool:
     except sqlite3.Error:
         return False
     return busy == 0
+
 
 SQLITE_PAGE = 1024
 """Page size of a new embedded store (bytes)."""
