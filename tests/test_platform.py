@@ -216,11 +216,19 @@ def test_trial_runs_are_found_with_one_query_per_sweep(tmp_path, monkeypatch):
     assert len(search_all(resumed.client, [resumed.experiment_id], "", page_size=2)) == 5
 
 
-def test_finishing_a_trial_run_writes_tags_metrics_table_and_status(tmp_path):
+def test_finishing_a_trial_run_writes_tags_metrics_table_and_status(tmp_path, monkeypatch):
     uri, artifacts = default_tracking(tmp_path)
     tracker = QueuedTracker(uri, "t", artifacts)
     tracker.start_parent("sweep-1", "sweep-1", {})
     handle = tracker.child("sweep-1/H6/a", "run", {"lr": 0.1}, {})
+    tracker.flush()
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    reads = []  # the table's upload must not read the run back (its URI is known)
+    read = TrackingServiceClient.get_run
+    monkeypatch.setattr(
+        TrackingServiceClient, "get_run", lambda self, r: reads.append(r) or read(self, r)
+    )
     tracker.finish(
         handle,
         "FINISHED",
@@ -231,6 +239,7 @@ def test_finishing_a_trial_run_writes_tags_metrics_table_and_status(tmp_path):
     )
     assert handle not in tracker.open_runs
     tracker.flush()
+    assert reads == [] and tracker.artifact_uris == {}  # forgotten when the run ended
     run = tracker.client.get_run(tracker.run_id(handle))
     assert run.info.status == "FINISHED" and run.data.tags["early_stopped"] == "false"
     assert run.data.metrics == {"success_rate": 0.5}
