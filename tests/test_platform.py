@@ -240,6 +240,10 @@ def test_finishing_a_trial_run_writes_tags_metrics_table_and_status(tmp_path, mo
     assert handle not in tracker.open_runs
     tracker.flush()
     assert reads == [] and tracker.artifact_uris == {}  # forgotten when the run ended
+    other = tracker.child("sweep-1/test/grasp", "test run", {}, {})
+    tracker.end(other, "FINISHED")  # a run ended without a table (a test run)
+    tracker.flush()
+    assert tracker.artifact_uris == {}
     run = tracker.client.get_run(tracker.run_id(handle))
     assert run.info.status == "FINISHED" and run.data.tags["early_stopped"] == "false"
     assert run.data.metrics == {"success_rate": 0.5}

@@ -501,6 +501,7 @@ class Tracker:
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         """End a run with ``status`` (FINISHED, FAILED or KILLED)."""
         self.client.set_terminated(run_id, status=status)
+        self.artifact_uris.pop(run_id, None)
         self.open_runs.discard(run_id)
 
     def close_all(self, status: str) -> None:

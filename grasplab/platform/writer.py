@@ -329,5 +329,6 @@ class QueuedTracker(Tracker):
             raise LookupError(f"no MLflow run for {run!r} ({TRIAL_KEY} not found)")
         if method == "end":  # not Tracker.end: open_runs belongs to the sweep's thread
             self.client.set_terminated(run_id, status=kwargs["status"])
+            self.artifact_uris.pop(run_id, None)
             return
         getattr(Tracker, method)(self, run_id, **kwargs)
