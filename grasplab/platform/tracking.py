@@ -171,6 +171,12 @@ def each_run(
             return
 
 
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of an embedded ``sqlite:///`` store; None for any other store."""
+    prefix = "sqlite:///"
+    return Path(tracking_uri.removeprefix(prefix)) if tracking_uri.startswith(prefix) else None
+
+
 def use_wal(tracking_uri: str) -> None:
     """Set up an embedded SQLite store for many small writes (no-op for other stores).
 
@@ -191,12 +197,11 @@ def use_wal(tracking_uri: str) -> None:
     default) since the last checkpoint (every :data:`WAL_CHECKPOINT_PAGES` log pages), never
     the database: the log's frames are checksummed and a torn tail is dropped on recovery.
     """
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
+    path = sqlite_path(tracking_uri)
+    if path is None:
         return
     import sqlite3
 
-    path = Path(tracking_uri.removeprefix(prefix))
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
     _sync_at_checkpoints(path)
@@ -215,14 +220,11 @@ def fold_log(tracking_uri: str) -> bool:
     beside it. Best effort: False when a reader (an MLflow UI in the middle of a query) kept
     part of the log; the next writer's checkpoint folds it.
     """
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
+    path = sqlite_path(tracking_uri)
+    if path is None or not path.exists():
         return False
     import sqlite3
 
-    path = Path(tracking_uri.removeprefix(prefix))
-    if not path.exists():
-        return False
     try:
         with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
             busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()

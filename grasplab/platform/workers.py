@@ -119,7 +119,7 @@ class WorldModelWorker:
     def __init__(self, num_threads: int = 1, device: str = "auto") -> None:
         keep_freed_memory()  # fewer page faults per planner iteration (grasplab/malloc.py)
         torch.set_num_threads(max(1, num_threads))
-        self.imports = import_in_background()  # overlaps Tune's start, not the first chunk
+        import_in_background()  # overlaps Tune's start, not the first chunk
         self.device = worker_device(device, list(ray.get_gpu_ids()))
         self.models: dict[tuple[str, str, str, int], WorldModel] = {}
         self.sims: dict[tuple[str, str, str, int], Simulator] = {}
