@@ -127,6 +127,49 @@ def test_resume_supersedes_runs_of_trials_tune_lost_with_the_killed_driver(tmp_p
     assert all(r.info.status == "FINISHED" and SUPERSEDED not in r.data.tags for r in kept)
 
 
+def test_resumed_sweep_ends_the_runs_of_trials_restored_as_ended(tmp_path):
+    """Tune's last state had the trial ended; its run's end was lost with the killed driver."""
+    from types import SimpleNamespace
+
+    from grasplab.platform.config import load
+
+    stage = load(TINY).stages()[0]
+    uri, artifacts = default_tracking(tmp_path)
+    first = Tracker(uri, "t", artifacts)
+    parent = first.start_parent("s", "s", {})
+    tags = {"stage": stage.key}
+    lost = first.child(f"s/{stage.key}/a", "a", {}, {**tags, "trial_id": "a"})  # RUNNING
+    done = first.child(f"s/{stage.key}/b", "b", {}, {**tags, "trial_id": "b"})
+    first.end(done, "FINISHED")
+    again = Tracker(uri, "t", artifacts)  # the resumed driver
+    again.start_parent("s", "s", {}, run_id=parent)
+    tracking.register(again)
+    logger = tracking.TrialLogger("s", stage, {"grasp": {}, "cem": {}}, False, n_chunks=2)
+    import pyarrow.fs
+
+    fs = pyarrow.fs.LocalFileSystem()
+    nowhere = SimpleNamespace(storage_filesystem=fs, trial_fs_path=str(tmp_path / "none"))
+
+    def ended(trial_id: str) -> SimpleNamespace:
+        result = {"chunks": 2, "n": 4, "success_rate": 0.5, "training_iteration": 2}
+        config = {LABEL: "grasp"}
+        return SimpleNamespace(
+            trial_id=trial_id,
+            status="TERMINATED",
+            config=config,
+            last_result=result,
+            storage=nowhere,
+        )
+
+    logger.on_experiment_end([ended("a"), ended("b")])
+    runs = {r.info.run_id: r for r in sweep_runs(uri, "t")}
+    assert runs[lost].info.status == "FINISHED"
+    assert runs[lost].data.tags["early_stopped"] == "false"
+    assert runs[lost].data.metrics["success_rate"] == 0.5
+    assert "success_rate" not in runs[done].data.metrics  # a run ended before is left alone
+    assert again.known_trials == {stage.key: {"a", "b"}}
+
+
 def test_logging_a_table_again_replaces_it(tmp_path):
     """A sweep resumed after a crash in its report logs comparison.json again: once, not twice."""
     uri, artifacts = default_tracking(tmp_path)
@@ -681,8 +724,18 @@ def test_tune_state_per_trial_is_a_few_kb_whatever_the_episodes(tmp_path, local_
 # --- the driver killed and resumed (subprocesses, embedded Ray) ------------------------------
 
 
-def test_killed_driver_resumes_without_duplicate_runs(tmp_path):
-    args = [*TINY, "sweep.num_samples=3", "sweep.chunk_size=1", "name=crashy"]
+@pytest.mark.parametrize(
+    ("parts", "killed_in"),
+    [
+        ([], "H6"),  # one Tune experiment for the stage
+        # two experiments of 3 trials, 2 at a time: killed in the second after one of its
+        # trials ended (its third trial was created after the part's first state snapshot)
+        (["sweep.segment_trials=3", "sweep.trials_per_worker=1"], "H6-part2"),
+    ],
+)
+def test_killed_driver_resumes_without_duplicate_runs(tmp_path, parts, killed_in):
+    args = [*TINY, "sweep.num_samples=3", "sweep.chunk_size=1", "name=crashy", *parts]
+    finished_before = 3 if parts else 0  # the trials of the parts before the killed one
     uri, _ = default_tracking(tmp_path)
     log = open(tmp_path / "first.log", "w")  # noqa: SIM115
     # Tune's state saved once (at the start): trials that finish before the kill are unknown
@@ -704,12 +757,9 @@ def test_killed_driver_resumes_without_duplicate_runs(tmp_path):
                 json.loads(p.read_text()).get("parent_run_id")
                 for p in tmp_path.glob("ray_results/crashy-*/sweep.json")
             )
-            saved = list(tmp_path.glob("ray_results/crashy-*/H6/experiment_state*.json"))
-            if (
-                created
-                and saved
-                and any(r.info.status == "FINISHED" for r in trials_and_parents(uri)[0])
-            ):
+            saved = list(tmp_path.glob(f"ray_results/crashy-*/{killed_in}/experiment_state*.json"))
+            finished = sum(r.info.status == "FINISHED" for r in trials_and_parents(uri)[0])
+            if created and saved and finished > finished_before:
                 break
             time.sleep(0.5)
         assert first.poll() is None, "the sweep ended before it could be killed"
@@ -735,9 +785,17 @@ def test_killed_driver_resumes_without_duplicate_runs(tmp_path):
     statuses = Counter(r.info.status for r in children)
     assert statuses["FINISHED"] == 6 and set(statuses) <= {"FINISHED", "KILLED"}
     superseded = [r for r in children if SUPERSEDED in r.data.tags]
-    assert superseded and all(r.info.status == "KILLED" for r in superseded)
+    assert all(r.info.status == "KILLED" for r in superseded)
+    # one experiment: its trials 5 and 6 were created after Tune's only snapshot; in parts
+    # (a part is over in about a second) the kill lands before or after that moment
+    assert superseded or parts
     keys = Counter(r.data.tags["grasplab.trial_key"] for r in children)
     assert max(keys.values()) == 1  # no trial logged twice
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    assert Counter(r.data.tags["variant"] for r in finished) == {"grasp": 3, "cem": 3}
+    if parts:  # every part ran, the searcher's budget held across the kill
+        (folder,) = tmp_path.glob("ray_results/crashy-*")
+        assert {p.name for p in folder.glob("H6*")} == {"H6", "H6-part2"}
 
 
 # --- bad input: one line on stderr, exit code 2, no run ------------------------------------
@@ -753,6 +811,7 @@ def test_killed_driver_resumes_without_duplicate_runs(tmp_path):
         (["experiment=nope"], "experiment/nope"),
         (["planners.cem.search_space.n_elites.low=0"], "n_elites"),
         (["sweep.num_samples=0"], "num_samples"),
+        (["sweep.segment_trials=0"], "segment_trials"),
     ],
 )
 def test_bad_config_is_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys, overrides, needle):

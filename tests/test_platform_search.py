@@ -34,6 +34,10 @@ def test_planner_search_state_is_json_and_restores_history(tmp_path):
 
     restored = make()
     restored.restore(str(path))
+    # a stage in parts: Tune restores a part's copy of the searcher, which already holds the
+    # earlier parts' trials; restoring again tells none of them twice
+    restored.restore(str(path))
+    assert restored.remaining == 4  # of 9: the next part's size
     studies = {lb: s._ot_study for lb, s in restored.searchers.items() if s is not None}
     done = {lb: [t.params for t in st.get_trials()] for lb, st in studies.items()}
     assert done == {"a": [{"x": configs["t0"]["x"]}], "b": [{"y": configs["t1"]["y"]}]}

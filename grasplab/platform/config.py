@@ -385,6 +385,7 @@ class SweepSettings:
     reduction_factor: int
     max_failures: int
     trials_per_worker: int
+    segment_trials: int
     horizons: tuple[int, ...] | None
     rescore_top: int
     rescore_episodes: int | None
@@ -412,6 +413,7 @@ class SweepSettings:
             "grace_period",
             "reduction_factor",
             "trials_per_worker",
+            "segment_trials",
         ):
             if not isinstance(getattr(settings, name), int) or getattr(settings, name) < 1:
                 raise ConfigError(

@@ -71,6 +71,11 @@ def best_of(points: Iterable[tuple[int, float]]) -> Best:
     return best
 
 
+def better(a: Best, b: Best) -> Best:
+    """The best scored on more episodes; on equal episodes, the higher success."""
+    return max(a, b, key=lambda x: (x.n, x.success))
+
+
 @dataclass
 class StageStatus:
     """Counters of the stage being tuned."""
@@ -84,6 +89,10 @@ class StageStatus:
     errors: int = 0
     running: int = 0
     best: dict[str, Best] = field(default_factory=dict)
+    past_done: int = 0
+    """Trials ended in the stage's earlier parts (Tune experiments)."""
+    past_best: dict[str, Best] = field(default_factory=dict)
+    """Per variant, the best of the stage's earlier parts."""
 
 
 class SweepProgress:
@@ -154,10 +163,11 @@ class SweepProgress:
     def trials(self, trials: Iterable[Any], *, force: bool = False) -> None:
         """Print a status line when it is time, its counters read from Tune's trial list.
 
-        Called at every step of Tune's loop; the list holds every trial of the stage, so it is
-        read only when a line is due (or with ``force``: the stage's last counts, for the line
-        :meth:`end_stage` prints), not at every step: at 10,000 trials a read takes
-        milliseconds, and the loop steps many times a second.
+        Called at every step of Tune's loop; the list holds every trial of the stage's current
+        part (Tune experiment), so it is read only when a line is due (or with ``force``: the
+        part's last counts, carried into the next part and the line :meth:`end_stage` prints),
+        not at every step: at 1,000 trials a read takes a millisecond, and the loop steps many
+        times a second.
         """
         stage = self.stage
         if stage is None:
@@ -168,7 +178,7 @@ class SweepProgress:
         trials = list(trials)
         stage.running = sum(t.status == "RUNNING" for t in trials)
         ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-        stage.done = max(stage.done, ended)  # a restored stage's trials ended before
+        stage.done = max(stage.done, stage.past_done + ended)  # restored trials ended before
         scored: dict[str, list[tuple[int, float]]] = {k: [] for k in stage.labels}
         for t in trials:
             result = t.last_result or {}
@@ -176,7 +186,9 @@ class SweepProgress:
             if label in scored and "success_rate" in result:
                 scored[label].append((int(result.get("n", 0) or 0), float(result["success_rate"])))
         for label, points in scored.items():
-            stage.best[label] = best_of(points)
+            stage.best[label] = better(stage.past_best.get(label, Best()), best_of(points))
+        if force:  # the end of a part: the next part's trial list starts empty
+            stage.past_done, stage.past_best = stage.done, dict(stage.best)
         if due:
             self.status()
 

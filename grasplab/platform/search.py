@@ -111,6 +111,11 @@ class PlannerSearch(Searcher):
         """Trials over all variants."""
         return sum(self.budget.values())
 
+    @property
+    def remaining(self) -> int:
+        """Trials not yet suggested (the next experiment of a stage run in parts gets these)."""
+        return sum(max(0, self.budget[lb] - self.assigned[lb]) for lb in self.labels)
+
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict, **spec: Any
     ) -> bool:
@@ -211,9 +216,10 @@ class PlannerSearch(Searcher):
         self.completed = set(state["completed"])
         self.asked = set()
         self.history = {label: list(state["history"].get(label, [])) for label in self.labels}
-        for label in self.defaults:
-            if self.assigned[label] > 0:  # its first trial (the default) was asked already
-                self.searchers[label] = self._searcher(label, start_with_default=False)
+        for label in self.labels:  # fresh studies: restoring twice never tells a trial twice
+            # a default already asked (its variant's first trial) is not enqueued again
+            first = not self.assigned[label]
+            self.searchers[label] = self._searcher(label, start_with_default=first)
         for label, records in self.history.items():
             for record in records:
                 self._tell(label, record)

@@ -11,6 +11,7 @@ comparison table, plots and a GIF on the parent.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import sys
@@ -48,6 +49,7 @@ from grasplab.platform.report import tables
 from grasplab.platform.report.rows import StageOutcome, SweepResult
 from grasplab.platform.search import PerPlannerScheduler, PlannerSearch
 from grasplab.platform.tracking import (
+    SUPERSEDED,
     Tracker,
     TrialLogger,
     default_tracking,
@@ -444,7 +446,7 @@ def run_stages(
                 f"{stage.protocol.tune_episodes} tuning episodes",
             )
             started = time.perf_counter()
-            grid = tune_stage(spec, stage, state, pool, index, progress)
+            trials = tune_stage(spec, stage, state, pool, index, progress, tracker)
             lines.end_stage()
             tuned = time.perf_counter()
             lines.phase(
@@ -452,7 +454,7 @@ def run_stages(
                 f"{labels} on fresh tuning goals, then evaluating the pick and the default "
                 f"config on {stage.protocol.test_episodes} held-out test goals"
             )
-            compute += finish_stage(spec, stage, state, grid, tracker, pool)
+            compute += finish_stage(spec, stage, state, trials, tracker, pool)
             phases["tuning_s"] += tuned - started
             phases["testing_s"] += time.perf_counter() - tuned
         outcomes.extend(StageOutcome.from_dict(state.stages[k]) for k in keys)
@@ -554,6 +556,30 @@ def trial_resources(cluster: dict[str, Any]) -> dict[str, float]:
     return resources
 
 
+@dataclasses.dataclass(frozen=True)
+class TrialResult:
+    """What the pick reads of an ended trial: its config, last report and error (if any).
+
+    Kept instead of Tune's ``Result`` so that a stage run in parts holds no Tune objects of its
+    finished parts.
+    """
+
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    error: str | None = None
+
+    @classmethod
+    def of(cls, result: Any) -> TrialResult:
+        """From a Tune ``Result``."""
+        error = None if result.error is None else one_line(result.error)
+        return cls(dict(result.config or {}), dict(result.metrics or {}), error)
+
+
+def part_name(stage: Stage, part: int) -> str:
+    """The Tune experiment (folder) of a stage's ``part``: ``H6``, then ``H6-part2``, ..."""
+    return stage.key if part == 0 else f"{stage.key}-part{part + 1}"
+
+
 def tune_stage(
     spec: SweepSpec,
     stage: Stage,
@@ -561,25 +587,94 @@ def tune_stage(
     pool: Pool,
     index: int,
     progress: bool,
-) -> tune.ResultGrid:
-    """Run (or restore and finish) the stage's Tune experiment."""
+    tracker: Tracker | None = None,
+) -> list[TrialResult]:
+    """Run (or restore and finish) the stage's Tune experiments; every trial's result.
+
+    A stage of more than ``sweep.segment_trials`` trials runs as successive experiments of at
+    most that many trials (``H6``, ``H6-part2``, ...), which share the stage's searcher (one TPE
+    per variant over all its trials, and one budget) and schedulers (ASHA's rungs). Tune keeps
+    every trial of an experiment in the driver's memory and rewrites them all in each state
+    snapshot (about 30 KB and 9 KB a trial); in parts, the driver holds one part's trials and
+    the finished parts' :class:`TrialResult` s. Between parts no trial runs: the next part
+    starts when the last trial of the previous one has ended.
+
+    Resume restores the parts in order: a finished part returns at once, the interrupted one
+    continues, and the searcher then continues from the state the last restored part saved.
+    """
     context = stage_context(spec, stage, state)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context), trial_resources(spec.cluster)
     )
-    path = Path(state.folder) / stage.key
-    if tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
-    else:
-        tuner = new_tuner(spec, stage, state, pool, index, trainable, progress)
+    search, scheduler = stage_search(spec, stage, index, progress)
+    results: list[TrialResult] = []
     freeze_heap()
-    with snapshot_period(state_period(stage_trials(spec, stage))):
-        grid = tuner.fit()
-    # Interrupted (SIGINT): Tune returns early, with trials still running or never created (the
-    # searcher creates them lazily), so both counts are checked.
-    if len(grid) < stage_trials(spec, stage) or grid.num_terminated + grid.num_errors < len(grid):
-        raise KeyboardInterrupt(f"stage {stage.key} was interrupted")
-    return grid
+    part = 0
+    while True:
+        path = Path(state.folder) / part_name(stage, part)
+        restored = tune.Tuner.can_restore(path)
+        if restored:
+            tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
+        elif search.remaining:
+            size = min(spec.sweep.segment_trials, search.remaining)
+            tuner = new_tuner(
+                spec, stage, state, pool, trainable, progress, search, scheduler, part, size
+            )
+        else:
+            break
+        with snapshot_period(state_period(min(spec.sweep.segment_trials, search.total))):
+            grid = tuner.fit()
+        # Interrupted (SIGINT): Tune returns early, with trials still running or never created
+        # (the searcher creates them lazily), so both counts are checked.
+        # Every part before this one ran its full size, so this one has a known size.
+        size = min(spec.sweep.segment_trials, search.total - part * spec.sweep.segment_trials)
+        if len(grid) < size or grid.num_terminated + grid.num_errors < len(grid):
+            raise KeyboardInterrupt(f"stage {stage.key} was interrupted")
+        results.extend(TrialResult.of(r) for r in grid)
+        if restored:  # Tune ran a copy of the searcher (unpickled with the part): take its state
+            search.restore_from_dir(str(path))
+        frozen = len(grid) > FREEZE_ABOVE  # ran with a HeapFreezer
+        del grid, tuner
+        release_heap(frozen)
+        part += 1
+    if tracker is not None and tracker.resumed:
+        supersede(tracker, stage, tracker.known_trials.get(stage.key, set()))
+    return results
+
+
+def supersede(tracker: Tracker, stage: Stage, known: set[str]) -> None:
+    """End KILLED the runs of a resumed stage's trials that Tune lost with the killed driver.
+
+    Only in a resumed sweep: in a sweep that was never stopped, every trial run was made by
+    this driver for a trial Tune knows, and the check would read every run of the stage.
+    ``known``: the trial ids of every part of the stage.
+    """
+    try:
+        n = tracker.supersede(stage.key, known)
+    except Exception as error:  # noqa: BLE001 - MLflow down: the runs stay as they are
+        n, why = 0, f"{type(error).__name__}: {error}"
+        live.of(tracker.sweep_id).phase(f"stage {stage.key}: superseding skipped ({why})")
+    if n:
+        live.of(tracker.sweep_id).phase(
+            f"stage {stage.key}: {n} run(s) of trials lost with the killed driver's "
+            f"last Tune state ended KILLED, tagged {SUPERSEDED}"
+        )
+
+
+def release_heap(frozen: bool) -> None:
+    """Free a finished part's Tune objects (between parts: no trial runs), freeze what lives.
+
+    Tune's trial objects sit in reference cycles, so only a collection frees them. A part of at
+    most :data:`FREEZE_ABOVE` trials ran without :class:`HeapFreezer`: its objects are not
+    frozen, and a full collection scans only them (tens of milliseconds). A bigger part's were
+    frozen as it ran: they are unfrozen first, and the collection scans every object of the
+    driver (the imports' too: about 0.3 s on 2 cores).
+    """
+    import gc
+
+    if frozen:
+        gc.unfreeze()
+    freeze_heap()
 
 
 def freeze_heap(generation: int = 2) -> None:
@@ -597,6 +692,15 @@ def freeze_heap(generation: int = 2) -> None:
 
     gc.collect(generation)
     gc.freeze()
+
+
+FREEZE_ABOVE = 1000
+"""A Tune experiment of more trials than this freezes its heap as it runs (:class:`HeapFreezer`).
+
+Up to this size a full collection, which scans the trials' objects (about 130 per trial) and
+not the imports' (frozen when the stage starts), pauses the loop for well under 100 ms, and the
+objects of a part that has ended are freed by the collection before the next part.
+"""
 
 
 class HeapFreezer(tune.Callback):
@@ -664,16 +768,10 @@ def snapshot_period(seconds: float) -> Any:
         os.environ.pop(name, None)
 
 
-def new_tuner(
-    spec: SweepSpec,
-    stage: Stage,
-    state: runtime.SweepState,
-    pool: Pool,
-    index: int,
-    trainable: Any,
-    progress: bool,
-) -> tune.Tuner:
-    """A fresh Tuner for the stage: equal budgets, TPE and ASHA per planner variant."""
+def stage_search(
+    spec: SweepSpec, stage: Stage, index: int, progress: bool
+) -> tuple[PlannerSearch, PerPlannerScheduler]:
+    """The stage's searcher and scheduler: equal budgets, TPE and ASHA per planner variant."""
     n_chunks = len(chunk_indices(stage.protocol.tune_episodes, spec.sweep.chunk_size))
     search = PlannerSearch(
         {p.label: p.tune_space() for p in stage.planners},
@@ -693,22 +791,40 @@ def new_tuner(
         grace_period=min(spec.sweep.grace_period, n_chunks),
         reduction_factor=spec.sweep.reduction_factor,
     )
+    return search, PerPlannerScheduler(asha)
+
+
+def new_tuner(
+    spec: SweepSpec,
+    stage: Stage,
+    state: runtime.SweepState,
+    pool: Pool,
+    trainable: Any,
+    progress: bool,
+    search: PlannerSearch,
+    scheduler: PerPlannerScheduler,
+    part: int = 0,
+    size: int | None = None,
+) -> tune.Tuner:
+    """A fresh Tuner for ``size`` trials (default: all) of the stage, as its ``part``."""
+    n_chunks = len(chunk_indices(stage.protocol.tune_episodes, spec.sweep.chunk_size))
     params = {p.label: variant_params(spec, stage, p) for p in stage.planners}
+    trials = search.remaining if size is None else size
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(search, max_concurrent=concurrency(spec, pool)),
-            scheduler=PerPlannerScheduler(asha),
-            num_samples=search.total,
+            scheduler=scheduler,
+            num_samples=trials,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=stage.key,
+            name=part_name(stage, part),
             storage_path=state.folder,
             verbose=0,
             callbacks=[
                 TrialLogger(state.sweep_id, stage, params, progress, n_chunks),
-                HeapFreezer(),
+                *([HeapFreezer()] if trials > FREEZE_ABOVE else []),
                 ForgetEnded(),
             ],
             failure_config=tune.FailureConfig(max_failures=spec.sweep.max_failures),
@@ -759,7 +875,7 @@ def finish_stage(
     spec: SweepSpec,
     stage: Stage,
     state: runtime.SweepState,
-    grid: tune.ResultGrid,
+    trials: Sequence[TrialResult],
     tracker: Tracker,
     pool: Pool,
 ) -> float:
@@ -775,7 +891,7 @@ def finish_stage(
         Worker seconds spent (the stage's trials, re-scores and test evaluations).
     """
     n_chunks = len(chunk_indices(stage.protocol.tune_episodes, spec.sweep.chunk_size))
-    results = [r for r in grid if r.config]
+    results = [r for r in trials if r.config]
     compute = sum(figures(r.metrics).get("compute_time", 0.0) for r in results if r.metrics)
     spent: list[float] = []
     picks = [

@@ -296,6 +296,8 @@ class Tracker:
         self.sweep_id: str = ""
         self.resumed = False
         """Whether the parent run was reopened (a resumed sweep)."""
+        self.known_trials: dict[str, set[str]] = {}
+        """Stage key -> ids of the trials its Tune experiments know (filled at each one's end)."""
         self.open_runs: set[str] = set()
         self.artifact_uris: dict[str, str] = {}
         """Artifact URIs of the trial runs this tracker created and has not ended yet."""
@@ -708,26 +710,43 @@ class TrialLogger(tune.Callback):
         self._ended(self.run_of(trial), trial, "FAILED")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        """Supersede the runs of trials the (resumed) experiment does not know.
+        """Note the trials the experiment knows; give the live progress its last counts.
 
-        Only in a resumed sweep: in a sweep that was never stopped, every trial run was made by
-        this driver for a trial Tune knows, and the check would read every run of the stage.
-        Also gives the live progress the stage's last counts (its final status line).
+        :attr:`Tracker.known_trials`: a resumed sweep supersedes the runs of the other trials
+        once the stage's last part has ended (:func:`grasplab.platform.sweep.supersede`).
         """
+        self.tracker.known_trials.setdefault(self.stage.key, set()).update(
+            t.trial_id for t in trials
+        )
+        if self.tracker.resumed:
+            self.end_restored(trials)
         if self.progress:
             live.of(self.sweep_id).trials(trials, force=True)
-        if not self.tracker.resumed:
+
+    def end_restored(self, trials: list) -> None:
+        """End the runs of trials Tune restored as ended but whose end the killed driver lost.
+
+        A trial that ended just before the driver was killed can be ended in Tune's last state
+        while its run's end was still in the driver's MLflow queue: the resumed experiment never
+        runs it again (no callback), and its run, still RUNNING, would be ended KILLED without
+        its last metrics. One query for the stage's RUNNING runs; only in a resumed sweep.
+        """
+        ended = [
+            t for t in trials if t.status in ("TERMINATED", "ERROR") and t.trial_id not in self.runs
+        ]
+        if not ended:
             return
         try:
-            n = self.tracker.supersede(self.stage.key, {t.trial_id for t in trials})
-        except Exception as error:  # noqa: BLE001 - MLflow down: the runs stay as they are
-            n, why = 0, f"{type(error).__name__}: {error}"
-            live.of(self.sweep_id).phase(f"stage {self.stage.key}: superseding skipped ({why})")
-        if n:
-            live.of(self.sweep_id).phase(
-                f"stage {self.stage.key}: {n} run(s) of trials lost with the killed driver's "
-                f"last Tune state ended KILLED, tagged {SUPERSEDED}"
-            )
+            where = f"tags.stage = '{self.stage.key}' AND {RUNNING}"
+            running = {r.data.tags.get("trial_id") for r in self.tracker.children(where)}
+        except Exception:  # noqa: BLE001 - MLflow down: close() ends them KILLED, as before
+            return
+        for trial in ended:
+            if trial.trial_id in running:
+                if trial.status == "TERMINATED":
+                    self.on_trial_complete(0, trials, trial)
+                else:
+                    self.on_trial_error(0, trials, trial)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial failed and will be retried: keep its run, count the retry."""
