@@ -324,6 +324,25 @@ def test_waiting_for_a_writer_that_is_behind_says_so(tmp_path, monkeypatch):
     tracker.close_all("FINISHED")
 
 
+def test_a_stage_keeps_of_each_ended_trial_what_the_pick_reads():
+    from types import SimpleNamespace
+
+    tune_keys = {k: 1 for k in sweep.TUNE_BOOKKEEPING}
+    ours = {"success_rate": 0.5, "chunks": 2, "n": 4, "figures": "{}", "trial_id": "a"}
+    result = SimpleNamespace(
+        config={LABEL: "grasp", "lr": 0.1},
+        metrics={**ours, **tune_keys, "training_iteration": 2},
+        error=None,
+    )
+    kept = sweep.TrialResult.of(result)
+    assert kept.metrics == {**ours, "training_iteration": 2} and kept.error is None
+    assert kept.config == {LABEL: "grasp", "lr": 0.1}
+    failed = sweep.TrialResult.of(
+        SimpleNamespace(config={}, metrics=None, error=ValueError("x\ny"))
+    )
+    assert failed.metrics == {} and failed.error == "x"  # one line: the pick skips it
+
+
 def test_heap_freezer_freezes_once_its_period_has_passed():
     import gc
 

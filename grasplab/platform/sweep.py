@@ -1,11 +1,12 @@
 """A Tune + Optuna sweep of planners, behind ``grasplab sweep`` (:mod:`grasplab.cli.sweep`).
 
-Per stage (planner variant x horizon) one Tune experiment: ``OptunaSearch`` (seeded TPE) behind
-a ``ConcurrencyLimiter`` sized to the worker pool, ASHA on the success rate after every chunk of
-tuning episodes, the same ``num_samples`` for every variant. The best config of each stage is
-then re-evaluated on the held-out TEST goals (the reported number). The driver owns MLflow: a
-parent run, a child run per trial (:class:`~grasplab.platform.tracking.TrialLogger`), the
-comparison table, plots and a GIF on the parent.
+Per stage (planner variant x horizon) one Tune experiment (or, beyond ``sweep.segment_trials``
+trials, successive ones sharing the stage's search: :func:`tune_stage`): ``OptunaSearch``
+(seeded TPE) behind a ``ConcurrencyLimiter`` sized to the worker pool, ASHA on the success rate
+after every chunk of tuning episodes, the same ``num_samples`` for every variant. The best config
+of each stage is then re-evaluated on the held-out TEST goals (the reported number). The driver
+owns MLflow: a parent run, a child run per trial (:class:`~grasplab.platform.tracking.TrialLogger`),
+the comparison table, plots and a GIF on the parent.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ COMMAND = "grasplab.command"
 STATE_PERIOD_S = (30.0, 300.0)
 STATE_PERIOD_PER_TRIAL_S = 0.03
 """Seconds between Tune's experiment-state snapshots (``TUNE_GLOBAL_CHECKPOINT_S``): 0.03 s per
-trial of the stage, at least 30 s and at most 300 s (:func:`state_period`).
+trial of a Tune experiment (a stage, or a part of it: at most ``sweep.segment_trials``), at least
+30 s and at most 300 s (:func:`state_period`).
 
 Tune rewrites its whole experiment state (every trial's last result and bookkeeping, about 9 KB a
 trial at the tiny protocol) on each snapshot, and copies it to the storage folder, so at a fixed
@@ -570,9 +572,33 @@ class TrialResult:
 
     @classmethod
     def of(cls, result: Any) -> TrialResult:
-        """From a Tune ``Result``."""
+        """From a Tune ``Result``, without Tune's bookkeeping keys (:data:`TUNE_BOOKKEEPING`)."""
         error = None if result.error is None else one_line(result.error)
-        return cls(dict(result.config or {}), dict(result.metrics or {}), error)
+        metrics = {k: v for k, v in (result.metrics or {}).items() if k not in TUNE_BOOKKEEPING}
+        return cls(dict(result.config or {}), metrics, error)
+
+
+TUNE_BOOKKEEPING = frozenset(
+    {
+        "config",
+        "date",
+        "timestamp",
+        "time_this_iter_s",
+        "time_total_s",
+        "time_since_restore",
+        "iterations_since_restore",
+        "pid",
+        "hostname",
+        "node_ip",
+        "experiment_tag",
+        "checkpoint_dir_name",
+        "should_checkpoint",
+        "done",
+    }
+)
+"""Keys Tune adds to every result that the pick never reads (half a trial's result: a copy of its
+config, times, host): :class:`TrialResult` drops them. ``trial_id`` and ``training_iteration``
+stay."""
 
 
 def part_name(stage: Stage, part: int) -> str:
