@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import math
 import os
@@ -135,11 +136,12 @@ def overhead_run(overrides: Sequence[str], workers: int | None) -> dict[str, Any
 
 
 MAX_TRIALS = 100_000
-"""Most trials ``--trials`` accepts (Tune keeps every trial in the driver's memory)."""
+"""Most trials ``--trials`` accepts (the driver keeps a record of every trial: Optuna's studies,
+the search's history, the pick's results)."""
 DRIVER_BYTES_PER_TRIAL = 128 * 1024
 """Driver memory budgeted per trial when checking ``--trials`` against the free memory: over
-twice the measured growth (2026-12-05, ``e38e732``: 1.12 GB peak for 10,002 trials over a
-0.56 GB start, 56 KB a trial)."""
+four times the measured growth (2026-12-05, ``ccf652d``: 0.84 GB peak for 10,002 trials over a
+0.56 GB start, 28 KB a trial; 56 KB before a stage ran in parts)."""
 SCALE_OVERRIDES = ("env=ballnav", "protocol=tiny", "report.gif=false")
 """Defaults of the ``--trials`` sweep (command-line overrides come after and win)."""
 
@@ -281,9 +283,17 @@ def writer_kind(driver: bool, title: str) -> str:
     return "Ray's processes"
 
 
-def state_file_bytes(folder: Path) -> int:
-    """Size of the largest Tune ``experiment_state-*.json`` under a sweep folder."""
-    return max((f.stat().st_size for f in folder.rglob("experiment_state-*.json")), default=0)
+def state_file_bytes(folder: Path) -> tuple[int, int]:
+    """``(bytes, trials)`` of the largest Tune ``experiment_state-*.json`` under a sweep folder.
+
+    A stage of more than ``sweep.segment_trials`` trials has one such file per part.
+    """
+    files = list(folder.rglob("experiment_state-*.json"))
+    if not files:
+        return 0, 0
+    largest = max(files, key=lambda f: f.stat().st_size)
+    trials = len(json.loads(largest.read_text()).get("trial_data", []))
+    return largest.stat().st_size, trials
 
 
 def scale_run(trials: int, overrides: Sequence[str], workers: int) -> dict[str, Any]:
@@ -308,7 +318,8 @@ def scale_run(trials: int, overrides: Sequence[str], workers: int) -> dict[str, 
         "tuning_s": phases.get("tuning_s", math.nan),
         "wall_s": result.wall_time,
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "state_bytes": state_file_bytes(Path(state.folder)),
+        "state_bytes": state_file_bytes(Path(state.folder))[0],
+        "state_trials": state_file_bytes(Path(state.folder))[1],
         "written": beat.bytes_written,
         "written_by": beat.written_by(),
         "max_stall_s": beat.max_gap,
@@ -339,7 +350,9 @@ def print_scale(o: dict[str, Any]) -> None:
     print(
         f"driver peak RSS {o['peak_rss'] / 2**20:.0f} MB (target < 600 MB; "
         f"{o['tuning_rss'] / 2**20:.0f} MB at most while trials ran); Tune experiment "
-        f"state {o['state_bytes'] / 2**20:.2f} MB = {o['state_bytes'] / n / 1024:.1f} KB/trial; "
+        f"state (the largest part's) {o['state_bytes'] / 2**20:.2f} MB for "
+        f"{o['state_trials']} trials = {o['state_bytes'] / max(1, o['state_trials']) / 1024:.1f} "
+        "KB/trial; "
         f"disk written by the driver's process tree {o['written'] / 2**20:.0f} MB = "
         f"{o['written'] / n / 1024:.0f} KB/trial"
     )

@@ -627,6 +627,8 @@ def tune_stage(
 
     Resume restores the parts in order: a finished part returns at once, the interrupted one
     continues, and the searcher then continues from the state the last restored part saved.
+    Tune saves no scheduler state: a restored part runs with ASHA as it was when the part was
+    created, and the parts after it with ASHA's rungs filled from the resume on.
     """
     context = stage_context(spec, stage, state)
     trainable = tune.with_resources(
