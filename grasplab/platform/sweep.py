@@ -613,7 +613,7 @@ def tune_stage(
     pool: Pool,
     index: int,
     progress: bool,
-    tracker: Tracker | None = None,
+    tracker: Tracker,
 ) -> list[TrialResult]:
     """Run (or restore and finish) the stage's Tune experiments; every trial's result.
 
@@ -640,11 +640,12 @@ def tune_stage(
     part = 0
     while True:
         path = Path(state.folder) / part_name(stage, part)
+        # every part before this one ran its full size (else it raised below)
+        size = min(spec.sweep.segment_trials, search.total - part * spec.sweep.segment_trials)
         restored = tune.Tuner.can_restore(path)
         if restored:
             tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
         elif search.remaining:
-            size = min(spec.sweep.segment_trials, search.remaining)
             tuner = new_tuner(
                 spec, stage, state, pool, trainable, progress, search, scheduler, part, size
             )
@@ -654,8 +655,6 @@ def tune_stage(
             grid = tuner.fit()
         # Interrupted (SIGINT): Tune returns early, with trials still running or never created
         # (the searcher creates them lazily), so both counts are checked.
-        # Every part before this one ran its full size, so this one has a known size.
-        size = min(spec.sweep.segment_trials, search.total - part * spec.sweep.segment_trials)
         if len(grid) < size or grid.num_terminated + grid.num_errors < len(grid):
             raise KeyboardInterrupt(f"stage {stage.key} was interrupted")
         results.extend(TrialResult.of(r) for r in grid)
@@ -665,7 +664,7 @@ def tune_stage(
         del grid, tuner
         release_heap(frozen)
         part += 1
-    if tracker is not None and tracker.resumed:
+    if tracker.resumed:
         supersede(tracker, stage, tracker.known_trials.get(stage.key, set()))
     return results
 
@@ -831,19 +830,18 @@ def new_tuner(
     progress: bool,
     search: PlannerSearch,
     scheduler: PerPlannerScheduler,
-    part: int = 0,
-    size: int | None = None,
+    part: int,
+    size: int,
 ) -> tune.Tuner:
-    """A fresh Tuner for ``size`` trials (default: all) of the stage, as its ``part``."""
+    """A fresh Tuner for ``size`` trials of the stage, as its ``part``."""
     n_chunks = len(chunk_indices(stage.protocol.tune_episodes, spec.sweep.chunk_size))
     params = {p.label: variant_params(spec, stage, p) for p in stage.planners}
-    trials = search.remaining if size is None else size
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(search, max_concurrent=concurrency(spec, pool)),
             scheduler=scheduler,
-            num_samples=trials,
+            num_samples=size,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -852,7 +850,7 @@ def new_tuner(
             verbose=0,
             callbacks=[
                 TrialLogger(state.sweep_id, stage, params, progress, n_chunks),
-                *([HeapFreezer()] if trials > FREEZE_ABOVE else []),
+                *([HeapFreezer()] if size > FREEZE_ABOVE else []),
                 ForgetEnded(),
             ],
             failure_config=tune.FailureConfig(max_failures=spec.sweep.max_failures),
