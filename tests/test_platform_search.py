@@ -197,9 +197,10 @@ def test_the_pick_is_the_best_re_scored_config_not_the_luckiest_search_score():
 
 def test_fresh_tuning_goals_extend_the_tuning_split_and_leave_the_test_goals_alone():
     from grasplab.eval import EvalProtocol
+    from grasplab.eval.protocol import fresh_tuning_goals
 
     protocol = EvalProtocol(env="pointmaze", horizon=6, tune_episodes=4, test_episodes=4)
-    extended, indices = pick.fresh_tuning_goals(protocol, 3)
+    extended, indices = fresh_tuning_goals(protocol, 3)
     assert indices == [4, 5, 6] and extended.tune_episodes == 7
     assert extended.test_episodes == 4 and extended.seed == protocol.seed
     seen, more = protocol.tasks("tune"), extended.tasks("tune")

@@ -64,6 +64,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ),
 }
 """Command words -> (its module in :mod:`grasplab.cli`, one line of help)."""
+DRIVERS = frozenset({("sweep",), ("ablate",), ("report",), ("export",), ("bench", "platform")})
+"""Commands whose process only coordinates (Ray's workers plan, each with its own allocator
+setting): they keep glibc's defaults, so memory they free goes back to the system, where
+:func:`~grasplab.malloc.keep_freed_memory` would hold up to 512 MB of it."""
 HELP = ("-h", "--help")
 
 
@@ -146,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(arg in HELP for arg in rest):
         command.parser().print_help()
         return 0
-    keep_freed_memory()  # fewer page faults in tensor-heavy commands (grasplab/malloc.py)
+    if words not in DRIVERS:
+        keep_freed_memory()  # fewer page faults in tensor-heavy commands (grasplab/malloc.py)
     return run_command(" ".join(words), lambda: command.main(rest))
 
 

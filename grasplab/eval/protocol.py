@@ -248,6 +248,36 @@ def _sim_sizes(env: str, overrides: str) -> tuple[int, int]:
         sim.close()
 
 
+def fresh_tuning_goals(
+    protocol: EvalProtocol, extra: int, sim: Simulator | None = None
+) -> tuple[EvalProtocol, list[int]] | str:
+    """``(extended protocol, indices of the fresh goals)``, or why there are none.
+
+    The extended protocol's tuning split holds ``tune_episodes + extra`` goals whose first
+    ``tune_episodes`` must be the search's own (checked), so the rest are new tuning goals: a
+    search's top configs are re-scored on them before the pick.
+
+    Args:
+        protocol: The protocol the search tuned on.
+        extra: Fresh goals wanted.
+        sim: For a simulator protocol, a simulator of it (default: a temporary one).
+    """
+    n = protocol.tune_episodes
+    try:
+        extended = dataclasses.replace(protocol, tune_episodes=n + extra)
+        seen, more = protocol.tasks("tune", sim), extended.tasks("tune", sim)
+    except ValueError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return f"no fresh tuning goals ({lines[0] if lines else type(error).__name__})"
+    same = all(
+        torch.equal(torch.as_tensor(getattr(seen, f)), torch.as_tensor(getattr(more, f))[:n])
+        for f in ("start", "goal")
+    )
+    if not same or len(more.start) != n + extra:
+        return "no fresh tuning goals (the tuning split's goals change when it is extended)"
+    return extended, list(range(n, n + extra))
+
+
 _SIM_TASKS: dict[tuple[str, str], Tasks] = {}
 """Tasks of simulator protocols, by fingerprint and split (the simulator is not hashable)."""
 

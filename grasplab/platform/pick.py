@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 import ray
 
-from grasplab.eval import EpisodeResults
+from grasplab.eval import EpisodeResults, EvalProtocol
 from grasplab.eval.significance import compare
 from grasplab.platform.config import (
     PlannerSpec,
     Stage,
     SweepSpec,
-    one_line,
 )
 from grasplab.platform.report.rows import StageOutcome
+from grasplab.platform.runtime import off_driver
 from grasplab.platform.search import LABEL
 from grasplab.platform.trial import chunk_indices, evaluate_chunks, figures
 from grasplab.platform.workers import (
@@ -70,29 +70,6 @@ def rescore_candidates(ranked: Sequence[Any], top: int, n_chunks: int) -> list[A
             picked.append(result)
             seen.append(config)
     return picked
-
-
-def fresh_tuning_goals(protocol: Any, extra: int) -> tuple[Any, list[int]] | str:
-    """``(extended protocol, indices of the fresh goals)``, or why there are none.
-
-    The extended protocol's tuning split holds ``tune_episodes + extra`` goals whose first
-    ``tune_episodes`` must be the search's own (checked), so the rest are new tuning goals.
-    """
-    import dataclasses
-
-    n = protocol.tune_episodes
-    extended = dataclasses.replace(protocol, tune_episodes=n + extra)
-    try:
-        seen, more = protocol.tasks("tune"), extended.tasks("tune")
-    except ValueError as error:
-        return f"no fresh tuning goals ({one_line(error)})"
-    same = all(
-        np.array_equal(np.asarray(getattr(seen, f)), np.asarray(getattr(more, f))[:n])
-        for f in ("start", "goal")
-    )
-    if not same or len(more.start) != n + extra:
-        return "no fresh tuning goals (the tuning split's goals change when it is extended)"
-    return extended, list(range(n, n + extra))
 
 
 def rescore_row(rank: int, result: Any, fresh: EpisodeResults) -> dict[str, Any]:
@@ -206,10 +183,10 @@ def fresh_scorer(
     Every config is dispatched at once; the worker seconds are added to ``spent``.
     """
     extra = spec.sweep.rescore_episodes or stage.protocol.tune_episodes
-    fresh = fresh_tuning_goals(stage.protocol, extra)
+    fresh = ray.get(pool.call("fresh_tuning_goals", protocol=stage.protocol.to_dict(), extra=extra))
     if isinstance(fresh, str):
         return fresh
-    extended, indices = fresh
+    extended, indices = EvalProtocol.from_dict(fresh["protocol"]), fresh["indices"]
     size = spec.sweep.chunk_size
     chunks = [indices[i : i + size] for i in range(0, len(indices), size)]
 
@@ -294,7 +271,8 @@ def gather_outcome(stage: Stage, pick: Pick, n_chunks: int) -> tuple[StageOutcom
             "default_config": pick.default,
             "default_test": default_results.summary(wall_time=default_time),
             "default_test_records": default_results.to_records(),
-            "default_comparison": compare(
+            "default_comparison": off_driver(
+                compare,
                 key,
                 f"{key} (default)",
                 test_results.to_records(),

@@ -155,16 +155,35 @@ PLOT_DPI = 150
 
 
 def log_plots(tracker: Tracker, result: SweepResult, folder: Path) -> None:
-    """Pareto scatter always; success vs horizon when the sweep spans several horizons."""
+    """Pareto scatter always; success vs horizon when the sweep spans several horizons.
+
+    Drawn in a Ray worker (:func:`~grasplab.platform.runtime.off_driver`): matplotlib stays out
+    of the driver's memory.
+    """
+    plots = runtime.off_driver(plot_images, result.outcomes, result.floors)
+    for name, png in plots.items():
+        (folder / name).write_bytes(png)
+        tracker.log_artifact(tracker.parent_id, str(folder / name))
+
+
+def plot_images(
+    outcomes: Sequence[StageOutcome], floors: Mapping[int, Mapping[str, float]]
+) -> dict[str, bytes]:
+    """The sweep's plots as PNG files' bytes, by file name (:func:`log_plots`)."""
+    import io
+
     import matplotlib.pyplot as plt
 
-    plots = {"pareto.png": figures.pareto_plot(result.outcomes)}
-    if len(result.floors) > 1:
-        plots["success_vs_horizon.png"] = figures.horizon_plot(result.outcomes, result.floors)
+    plots = {"pareto.png": figures.pareto_plot(outcomes)}
+    if len(floors) > 1:
+        plots["success_vs_horizon.png"] = figures.horizon_plot(outcomes, floors)
+    out = {}
     for name, fig in plots.items():
-        fig.savefig(folder / name, bbox_inches="tight", dpi=PLOT_DPI)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", bbox_inches="tight", dpi=PLOT_DPI)
         plt.close(fig)
-        tracker.log_artifact(tracker.parent_id, str(folder / name))
+        out[name] = buffer.getvalue()
+    return out
 
 
 GIF_TRIES = 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -9,12 +10,14 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
+
+T = TypeVar("T")
 
 STATE_FILE = "sweep.json"
 
@@ -79,6 +82,24 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 class ConnectError(RuntimeError):
     """``cluster.address`` could not be reached (the CLI prints it and exits with code 2)."""
+
+
+def off_driver(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``function(*args, **kwargs)`` run in a Ray worker process; its value.
+
+    For the driver's rare computations that need a heavy library (the significance tests'
+    scipy.stats and statsmodels, matplotlib's plots): imported in the driver, such a library
+    stays in its memory for the rest of the sweep (glibc seldom returns the heap), here it
+    lives in a worker that Ray reuses. ``function`` must be importable by the workers (a
+    module-level function of grasplab or of the user's package); its arguments and value
+    travel as Ray objects. A zero-CPU task: it never waits behind the pool's reserved CPUs.
+    """
+    return ray.get(_remote(function).remote(*args, **kwargs))
+
+
+@functools.cache
+def _remote(function: Callable[..., Any]) -> Any:
+    return ray.remote(num_cpus=0)(function)
 
 
 def loopback_only() -> None:

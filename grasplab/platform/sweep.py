@@ -29,8 +29,8 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from grasplab.eval import random_floor
 from grasplab.eval.significance import pairwise
+from grasplab.malloc import release_free_memory
 from grasplab.moved import moved_names
 from grasplab.platform import fingerprint as runtime_fingerprint
 from grasplab.platform import progress as live
@@ -460,7 +460,7 @@ def run_stages(
             phases["tuning_s"] += tuned - started
             phases["testing_s"] += time.perf_counter() - tuned
         outcomes.extend(StageOutcome.from_dict(state.stages[k]) for k in keys)
-    floors = {s.protocol.horizon: random_floor(s.protocol, "test").summary() for s in spec.stages()}
+    floors = random_floors(spec, pool)
     results = [o.row(state.sweep_id) for o in outcomes]
     rows = tables.comparison_rows(results, floors)
     result = SweepResult(
@@ -488,11 +488,20 @@ def run_stages(
     return result
 
 
+def random_floors(spec: SweepSpec, pool: Pool) -> dict[int, dict[str, float]]:
+    """Per horizon, the random-action floor's summary on the test goals (computed by workers)."""
+    refs = {
+        s.protocol.horizon: pool.call("random_floor", protocol=s.protocol.to_dict(), split="test")
+        for s in spec.stages()
+    }
+    return {horizon: ray.get(ref) for horizon, ref in refs.items()}
+
+
 def summarize_result(spec: SweepSpec, result: SweepResult, url: str) -> None:
     """Fill in the significance tests, the verdict and the printed summary of ``result``."""
     results = [o.row(result.sweep_id) for o in result.outcomes]
-    result.comparisons = pairwise(
-        {r.key: r.records for r in results}, {r.key: r.horizon for r in results}
+    result.comparisons = runtime.off_driver(
+        pairwise, {r.key: r.records for r in results}, {r.key: r.horizon for r in results}
     )
     protocol = spec.protocol
     where = tables.where_text(protocol.env, protocol.env_overrides, spec.world_model)
@@ -637,6 +646,7 @@ def tune_stage(
     search, scheduler = stage_search(spec, stage, index, progress)
     results: list[TrialResult] = []
     freeze_heap()
+    release_free_memory()  # what the spec's validation and the stage's setup freed
     part = 0
     while True:
         path = Path(state.folder) / part_name(stage, part)
@@ -702,6 +712,7 @@ def release_heap(frozen: bool) -> None:
     if frozen:
         gc.unfreeze()
     freeze_heap()
+    release_free_memory()  # the freed objects' pages, back to the system
 
 
 def freeze_heap(generation: int = 2) -> None:
@@ -941,7 +952,7 @@ __getattr__ = moved_names(
         "ranked_results": "grasplab.platform.pick.ranked_results",
         "best_result": "grasplab.platform.pick.best_result",
         "rescore_candidates": "grasplab.platform.pick.rescore_candidates",
-        "fresh_tuning_goals": "grasplab.platform.pick.fresh_tuning_goals",
+        "fresh_tuning_goals": "grasplab.eval.protocol.fresh_tuning_goals",
         "rescore_row": "grasplab.platform.pick.rescore_row",
         "pick_rescored": "grasplab.platform.pick.pick_rescored",
         "rescore_and_pick": "grasplab.platform.pick.rescore_and_pick",

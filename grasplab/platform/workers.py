@@ -35,8 +35,9 @@ import torch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from grasplab.envs import Simulator
-from grasplab.eval import EvalProtocol, evaluate
+from grasplab.eval import EvalProtocol, evaluate, random_floor
 from grasplab.eval.models import load_model
+from grasplab.eval.protocol import fresh_tuning_goals
 from grasplab.eval.runner import episode_streams, normalized_actions, reached_steps, true_env
 from grasplab.malloc import keep_freed_memory
 from grasplab.planners import PlanProblem, make_planner
@@ -239,6 +240,29 @@ class WorldModelWorker:
             "success": bool(success[0]),
             "compute_s": time.perf_counter() - start,
         }
+
+    def random_floor(self, protocol: dict[str, Any], split: str) -> dict[str, float]:
+        """The summary of the random-action floor on ``split`` (:func:`grasplab.eval.random_floor`).
+
+        A worker computes it, not the driver: the tasks, the env (or the simulator, already
+        open here) and their memory stay where the episodes are evaluated.
+        """
+        proto = EvalProtocol.from_dict(protocol)
+        return random_floor(proto, split, sim=self.sim(proto)).summary()
+
+    def fresh_tuning_goals(self, protocol: dict[str, Any], extra: int) -> dict[str, Any] | str:
+        """:func:`grasplab.eval.protocol.fresh_tuning_goals` of ``protocol`` (a dict).
+
+        Returns:
+            ``{"protocol": extended protocol as a dict, "indices": the fresh goals}``, or why
+            there are none.
+        """
+        proto = EvalProtocol.from_dict(protocol)
+        fresh = fresh_tuning_goals(proto, extra, self.sim(proto))
+        if isinstance(fresh, str):
+            return fresh
+        extended, indices = fresh
+        return {"protocol": extended.to_dict(), "indices": indices}
 
     def fingerprint(self) -> dict[str, str]:
         """The runtime fingerprint of this worker: its device, threads, libraries and machine."""
