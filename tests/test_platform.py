@@ -371,10 +371,23 @@ def test_state_snapshots_are_rarer_in_bigger_stages():
 # --- sweeps on a local Ray -------------------------------------------------------------------
 
 
-def test_sweep_two_planners_two_workers_nested_runs_and_test_goals(tmp_path, local_ray):
-    result = run_in_process(
-        tmp_path, [*TINY, "sweep.num_samples=2", "report.gif=true"], num_workers=2
-    )
+def test_sweep_two_planners_two_workers_nested_runs_and_test_goals(
+    tmp_path, local_ray, monkeypatch
+):
+    spec, state = sweep.prepare([*TINY, "sweep.num_samples=2", "report.gif=true"], tmp_path)
+    # the driver evaluates nothing and loads no statistics or plotting library: the tasks, the
+    # random floor and the fresh tuning goals are the workers', the tests and plots a Ray
+    # worker's (patched here, in the driver's process only)
+    from grasplab.eval import EvalProtocol
+
+    def no_tasks(*args, **kwargs):
+        raise AssertionError("the driver built tasks")
+
+    monkeypatch.setattr(EvalProtocol, "tasks", no_tasks)
+    for module in ("scipy.stats", "statsmodels", "matplotlib", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, module, None)  # importing it raises here
+    result = sweep.run_sweep(spec, state, progress=False, num_workers=2)
+    monkeypatch.undo()
     assert result.num_workers == 2
     assert result.tracking_uri.startswith("sqlite:///")
     log = Path(result.tracking_uri.removeprefix("sqlite:///") + "-wal")  # folded at the end:

@@ -160,30 +160,10 @@ def log_plots(tracker: Tracker, result: SweepResult, folder: Path) -> None:
     Drawn in a Ray worker (:func:`~grasplab.platform.runtime.off_driver`): matplotlib stays out
     of the driver's memory.
     """
-    plots = runtime.off_driver(plot_images, result.outcomes, result.floors)
+    plots = runtime.off_driver(figures.plot_images, result.outcomes, result.floors, PLOT_DPI)
     for name, png in plots.items():
         (folder / name).write_bytes(png)
         tracker.log_artifact(tracker.parent_id, str(folder / name))
-
-
-def plot_images(
-    outcomes: Sequence[StageOutcome], floors: Mapping[int, Mapping[str, float]]
-) -> dict[str, bytes]:
-    """The sweep's plots as PNG files' bytes, by file name (:func:`log_plots`)."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    plots = {"pareto.png": figures.pareto_plot(outcomes)}
-    if len(floors) > 1:
-        plots["success_vs_horizon.png"] = figures.horizon_plot(outcomes, floors)
-    out = {}
-    for name, fig in plots.items():
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", bbox_inches="tight", dpi=PLOT_DPI)
-        plt.close(fig)
-        out[name] = buffer.getvalue()
-    return out
 
 
 GIF_TRIES = 3

@@ -135,6 +135,31 @@ def horizon_plot(
     return fig
 
 
+def plot_images(
+    outcomes: Sequence[StageOutcome], floors: Mapping[int, Mapping[str, float]], dpi: int
+) -> dict[str, bytes]:
+    """A sweep's plots as PNG files' bytes, by file name.
+
+    The Pareto scatter always; success vs horizon when the sweep spans several horizons. A
+    sweep draws them in a Ray worker (:func:`grasplab.platform.publish.log_plots`), which then
+    imports this light module, not the driver's.
+    """
+    import io
+
+    import matplotlib.pyplot as plt
+
+    plots = {"pareto.png": pareto_plot(outcomes)}
+    if len(floors) > 1:
+        plots["success_vs_horizon.png"] = horizon_plot(outcomes, floors)
+    out = {}
+    for name, fig in plots.items():
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", bbox_inches="tight", dpi=dpi)
+        plt.close(fig)
+        out[name] = buffer.getvalue()
+    return out
+
+
 def save_gif(frames: np.ndarray, path: Path, scale: int = 3, fps: int = 8) -> Path:
     """Write uint8 frames ``(T, H, W, 3)`` as a looping GIF, upscaled by ``scale``."""
     from PIL import Image
