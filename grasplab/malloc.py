@@ -19,6 +19,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from typing import Any
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -37,15 +38,11 @@ def keep_freed_memory() -> bool:
     if _applied is not None:
         return _applied
     _applied = False
-    if not sys.platform.startswith("linux") or os.environ.get("GRASPLAB_MALLOC") == "system":
+    if os.environ.get("GRASPLAB_MALLOC") == "system":
         return False
-    name = ctypes.util.find_library("c") or "libc.so.6"
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other libcs have no mallopt
+    mallopt = _glibc("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is None:
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _applied = (
         mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
         and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
@@ -61,11 +58,17 @@ def release_free_memory() -> bool:
     experiments of a stage) calls it after freeing many objects at once. Milliseconds; True
     when some memory was released, False off glibc.
     """
+    trim = _glibc("malloc_trim", [ctypes.c_size_t])
+    return trim is not None and trim(0) == 1
+
+
+def _glibc(function: str, argtypes: list[Any]) -> Any:
+    """The C library function ``function`` (int result) via ctypes; None off Linux, or absent."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim(0) == 1
+        found = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), function)
+    except (OSError, AttributeError):  # musl and other libcs have no mallopt / malloc_trim
+        return None
+    found.argtypes, found.restype = argtypes, ctypes.c_int
+    return found
