@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from mlflow.tracking import MlflowClient
 from ray.tune.trainable.metadata import _TrainingRunMetadata
 
 from grasplab.cli import sweep as cli_sweep
@@ -876,20 +877,75 @@ def test_bad_config_is_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys, o
     assert not (tmp_path / "mlflow.db").exists()  # validated before any MLflow run existed
 
 
-def test_cli_bad_override_exit_code_2(tmp_path):
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (
+            ["planners.grasp.name=nope"],
+            "planners.grasp: unknown planner 'nope'; known: ['cem', 'gd', 'grasp', 'latco', "
+            "'mppi']",
+        ),
+        # refused by the checks that build things, which the driver runs in a spawned process
+        (
+            [*TINY, "world_model=checkpoint", f"world_model.spec={CHECKPOINT}", "env=wall"]
+            + ["protocol.action_block=2"],
+            f"world_model.spec {str(CHECKPOINT)!r}: world model {str(CHECKPOINT)!r} has "
+            "action_dim 2; protocol needs 2 x 2",
+        ),
+        (
+            ["env=ballnav", "protocol.horizon=400"],
+            "env/tasks (ballnav): ballnav: no start/goal pair needs between 0.5 and 0.85 of "
+            "horizon*action_block = 400*1 env steps",
+        ),
+    ],
+)
+def test_cli_bad_override_exit_code_2(tmp_path, overrides, line):
     done = subprocess.run(
-        [str(BIN / "grasplab"), "sweep", "planners.grasp.name=nope"],
+        [str(BIN / "grasplab"), "sweep", *overrides],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "grasplab sweep: error: planners.grasp: unknown planner 'nope'; known: "
-        "['cem', 'gd', 'grasp', 'latco', 'mppi']"
-    ]
+    (err,) = done.stderr.strip().splitlines()
+    assert err.startswith(f"grasplab sweep: error: {line}"), err
     assert not (tmp_path / "mlflow.db").exists()
+
+
+NO_TORCH = """
+import importlib.abc, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError(f"the sweep's driver imported {name}")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+from grasplab.cli import main
+code = main(["sweep", *sys.argv[1:]])
+assert "torch" not in sys.modules
+sys.exit(code)
+"""
+
+
+def test_sweep_driver_never_imports_torch(tmp_path):
+    """The driver coordinates: validation, the floor, the tests, plots and GIFs run elsewhere."""
+    args = [*TINY, "sweep.num_samples=2", "report.gif=true"]
+    done = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    children, parents = trials_and_parents(default_tracking(tmp_path)[0])
+    assert parents[0].info.status == "FINISHED" and len(children) == 4
+    client = MlflowClient(default_tracking(tmp_path)[0])
+    logged = {a.path for a in client.list_artifacts(parents[0].info.run_id, "gifs")}
+    assert any(path.endswith(".gif") for path in logged), logged  # rendered by a worker
 
 
 def test_resume_without_a_sweep_is_a_config_error(tmp_path, monkeypatch, capsys):

@@ -18,18 +18,38 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from grasplab.envs import ballnav, pointmaze, wall
-from grasplab.envs.base import Env, Tasks
-from grasplab.envs.gym_sim import GymSimulator, GymSpec, reset_option
-from grasplab.envs.sim import Execution, Simulator, episode_success
+from grasplab.envs.configs import BallNavConfig, PointMazeConfig, WallConfig
 
-_REGISTRY: dict[str, tuple[Callable[[], Any], Callable[[Any], Env]]] = {
-    "ballnav": (ballnav.default_config, ballnav.BallNavEnv),
-    "wall": (wall.default_config, wall.WallEnv),
-    "pointmaze": (pointmaze.default_config, pointmaze.PointMazeEnv),
+if TYPE_CHECKING:
+    from grasplab.envs.base import Env, Tasks
+    from grasplab.envs.sim import Simulator
+
+_REGISTRY: dict[str, tuple[type, str]] = {
+    "ballnav": (BallNavConfig, "grasplab.envs.ballnav:BallNavEnv"),
+    "wall": (WallConfig, "grasplab.envs.wall:WallEnv"),
+    "pointmaze": (PointMazeConfig, "grasplab.envs.pointmaze:PointMazeEnv"),
 }
+"""Name -> (config dataclass, ``module:class`` of the env, imported when one is built)."""
+
+_EXPORTS = {
+    "Env": "grasplab.envs.base",
+    "Tasks": "grasplab.envs.base",
+    "GymSimulator": "grasplab.envs.gym_sim",
+    "GymSpec": "grasplab.envs.gym_sim",
+    "reset_option": "grasplab.envs.gym_sim",
+    "Execution": "grasplab.envs.sim",
+    "Simulator": "grasplab.envs.sim",
+    "episode_success": "grasplab.envs.sim",
+}
+"""Names that load their module (torch, numpy) when first used."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'grasplab.envs' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
 
 
 def names() -> list[str]:
@@ -37,8 +57,8 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _entry(name: str) -> tuple[Callable[[], Any], Callable[[Any], Env]]:
-    """The ``(default_config, env_class)`` of ``name``; ``ValueError`` when unknown."""
+def _entry(name: str) -> tuple[type, str]:
+    """The ``(config class, env class path)`` of ``name``; ``ValueError`` when unknown."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown environment {name!r}; known: {', '.join(names())}")
     return _REGISTRY[name]
@@ -53,6 +73,27 @@ def default_config(name: str) -> Any:
     return _entry(name)[0]()
 
 
+def env_config(name: str, **overrides: Any) -> Any:
+    """The validated config of environment ``name`` with ``overrides`` replaced (no torch).
+
+    Args:
+        name: A registered name (see :func:`names`).
+        **overrides: Config fields to replace, e.g. ``max_step=0.5``.
+
+    Raises:
+        ValueError: On an unknown name, an unknown config field or an invalid value (the
+            message names it).
+    """
+    config = default_config(name)
+    fields = {f.name for f in dataclasses.fields(config)}
+    for key in overrides:
+        if key not in fields:
+            raise ValueError(
+                f"{name}: unknown config field {key!r}; fields: {', '.join(sorted(fields))}"
+            )
+    return dataclasses.replace(config, **overrides)
+
+
 def make(name: str, **overrides: Any) -> Env:
     """Build environment ``name`` from its default config with ``overrides`` replaced.
 
@@ -65,17 +106,11 @@ def make(name: str, **overrides: Any) -> Env:
 
     Raises:
         ValueError: On an unknown name, an unknown config field or an invalid value (the
-            message names it).
+            message names it), or a geometry the env cannot be built in.
     """
-    make_config, env_class = _entry(name)
-    config = make_config()
-    fields = {f.name for f in dataclasses.fields(config)}
-    for key in overrides:
-        if key not in fields:
-            raise ValueError(
-                f"{name}: unknown config field {key!r}; fields: {', '.join(sorted(fields))}"
-            )
-    return env_class(dataclasses.replace(config, **overrides))
+    config = env_config(name, **overrides)
+    module, _, attr = _entry(name)[1].partition(":")
+    return getattr(importlib.import_module(module), attr)(config)
 
 
 _SIMS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -203,6 +238,7 @@ __all__ = [
     "Tasks",
     "default_config",
     "check_adapter",
+    "env_config",
     "check_sim_name",
     "episode_success",
     "is_sim",

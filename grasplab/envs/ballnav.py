@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from torch import Tensor
 
+from grasplab.envs.configs import BallNavConfig
 from grasplab.envs.geometry import (
     capped,
     disc_vertices,
@@ -25,56 +25,7 @@ from grasplab.envs.geometry import (
     points_free,
     project_discs,
 )
-from grasplab.envs.planar import Layout, PlanarEnv, require, require_common, require_positive
-
-
-def _barrier(x: float, ys: tuple[float, ...], radius: float = 0.6) -> tuple[tuple[float, ...], ...]:
-    """Discs ``(x, y, radius)`` at ``x`` and each of ``ys``."""
-    return tuple((x, y, radius) for y in ys)
-
-
-DEFAULT_OBSTACLES = _barrier(-1.5, (-5.0, -4.1, -1.8, -0.9, 0.0, 0.9, 1.8, 4.1, 5.0)) + _barrier(
-    1.5, (-5.0, -4.1, -3.2, -2.3, -1.4, 1.4, 2.3, 3.2, 4.1, 5.0)
-)
-"""Two staggered barriers of overlapping discs ``(x, y, radius)``."""
-
-
-@dataclass(frozen=True)
-class BallNavConfig:
-    """Configuration of :class:`BallNavEnv` (frozen, validated)."""
-
-    arena_half: float = 5.0
-    """Half side of the square arena ``[-arena_half, arena_half]^2``, env units."""
-    obstacles: tuple[tuple[float, float, float], ...] = DEFAULT_OBSTACLES
-    """Disc obstacles ``(x, y, radius)``; they may overlap and cross the arena's edge."""
-    agent_radius: float = 0.1
-    """Radius of the agent's disc (obstacles are inflated by it)."""
-    max_step: float = 0.25
-    """Largest distance travelled per env step (action norm 1)."""
-    success_radius: float = 0.5
-    """Success when the positions are closer than this."""
-    image_size: int = 64
-    """Side of rendered images, pixels."""
-    grid_cell: float = 0.25
-    """Occupancy-grid cell side for geodesics, task sampling and the waypoint policy."""
-    min_detour: float = 1.05
-    """Tasks prefer pairs whose geodesic / straight-line ratio reaches this (blocked lines)."""
-    task_band: tuple[float, float] = (0.5, 0.85)
-    """Tasks' ``min_steps`` as fractions ``(lo, hi)`` of the env-step budget."""
-
-    def __post_init__(self) -> None:
-        obstacles = tuple(tuple(float(v) for v in disc) for disc in self.obstacles)
-        object.__setattr__(self, "obstacles", obstacles)
-        require(
-            all(len(d) == 3 and d[2] > 0 for d in obstacles),
-            self,
-            "obstacles",
-            "must be (x, y, radius) triples with radius > 0",
-        )
-        require_positive(self, "arena_half", "max_step", "grid_cell")
-        require_common(self)
-        require(self.agent_radius < self.arena_half, self, "agent_radius", "must be < arena_half")
-        require(self.grid_cell <= self.arena_half, self, "grid_cell", "must be <= arena_half")
+from grasplab.envs.planar import Layout, PlanarEnv
 
 
 def default_config() -> BallNavConfig:

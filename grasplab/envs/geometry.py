@@ -404,7 +404,10 @@ def capped(vec: Tensor, limit: float = 1.0) -> Tensor:
 __getattr__ = moved_names(
     __name__,
     {
-        name: f"grasplab.envs.planar.{name}"
-        for name in ("Layout", "PlanarEnv", "require", "require_positive", "require_common")
+        **{name: f"grasplab.envs.planar.{name}" for name in ("Layout", "PlanarEnv")},
+        **{
+            name: f"grasplab.envs.configs.{name}"
+            for name in ("require", "require_positive", "require_common")
+        },
     },
 )

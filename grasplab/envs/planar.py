@@ -23,6 +23,7 @@ from grasplab.envs.geometry import (
     pixel_centres,
     resolve_boxes,
 )
+from grasplab.moved import moved_names
 
 _ACTION_TOL = 1e-6
 
@@ -359,45 +360,11 @@ class PlanarEnv:
         raise NotImplementedError
 
 
-def require(ok: bool, config: object, name: str, rule: str) -> None:
-    """Raise ``ValueError`` naming ``config``'s field ``name`` unless ``ok``.
-
-    Args:
-        ok: Whether the field's value is valid.
-        config: The config dataclass instance.
-        name: Field name.
-        rule: What the field must satisfy, e.g. ``"must be > 0"``.
-    """
-    if not ok:
-        raise ValueError(f"{type(config).__name__}.{name} {rule}, got {getattr(config, name)!r}")
-
-
-def require_positive(config: object, *names: str) -> None:
-    """Raise ``ValueError`` naming the first of ``names`` whose value is not ``> 0``."""
-    for name in names:
-        value = getattr(config, name)
-        require(isinstance(value, int | float) and value > 0, config, name, "must be > 0")
-
-
-def require_common(config: Any) -> None:
-    """Validate (and normalise to a tuple) the fields every planar config shares.
-
-    Checks ``success_radius``, ``image_size``, ``min_detour`` and ``task_band``
-    (``0 < lo <= hi <= 1``).
-    """
-    require_positive(config, "success_radius", "agent_radius")
-    require(
-        isinstance(config.image_size, int) and config.image_size >= 8,
-        config,
-        "image_size",
-        "must be an int >= 8",
-    )
-    require(config.min_detour >= 1.0, config, "min_detour", "must be >= 1")
-    band = tuple(float(v) for v in config.task_band)
-    object.__setattr__(config, "task_band", band)
-    require(
-        len(band) == 2 and 0 < band[0] <= band[1] <= 1,
-        config,
-        "task_band",
-        "must be (lo, hi) with 0 < lo <= hi <= 1",
-    )
+__getattr__ = moved_names(
+    __name__,
+    {
+        name: f"grasplab.envs.configs.{name}"
+        for name in ("require", "require_positive", "require_common")
+    },
+)
+"""Names that moved: importing one from its old home fails with one line naming the new one."""

@@ -17,86 +17,14 @@ horizons up to ~86 env steps; umaze ~54 and large ~152.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from grasplab.envs.configs import LAYOUTS, PointMazeConfig
 from grasplab.envs.geometry import capped, grid_geodesics, paint, pixel_centres, points_free
-from grasplab.envs.planar import Layout, PlanarEnv, require, require_common, require_positive
-
-LAYOUTS: dict[str, tuple[str, ...]] = {
-    "umaze": ("#####", "#GOO#", "###O#", "#OOO#", "#####"),
-    "medium": (
-        "########",
-        "#OO##OO#",
-        "#OO#OOO#",
-        "##OOO###",
-        "#OO#OOO#",
-        "#O#OO#O#",
-        "#OOO#OG#",
-        "########",
-    ),
-    "large": (
-        "############",
-        "#OOOO#OOOOO#",
-        "#O##O#O#O#O#",
-        "#OOOOOO#OOO#",
-        "#O####O###O#",
-        "#OO#O#OOOOO#",
-        "##O#O#O#O###",
-        "#OO#OOO#OGO#",
-        "############",
-    ),
-}
-"""D4RL maze2d layouts (``U_MAZE``, ``MEDIUM_MAZE``, ``LARGE_MAZE``), one string per row."""
-
-
-@dataclass(frozen=True)
-class PointMazeConfig:
-    """Configuration of :class:`PointMazeEnv` (frozen, validated); lengths in maze cells."""
-
-    layout: str = "medium"
-    """Maze name, a key of :data:`LAYOUTS`."""
-    agent_radius: float = 0.1
-    """Radius of the point mass (walls are inflated by it), D4RL's 0.1."""
-    dt: float = 0.1
-    """Seconds per env step."""
-    accel: float = 8.0
-    """Acceleration at full action, units/s^2 (the action's norm is capped at 1)."""
-    damping: float = 1.0
-    """Linear velocity damping, 1/s."""
-    max_speed: float = 2.0
-    """Speed cap, units/s (``max_speed * dt`` units per step)."""
-    success_radius: float = 0.5
-    """Success when the positions are closer than this (D4RL's 0.5)."""
-    image_size: int = 64
-    """Side of rendered images, pixels."""
-    grid_subdiv: int = 4
-    """Occupancy-grid cells per maze cell side, for geodesics, tasks and the waypoint policy."""
-    min_detour: float = 1.0
-    """Tasks prefer pairs whose geodesic / straight-line ratio reaches this (1: no preference)."""
-    task_band: tuple[float, float] = (0.5, 0.85)
-    """Tasks' ``min_steps`` as fractions ``(lo, hi)`` of the env-step budget."""
-
-    def __post_init__(self) -> None:
-        require(self.layout in LAYOUTS, self, "layout", f"must be one of {sorted(LAYOUTS)}")
-        require_positive(self, "dt", "accel", "max_speed")
-        require(
-            self.damping >= 0 and self.damping * self.dt < 1,
-            self,
-            "damping",
-            "must satisfy 0 <= damping * dt < 1",
-        )
-        require_common(self)
-        require(self.agent_radius < 0.5, self, "agent_radius", "must be < 0.5 (half a cell)")
-        require(
-            isinstance(self.grid_subdiv, int) and self.grid_subdiv >= 1,
-            self,
-            "grid_subdiv",
-            "must be an int >= 1",
-        )
+from grasplab.envs.planar import Layout, PlanarEnv
 
 
 def default_config() -> PointMazeConfig:

@@ -9,73 +9,13 @@ wall_hi`` in the middle and one door (a gap of ``door_width`` centred on ``door_
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 from torch import Tensor
 
+from grasplab.envs.configs import WallConfig
 from grasplab.envs.geometry import capped, grid_geodesics, paint, pixel_centres, points_free
-from grasplab.envs.planar import Layout, PlanarEnv, require, require_common, require_positive
-
-
-@dataclass(frozen=True)
-class WallConfig:
-    """Configuration of :class:`WallEnv` (frozen, validated); lengths in pixels."""
-
-    size: float = 64.0
-    """Side of the square world ``[0, size]^2``."""
-    wall_lo: float = 30.0
-    """Left face of the wall."""
-    wall_hi: float = 34.0
-    """Right face of the wall."""
-    door_y: float = 32.0
-    """Centre of the door along y."""
-    door_width: float = 12.0
-    """Width of the door (must exceed the agent's diameter)."""
-    agent_radius: float = 1.0
-    """Radius of the agent's disc (walls are inflated by it)."""
-    max_step: float = 2.5
-    """Largest distance travelled per env step (action norm 1)."""
-    success_radius: float = 4.5
-    """Success when the positions are closer than this."""
-    image_size: int = 64
-    """Side of rendered images, pixels."""
-    grid_cell: float = 2.0
-    """Occupancy-grid cell side for geodesics, task sampling and the waypoint policy."""
-    min_detour: float = 1.0
-    """Tasks prefer pairs whose geodesic / straight-line ratio reaches this (1: no preference)."""
-    task_band: tuple[float, float] = (0.5, 0.85)
-    """Tasks' ``min_steps`` as fractions ``(lo, hi)`` of the env-step budget."""
-
-    def __post_init__(self) -> None:
-        require_positive(self, "size", "door_width", "max_step", "grid_cell")
-        require_common(self)
-        require(
-            0 < self.wall_lo < self.wall_hi < self.size,
-            self,
-            "wall_hi",
-            "must satisfy 0 < wall_lo < wall_hi < size",
-        )
-        half = self.door_width / 2
-        require(
-            half < self.door_y < self.size - half,
-            self,
-            "door_y",
-            "must keep the whole door inside (door_width/2, size - door_width/2)",
-        )
-        require(
-            self.door_width > 2 * self.agent_radius,
-            self,
-            "door_width",
-            "must exceed the agent's diameter",
-        )
-        require(
-            self.wall_lo > 2 * self.agent_radius
-            and self.size - self.wall_hi > 2 * self.agent_radius,
-            self,
-            "agent_radius",
-            "must leave room beside the wall",
-        )
+from grasplab.envs.planar import Layout, PlanarEnv
 
 
 def default_config() -> WallConfig:

@@ -15,13 +15,15 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import torch
-
-from grasplab.envs import Env, Simulator, Tasks, check_sim_name, is_sim, make, make_sim, sim_name
+from grasplab.envs import check_sim_name, env_config, is_sim, make, make_sim, sim_name
 from grasplab.eval.tasks import TaskSet, dataset_tasks, env_tasks
-from grasplab.world_models.data import require_dataset
+
+if TYPE_CHECKING:
+    import torch
+
+    from grasplab.envs import Env, Simulator, Tasks
 
 Split = Literal["tune", "test"]
 _SPLIT_OFFSET = {"tune": 1, "test": 2}
@@ -116,8 +118,8 @@ class EvalProtocol:
                     f"EvalProtocol.task_set: k={self.tasks_spec.k} must be a multiple of "
                     f"action_block={self.action_block}"
                 )
-        else:
-            self.make_env()  # unknown env / override names fail here, naming the problem
+        else:  # unknown env / override names and bad values fail here, naming the problem
+            env_config(self.env, **self.env_overrides)
 
     @property
     def is_sim(self) -> bool:
@@ -174,6 +176,8 @@ class EvalProtocol:
         """
         values = self.to_dict()
         if self.task_set:
+            from grasplab.world_models.data import require_dataset
+
             require_dataset(self.tasks_spec.data, self.env)  # one line: how to make it
             values["dataset_identity"] = self.tasks_spec.identity()
         blob = json.dumps(values, sort_keys=True, default=str).encode()
@@ -262,6 +266,8 @@ def fresh_tuning_goals(
         extra: Fresh goals wanted.
         sim: For a simulator protocol, a simulator of it (default: a temporary one).
     """
+    import torch
+
     n = protocol.tune_episodes
     try:
         extended = dataclasses.replace(protocol, tune_episodes=n + extra)
@@ -289,6 +295,8 @@ def _tasks(protocol: EvalProtocol, split: Split) -> Tasks:
 
 def _build_tasks(protocol: EvalProtocol, split: Split, env: Any) -> Tasks:
     """The tasks of ``split`` in ``env`` (a torch env or a simulator)."""
+    import torch
+
     seed = 1000 * protocol.seed + _SPLIT_OFFSET[split]
     n, spec = protocol.episodes(split), protocol.tasks_spec
     if spec.source == "dataset":
@@ -310,6 +318,8 @@ def _sim_replay(sim: Simulator) -> Any:
 
 
 def _env_replay(env: Env, action_block: int) -> Any:
+    import torch
+
     def replay(start: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         state = start
         with torch.no_grad():

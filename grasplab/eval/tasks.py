@@ -18,18 +18,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
-from grasplab.envs import Tasks
-from grasplab.world_models.data import (
-    dataset_identity,
-    load_episodes,
-    read_manifest,
-    require_dataset,
-)
+    from grasplab.envs import Tasks
 
 SPLITS = ("tune", "test")
 
@@ -116,6 +110,8 @@ class TaskSet:
         """The dataset's identity (see the module docstring); ``""`` for env-sampled tasks."""
         if self.source == "env":
             return ""
+        from grasplab.world_models.data import dataset_identity, read_manifest
+
         return dataset_identity(read_manifest(self.data))
 
 
@@ -161,6 +157,8 @@ def source_shift(task_set: TaskSet, identity: str) -> int | None:
     manifest's ``excerpt``: episodes ``[first, stop)`` of the source, renumbered from 0, as
     :func:`grasplab.bench.quality_pusht.heldout_excerpt` writes); None when unrelated.
     """
+    from grasplab.world_models.data import dataset_identity, read_manifest
+
     manifest = read_manifest(task_set.data)
     if dataset_identity(manifest) == identity:
         return 0
@@ -172,6 +170,8 @@ def source_shift(task_set: TaskSet, identity: str) -> int | None:
 
 def trained_episodes(info: Mapping[str, Any]) -> tuple[str, tuple[int, int]] | None:
     """``(dataset identity, (first, stop))`` a checkpoint trained on, or None if unrecorded."""
+    from grasplab.world_models.data import dataset_identity
+
     data = info.get("data") or {}
     identity = data.get("identity")
     if not identity and data.get("shards_sha256"):
@@ -210,6 +210,11 @@ def dataset_tasks(
     Raises:
         ValueError: A dataset of another env, a range beyond the dataset, or ``k`` too long.
     """
+    import torch
+
+    from grasplab.envs import Tasks
+    from grasplab.world_models.data import load_episodes, require_dataset
+
     require_dataset(task_set.data, env)
     data = load_episodes(task_set.data, images=False)
     if data.manifest.get("env") != env:
@@ -242,6 +247,10 @@ def dataset_tasks(
 
 def env_tasks(sim: Any, n: int, seed: int) -> Tasks:
     """``n`` tasks of a simulator: start and goal from its own seeded resets (independent)."""
+    import torch
+
+    from grasplab.envs import Tasks
+
     sample = getattr(sim, "random_states", None)
     if not callable(sample):
         raise ValueError(

@@ -12,6 +12,7 @@ import difflib
 import os
 import re
 import socket
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -548,12 +549,12 @@ def check_world_model(spec: Any, protocol: EvalProtocol) -> str:
 
 
 def check_env_and_tasks(protocol: EvalProtocol, spec: Any) -> None:
-    """Build a ``sim:`` protocol's simulator once and every task of both splits, then close it.
+    """Build the env (a ``sim:`` protocol's simulator once) and every task of both splits.
 
-    Refused here, before any run exists: the oracle world model on a real simulator, an
-    adapter with no way to reset to a state (or whose reset does not reach the state), a
-    missing ``sims`` extra, a dataset that is missing, of another env or too short for the
-    declared splits.
+    Refused here, before any run exists: a horizon the env's layout cannot fill, the oracle
+    world model on a real simulator, an adapter with no way to reset to a state (or whose
+    reset does not reach the state), a missing ``sims`` extra, a dataset that is missing, of
+    another env or too short for the declared splits.
     """
     if protocol.is_sim and spec == "oracle":
         raise ConfigError(
@@ -565,9 +566,8 @@ def check_env_and_tasks(protocol: EvalProtocol, spec: Any) -> None:
     try:
         if protocol.is_sim:
             sim = protocol.make_sim()
-        if protocol.is_sim or protocol.task_set:
-            for split in ("tune", "test"):
-                protocol.tasks(split, sim) if sim is not None else protocol.tasks(split)
+        for split in ("tune", "test"):
+            protocol.tasks(split, sim) if sim is not None else protocol.tasks(split)
     except (ValueError, ImportError, RuntimeError) as error:
         raise ConfigError(f"env/tasks ({protocol.env}): {one_line(error)}") from error
     finally:
@@ -616,6 +616,52 @@ def world_model_spec(section: Mapping[str, Any], protocol: EvalProtocol) -> str:
     except (ValueError, TypeError) as error:
         raise ConfigError(one_line(error)) from error
     return spec
+
+
+def check_world(protocol: EvalProtocol, section: Mapping[str, Any]) -> str:
+    """The checks that build things: the env (or simulator) and its tasks, the world model.
+
+    Runs :func:`check_env_and_tasks`, :func:`world_model_spec` and :func:`check_train_overlap`.
+
+    Returns:
+        The world-model spec as a string.
+
+    Raises:
+        ConfigError: Naming the problem.
+    """
+    check_env_and_tasks(protocol, section.get("spec"))
+    world_model = world_model_spec(section, protocol)
+    check_train_overlap(world_model, protocol)
+    return world_model
+
+
+def probe(protocol: EvalProtocol, section: Mapping[str, Any], isolate: bool | None = None) -> str:
+    """:func:`check_world` here, or in a new process so that this one never loads torch.
+
+    A sweep's driver coordinates (Tune, Optuna, MLflow) and plans nothing: building the env,
+    the tasks and the world model to check them would hold torch's memory in it for the whole
+    sweep (about 180 MB), so it asks a spawned process (about 3 s); a process that has loaded
+    torch already runs the checks itself.
+
+    Args:
+        protocol: The sweep's protocol.
+        section: The ``world_model:`` section.
+        isolate: True: in a new process; False: here; None: in a new process when this one has
+            not imported torch.
+
+    Raises:
+        ConfigError: Naming the problem (raised in the child, re-raised here).
+    """
+    if isolate is None:
+        isolate = "torch" not in sys.modules
+    if not isolate:
+        return check_world(protocol, section)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
+        return child.submit(check_world, protocol, dict(section)).result()
 
 
 CLUSTER_DEFAULTS: dict[str, Any] = {
@@ -720,8 +766,13 @@ def check_cluster(values: Mapping[str, Any]) -> dict[str, Any]:
     return cluster
 
 
-def parse(cfg: Mapping[str, Any]) -> SweepSpec:
+def parse(cfg: Mapping[str, Any], isolate: bool | None = None) -> SweepSpec:
     """Validate a composed config into a :class:`SweepSpec`.
+
+    Args:
+        cfg: The composed config.
+        isolate: Run the checks that need torch (:func:`probe`) in a separate process; None:
+            when this process has not loaded torch (a sweep's driver, which only coordinates).
 
     Raises:
         ConfigError: Naming the first problem found.
@@ -738,10 +789,7 @@ def parse(cfg: Mapping[str, Any]) -> SweepSpec:
         except ValueError as error:
             raise ConfigError(f"sweep.horizons: {one_line(error)}") from error
     recipe = str(cfg.get("recipe") or "sweep")
-    section = cfg.get("world_model") or {}
-    check_env_and_tasks(protocol, section.get("spec"))
-    world_model = world_model_spec(section, protocol)
-    check_train_overlap(world_model, protocol)
+    world_model = probe(protocol, dict(cfg.get("world_model") or {}), isolate)
     return SweepSpec(
         name=str(cfg.get("name") or recipe),
         recipe=recipe,
@@ -757,6 +805,6 @@ def parse(cfg: Mapping[str, Any]) -> SweepSpec:
     )
 
 
-def load(overrides: Sequence[str] = ()) -> SweepSpec:
-    """Compose and validate in one step (what ``grasplab sweep`` does first)."""
-    return parse(compose(overrides))
+def load(overrides: Sequence[str] = (), isolate: bool | None = None) -> SweepSpec:
+    """Compose and validate in one step (what ``grasplab sweep`` does first; see :func:`parse`)."""
+    return parse(compose(overrides), isolate)

@@ -151,7 +151,8 @@ def load_study(overrides: Sequence[str], cwd: Path) -> Study:
         for seed in seeds:
             pinned = [f"seed={seed}", f"protocol.seed={seed}", f"name={name}-{label}-s{seed}"]
             try:
-                spec = parse(compose([*base, *extra, *pinned]))
+                # checked here, not in a process per cell (a study parses cells x seeds)
+                spec = parse(compose([*base, *extra, *pinned]), isolate=False)
             except ConfigError as error:
                 raise ConfigError(f"study cell {label!r} (seed {seed}): {error}") from error
             cells.append(Cell(str(label), int(seed), spec))

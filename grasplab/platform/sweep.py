@@ -216,16 +216,20 @@ def record_fingerprint(tracker: Tracker, pool: Pool) -> dict[str, str]:
     A worker reports its own (device and its name, dtype, torch threads, libraries, platform,
     CPU); the git state is the driver's (a Ray job's working dir has no ``.git``). Should no
     worker answer within a minute, the driver's own fingerprint stands in, with the workers'
-    device kind and thread count from their placement.
+    device kind and thread count from their placement (only then does the driver load torch).
     """
-    placement = pool.placement
-    on_gpu = placement.num_gpus > 0 and placement.device != "cpu"
-    fp = runtime_fingerprint.fingerprint("cuda" if on_gpu else "cpu", threads=placement.threads)
     try:
         worker = ray.get(pool.call("fingerprint"), timeout=60)
     except Exception:  # noqa: BLE001 - an older or lost worker: the driver's stands in
         worker = {}
-    fp.update({k: v for k, v in worker.items() if k not in ("git_sha", "git_dirty")})
+    if worker:
+        sha, dirty = runtime_fingerprint.git_state()
+        fp = {**worker, "git_sha": sha, "git_dirty": dirty}
+    else:
+        placement = pool.placement
+        on_gpu = placement.num_gpus > 0 and placement.device != "cpu"
+        device = "cuda" if on_gpu else "cpu"
+        fp = runtime_fingerprint.fingerprint(device, threads=placement.threads)
     tracker.set_tags(tracker.parent_id, runtime_fingerprint.tags(fp))
     text = runtime_fingerprint.to_json(fp)
     tracker.log_text(tracker.parent_id, text, runtime_fingerprint.ARTIFACT)

@@ -13,6 +13,10 @@ placed or ``cluster.placement_timeout_s`` passes. When a worker dies (its proces
 node), the dispatcher reroutes the chunk it was running to a live worker and starts a
 replacement, which joins the pool once Ray can place it: a lost node costs time, never a trial,
 and the pool grows back when capacity returns.
+
+The driver imports this module to place, start and call the workers, and never loads torch:
+the actor's methods import the tensor code (torch, the planners, the evaluation runner) where
+they run, in the worker's process.
 """
 
 from __future__ import annotations
@@ -27,22 +31,21 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
-import torch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from grasplab.envs import Simulator
-from grasplab.eval import EvalProtocol, evaluate, random_floor
-from grasplab.eval.models import load_model
-from grasplab.eval.protocol import fresh_tuning_goals
-from grasplab.eval.runner import episode_streams, normalized_actions, reached_steps, true_env
+from grasplab.eval.protocol import EvalProtocol, fresh_tuning_goals
 from grasplab.malloc import keep_freed_memory
-from grasplab.planners import PlanProblem, make_planner
 from grasplab.platform.config import MODEL_URI_SCHEMES
-from grasplab.world_models import WorldModel
+
+if TYPE_CHECKING:
+    import torch
+
+    from grasplab.envs import Simulator
+    from grasplab.world_models import WorldModel
 
 
 def model_key(spec: str, protocol: EvalProtocol) -> tuple[str, str, str, int]:
@@ -83,6 +86,8 @@ def worker_device(device: str, gpu_ids: Sequence[Any]) -> torch.device:
     Raises:
         RuntimeError: A GPU is expected and torch sees no CUDA device.
     """
+    import torch
+
     wants_gpu = device == "cuda" or (device == "auto" and bool(gpu_ids))
     if not wants_gpu:
         return torch.device("cpu")
@@ -118,6 +123,8 @@ class WorldModelWorker:
     """
 
     def __init__(self, num_threads: int = 1, device: str = "auto") -> None:
+        import torch
+
         keep_freed_memory()  # fewer page faults per planner iteration (grasplab/malloc.py)
         torch.set_num_threads(max(1, num_threads))
         import_in_background()  # overlaps Tune's start, not the first chunk
@@ -144,6 +151,8 @@ class WorldModelWorker:
 
     def model(self, spec: str, protocol: EvalProtocol) -> WorldModel:
         """The world model of ``spec`` for ``protocol``, loaded on first use only."""
+        from grasplab.eval.models import load_model
+
         key = model_key(spec, protocol)
         if key not in self.models:
             self.models[key] = load_model(resolve_spec(spec), protocol, self.device)
@@ -165,6 +174,9 @@ class WorldModelWorker:
             ``records`` (per-episode dicts, :meth:`EpisodeResults.to_records`), ``compute_s``
             (seconds spent in this call), ``worker`` (process id) and ``device``.
         """
+        from grasplab.eval.runner import evaluate
+        from grasplab.planners import make_planner
+
         start = time.perf_counter()
         proto = EvalProtocol.from_dict(protocol)
         model, sim = self.model(spec, proto), self.sim(proto)
@@ -202,6 +214,16 @@ class WorldModelWorker:
             within the success radius at each frame (at or before it under the ``ever``
             rule); ``success`` (under the protocol's rule); ``compute_s`` (seconds of this call).
         """
+        import torch
+
+        from grasplab.eval.runner import (
+            episode_streams,
+            normalized_actions,
+            reached_steps,
+            true_env,
+        )
+        from grasplab.planners import PlanProblem, make_planner
+
         start = time.perf_counter()
         proto = EvalProtocol.from_dict(protocol)
         if batch and int(index) not in [int(i) for i in batch]:
@@ -247,6 +269,8 @@ class WorldModelWorker:
         A worker computes it, not the driver: the tasks, the env (or the simulator, already
         open here) and their memory stay where the episodes are evaluated.
         """
+        from grasplab.eval.runner import random_floor
+
         proto = EvalProtocol.from_dict(protocol)
         return random_floor(proto, split, sim=self.sim(proto)).summary()
 
