@@ -5,20 +5,28 @@ action size, ``S`` samples. Costs are lower-is-better; the planning cost of a pl
 terminal shooting cost ``cost(F^H(z0, a), goal)`` under the model: the model's own ``cost(z, goal)``
 when it has one (e.g. MSE over patches, a cosine distance), else ``mean_D (z - goal)^2``
 (:func:`goal_cost`).
+
+The configs (:class:`PlannerConfig`, its validators and dict round-trips) live in
+:mod:`grasplab.planners.configs`, which imports no torch; they are re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, Self
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from grasplab.planners.configs import PlannerConfig
+from grasplab.planners.configs import check_config_class as check_config_class
+from grasplab.planners.configs import config_from_dict as config_from_dict
+from grasplab.planners.configs import config_to_dict as config_to_dict
+from grasplab.planners.configs import non_negative as non_negative
+from grasplab.planners.configs import positive as positive
+from grasplab.planners.configs import unit_interval as unit_interval
 from grasplab.planners.streams import EpisodeStreams, RandomSource
 from grasplab.world_models.base import WorldModel, rollout
 
@@ -162,111 +170,6 @@ class Planner(Protocol):
         problem's plan does not depend on the others in the batch).
         """
         ...
-
-
-@dataclass(frozen=True)
-class PlannerConfig:
-    """Base of the frozen planner configs: validation and dict round-trips.
-
-    Subclasses declare fields (each documented where declared) and a ``_rules`` table of
-    ``field -> (predicate, message)``; violations raise ``ValueError`` naming the field.
-    """
-
-    _rules: ClassVar[Mapping[str, tuple[Callable[[Any], bool], str]]] = {}
-
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            self._check_type(f.name, getattr(self, f.name), hints[f.name])
-        for name, (ok, message) in self._rules.items():
-            if not ok(getattr(self, name)):
-                raise ValueError(
-                    f"{type(self).__name__}.{name} {message}, got {getattr(self, name)!r}"
-                )
-        self.validate()
-
-    def validate(self) -> None:
-        """Cross-field checks; raise ``ValueError`` naming the field."""
-
-    def _check_type(self, name: str, value: Any, hint: Any) -> None:
-        origin = typing.get_origin(hint)
-        if origin is typing.Literal:
-            if value not in typing.get_args(hint):
-                raise ValueError(
-                    f"{type(self).__name__}.{name} must be one of {typing.get_args(hint)}, "
-                    f"got {value!r}"
-                )
-            return
-        expected = {int: (int,), float: (int, float), bool: (bool,)}.get(hint)
-        bad_bool = hint in (int, float) and isinstance(value, bool)
-        if expected is not None and (not isinstance(value, expected) or bad_bool):
-            raise ValueError(f"{type(self).__name__}.{name} must be {hint.__name__}, got {value!r}")
-        if hint is float and not math.isfinite(value):
-            raise ValueError(f"{type(self).__name__}.{name} must be finite, got {value!r}")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> Self:
-        """Build from a plain dict; unknown keys raise ``ValueError`` naming them."""
-        return config_from_dict(cls, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields (what MLflow params and search spaces use)."""
-        return dataclasses.asdict(self)
-
-
-def config_from_dict(cls: type, values: Mapping[str, Any]) -> Any:
-    """Build any frozen config dataclass (a :class:`PlannerConfig` or a user's own) from a dict.
-
-    Ints given for ``float`` fields become floats (YAML writes ``1`` for ``1.0``).
-
-    Raises:
-        ValueError: Unknown or missing fields (named), or the config's own validation.
-    """
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(names)}")
-    hints = typing.get_type_hints(cls)
-    coerced = {
-        k: float(v)
-        if hints.get(k) is float and isinstance(v, int) and not isinstance(v, bool)
-        else v
-        for k, v in values.items()
-    }
-    try:
-        return cls(**coerced)
-    except TypeError as error:  # e.g. a required field without a value
-        raise ValueError(f"{cls.__name__}: {error}") from error
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """Plain dict of a config dataclass's fields (MLflow params, search-space names)."""
-    return dataclasses.asdict(config)
-
-
-def check_config_class(config_cls: Any, owner: str) -> None:
-    """Raise ``ValueError`` unless ``config_cls`` is a frozen dataclass (``owner`` names it)."""
-    params = getattr(config_cls, "__dataclass_params__", None)
-    if not isinstance(config_cls, type) or params is None or not params.frozen:
-        raise ValueError(
-            f"{owner}: its config class {config_cls!r} must be a frozen dataclass "
-            "(@dataclass(frozen=True))"
-        )
-
-
-def positive(x: float) -> bool:
-    """``x > 0``."""
-    return x > 0
-
-
-def non_negative(x: float) -> bool:
-    """``x >= 0``."""
-    return x >= 0
-
-
-def unit_interval(x: float) -> bool:
-    """``0 <= x <= 1``."""
-    return 0 <= x <= 1
 
 
 def goal_cost(z: Tensor, goal: Tensor) -> Tensor:

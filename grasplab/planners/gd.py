@@ -2,52 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Literal
-
 import torch
 
 from grasplab.planners.base import (
-    PlannerConfig,
     PlanProblem,
     PlanResult,
     Probe,
     ProbeSchedule,
     finish,
     initial_actions,
-    non_negative,
-    positive,
     randn,
     terminal_state,
 )
+from grasplab.planners.configs import GDConfig
 from grasplab.planners.streams import RandomSource
-
-
-@dataclass(frozen=True)
-class GDConfig(PlannerConfig):
-    """GD hyperparameters (defaults: MPC-GD of the robust-WM paper, Adam lr 0.2).
-
-    DINO-WM's setting (``optimizer="sgd"``, ``lr=1.0``, ``n_steps=1000``,
-    ``action_noise=0.003``) is one override away.
-    """
-
-    n_steps: int = 300
-    """Gradient steps on the actions."""
-    lr: float = 0.2
-    """Step size."""
-    optimizer: Literal["adam", "sgd"] = "adam"
-    """Optimiser for the actions."""
-    action_noise: float = 0.0
-    """Std of Gaussian noise added to the actions after each step (DINO-WM: 0.003)."""
-    probe_every: int = 10
-    """Iterations between calls of the caller's probe."""
-
-    _rules: ClassVar = {
-        "n_steps": (positive, "must be > 0"),
-        "lr": (positive, "must be > 0"),
-        "action_noise": (non_negative, "must be >= 0"),
-        "probe_every": (positive, "must be > 0"),
-    }
 
 
 class GDPlanner:

@@ -10,14 +10,11 @@ for the objective.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from grasplab.planners.base import (
-    PlannerConfig,
     PlanProblem,
     PlanResult,
     Probe,
@@ -25,12 +22,12 @@ from grasplab.planners.base import (
     finish,
     goal_cost,
     initial_actions,
-    non_negative,
-    positive,
     randn,
     randn_into,
     terminal_state,
 )
+from grasplab.planners.configs import GRASPConfig
+from grasplab.planners.configs import Schedule as Schedule
 from grasplab.planners.lifted import (
     fused_lifted_losses,
     initial_states,
@@ -40,134 +37,6 @@ from grasplab.planners.lifted import (
 )
 from grasplab.planners.streams import RandomSource
 from grasplab.world_models.base import WorldModel, rollout
-
-Schedule = Literal["constant", "linear", "phase"]
-
-
-@dataclass(frozen=True)
-class GRASPConfig(PlannerConfig):
-    """GRASP hyperparameters.
-
-    Defaults: the authors' fork (see GRASP.md), except the sync's Adam, kept across sync
-    phases (``sync_optimizer`` cites the rows that chose it; :meth:`reference` is theirs).
-    """
-
-    n_steps: int = 750
-    """Lifted iterations (each: one batched model call, one Adam step on states and actions)."""
-    lr_states: float = 0.1
-    """Adam step size for the virtual states (``eta_s``), in units of the model's
-    ``latent_spread`` (its latents' per-dimension std on its training data; raw latent units for
-    a model that declares none), so that it means the same on latents of any scale."""
-    lr_actions: float = 0.005
-    """Adam step size for the actions (``eta_a``)."""
-    noise_scale: float = 0.005
-    """Std ``sigma`` of the Gaussian noise added to the virtual states after each step, in units
-    of the model's ``latent_spread`` (as ``lr_states``)."""
-    goal_weight: float = 1.0
-    """Weight ``gamma`` of the dense goal term ``sum_t ||F(sg(s_t), a_t) - g||^2``."""
-    sync_interval: int = 50
-    """Iterations between syncs ``K_sync``; 0 disables syncing."""
-    sync_steps: int = 10
-    """Steps per sync ``J_sync`` on the true shooting loss (actions only)."""
-    sync_lr: float = 0.05
-    """Adam step size of the GD sync."""
-    sync_optimizer: Literal["fresh", "kept"] = "kept"
-    """GD sync's Adam: ``kept``, one optimiser whose moments carry over from sync phase to phase,
-    or ``fresh``, a new one at every phase (the authors' solver, :meth:`reference`). A fresh
-    Adam restarts with steps of ~``sync_lr`` per coordinate, so it cannot settle as tightly: on
-    linear-quadratic problems it stops 10-30% of the initial error short of the optimum that
-    ``kept`` reaches to 1e-3 (tests/test_planners.py). Which wins depends on env and horizon,
-    so sweeps tune it (``tune_configs/search_space/grasp.yaml``). The default is the setting
-    that won more (env, horizon) rows of the quick tables' cells at n = 100 held-out test goals
-    (BENCHMARKS.md section 1.2, 2026-12-05): kept 3 rows, fresh 2, one tie."""
-    reset_optimizer: bool = False
-    """Re-create the main Adam (states and actions) after each sync, as the authors' solver
-    does; its moments then restart at every phase."""
-    clamp_actions: bool = True
-    """Clamp actions into the bounds after every step. False: the optimisation never clamps (the
-    authors' solver); only the plans that leave the planner are projected into the bounds, as
-    an env clips what it executes: the returned plan and every plan handed to the probe (so a
-    plan the probe froze as solved, which is returned, is inside them too). On the learned wall
-    model unclamped actions drift to ``|a| ~ 6.6``, far outside the data."""
-    batch_reduction: Literal["sum", "mean"] = "sum"
-    """How the per-problem losses are reduced over the batch before ``backward``: ``sum``
-    (every problem's gradient independent of ``B``) or ``mean`` (the authors' solver; the same
-    Adam update with ``eps * B``, so a plan then depends, at the level of ``eps``, on how many
-    problems share its batch)."""
-    sync_mode: Literal["gd", "cem"] = "gd"
-    """``gd``: backprop through the full rollout; ``cem``: sample around the current actions."""
-    sync_samples: int = 64
-    """CEM sync: action sequences sampled per sync step ``N``."""
-    sync_elites: int = 8
-    """CEM sync: elites refitted per sync step (top-k)."""
-    sync_std_scale: float = 1.0
-    """CEM sync: action std = this x RMS drift of virtual states from the rollout (per step),
-    in units of the action half-range, clipped to ``[0.01, 1]``."""
-    noise_schedule: Schedule = "constant"
-    """Decay of ``sigma``: ``constant``, ``linear`` (to 0 over the run) or ``phase`` (to 0
-    within each sync phase)."""
-    goal_schedule: Schedule = "constant"
-    """Decay of ``gamma``, same choices as ``noise_schedule``."""
-    init_noise: float = 0.001
-    """Std of the noise added to the straight-line state initialisation (``epsilon``), in units
-    of the model's ``latent_spread`` (as ``lr_states``)."""
-    detach_states: bool = True
-    """Stop-gradient on the model's state input (False only for the ablation)."""
-    probe_every: int = 25
-    """Iterations between calls of the caller's probe (does not change the plan)."""
-    compile_losses: bool = False
-    """Opt-in: ``torch.compile`` (inductor) the per-iteration model call and losses, so their
-    forward and backward run as fused kernels. Costs a compile of tens of seconds per new
-    problem shape (BENCHMARKS section 7); the same objective, iterates equal to float rounding.
-    Off by default: small problems and tests would pay more in compiling than they save."""
-
-    _rules: ClassVar = {
-        "n_steps": (positive, "must be > 0"),
-        "lr_states": (non_negative, "must be >= 0"),
-        "lr_actions": (positive, "must be > 0"),
-        "noise_scale": (non_negative, "must be >= 0"),
-        "goal_weight": (non_negative, "must be >= 0"),
-        "sync_interval": (non_negative, "must be >= 0 (0 disables sync)"),
-        "sync_steps": (positive, "must be > 0"),
-        "sync_lr": (positive, "must be > 0"),
-        "sync_samples": (lambda x: x >= 2, "must be >= 2"),
-        "sync_elites": (positive, "must be > 0"),
-        "sync_std_scale": (positive, "must be > 0"),
-        "init_noise": (non_negative, "must be >= 0"),
-        "probe_every": (positive, "must be > 0"),
-    }
-
-    @classmethod
-    def reference(cls, **overrides: object) -> GRASPConfig:
-        """The authors' released solver, step for step, except that actions stay clamped.
-
-        Fresh sync Adam per sync phase, main Adam re-created after each sync, no initial noise
-        on the states. The authors average the losses over the batch; this preset sums them
-        (``batch_reduction="sum"``), which is the same Adam update with ``eps`` scaled by
-        ``1/B``: ``eps = 1e-8`` against gradients many orders larger, while a mean would make
-        every problem's plan depend on how many others share its batch. The authors never
-        clamp actions; this
-        preset does (``clamp_actions=True``): unclamped, their solver falls from 30% to 9% on
-        the learned wall model at H = 50 because its actions leave the model's data. Pass
-        ``clamp_actions=False`` for the exact original.
-        """
-        values: dict[str, object] = {
-            "sync_optimizer": "fresh",
-            "reset_optimizer": True,
-            "init_noise": 0.0,
-            "batch_reduction": "sum",
-            "clamp_actions": True,
-        }
-        values.update(overrides)
-        return cls.from_dict(values)
-
-    def validate(self) -> None:
-        """Cross-field checks."""
-        if self.sync_elites > self.sync_samples:
-            raise ValueError(
-                f"GRASPConfig.sync_elites ({self.sync_elites}) must be <= sync_samples "
-                f"({self.sync_samples})"
-            )
 
 
 class GRASPPlanner:

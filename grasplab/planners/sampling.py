@@ -8,113 +8,25 @@ scores the terminal cost ``(B, S)``, and refits the Gaussian from the top-k elit
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from grasplab.planners.base import (
-    PlannerConfig,
     PlanProblem,
     PlanResult,
     Probe,
     ProbeSchedule,
     finish,
     initial_actions,
-    non_negative,
-    positive,
     randn,
 )
+from grasplab.planners.configs import CEMConfig, MPPIConfig
 from grasplab.planners.streams import RandomSource
 from grasplab.world_models.base import WorldModel
 
 Refit = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 """``refit(elites (B, K, H, A), elite_cost (B, K), half_range (A,)) -> mean, std (B, H, A)``."""
-
-
-@dataclass(frozen=True)
-class CEMConfig(PlannerConfig):
-    """CEM hyperparameters (defaults: DINO-WM / stable-worldmodel, 300 / 30 / 30)."""
-
-    n_iterations: int = 30
-    """Refit iterations."""
-    n_samples: int = 300
-    """Candidates sampled per problem per iteration ``S``."""
-    n_elites: int = 30
-    """Elites refitted per iteration (top-k by cost)."""
-    var_scale: float = 1.0
-    """Initial std, in units of the action half-range."""
-    min_std: float = 0.0
-    """Floor on the refitted std, in units of the action half-range."""
-    probe_every: int = 1
-    """Iterations between calls of the caller's probe."""
-
-    _rules: ClassVar = {
-        "n_iterations": (positive, "must be > 0"),
-        "n_samples": (lambda x: x >= 2, "must be >= 2"),
-        "n_elites": (positive, "must be > 0"),
-        "var_scale": (positive, "must be > 0"),
-        "min_std": (non_negative, "must be >= 0"),
-        "probe_every": (positive, "must be > 0"),
-    }
-
-    def validate(self) -> None:
-        """Cross-field checks."""
-        _check_elites(self, self.n_elites, self.n_samples)
-
-
-@dataclass(frozen=True)
-class MPPIConfig(PlannerConfig):
-    """MPPI hyperparameters (defaults: TD-MPC2, 512 / 64 / 6, temperature 0.5, std in [0.05, 2]).
-
-    Elites are weighted by ``softmax(-(c - c_min) / (temperature * (c_max - c_min)))`` over the
-    elites: the temperature is relative to the elites' cost spread, hence unitless (latent costs
-    of different world models differ by orders of magnitude).
-    """
-
-    n_iterations: int = 6
-    """Refit iterations."""
-    n_samples: int = 512
-    """Candidates sampled per problem per iteration ``S``."""
-    n_elites: int = 64
-    """Elites weighted per iteration."""
-    temperature: float = 0.5
-    """Relative softmax temperature over the elites' costs."""
-    init_std: float = 2.0
-    """Initial std, in units of the action half-range (clipped samples)."""
-    min_std: float = 0.05
-    """Floor on the std, in units of the action half-range."""
-    max_std: float = 2.0
-    """Ceiling on the std, in units of the action half-range."""
-    probe_every: int = 1
-    """Iterations between calls of the caller's probe."""
-
-    _rules: ClassVar = {
-        "n_iterations": (positive, "must be > 0"),
-        "n_samples": (lambda x: x >= 2, "must be >= 2"),
-        "n_elites": (positive, "must be > 0"),
-        "temperature": (positive, "must be > 0"),
-        "init_std": (positive, "must be > 0"),
-        "min_std": (non_negative, "must be >= 0"),
-        "max_std": (positive, "must be > 0"),
-        "probe_every": (positive, "must be > 0"),
-    }
-
-    def validate(self) -> None:
-        """Cross-field checks."""
-        _check_elites(self, self.n_elites, self.n_samples)
-        if self.min_std > self.max_std:
-            raise ValueError(
-                f"MPPIConfig.min_std ({self.min_std}) must be <= max_std ({self.max_std})"
-            )
-
-
-def _check_elites(cfg: PlannerConfig, n_elites: int, n_samples: int) -> None:
-    if n_elites > n_samples:
-        raise ValueError(
-            f"{type(cfg).__name__}.n_elites ({n_elites}) must be <= n_samples ({n_samples})"
-        )
 
 
 class CEMPlanner:

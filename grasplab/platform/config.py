@@ -20,7 +20,14 @@ from typing import Any
 
 from grasplab.config_files import config_dir
 from grasplab.eval import EvalProtocol
-from grasplab.planners import PLANNERS, config_from_dict, config_to_dict, planner_classes
+from grasplab.planners import (
+    CONFIGS,
+    config_class,
+    config_from_dict,
+    config_to_dict,
+    planner_classes,
+    planner_names,
+)
 
 MODEL_URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
@@ -304,7 +311,7 @@ class PlannerSpec:
     def check(self) -> None:
         """Every fixed value and every search-space edge must build a valid planner config."""
         try:
-            config_cls = planner_classes(self.name)[1]
+            config_cls = config_class(self.name)
             config_from_dict(config_cls, self.config)
             for key, dist in self.search_space.items():
                 for value in dist.extremes():
@@ -314,7 +321,7 @@ class PlannerSpec:
 
     def trial_config(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
         """The full planner config of a trial: every field, fixed and sampled."""
-        config_cls = planner_classes(self.name)[1]
+        config_cls = config_class(self.name)
         return config_to_dict(config_from_dict(config_cls, {**self.config, **sampled}))
 
     def tune_space(self) -> dict[str, Any]:
@@ -367,8 +374,8 @@ def planner_name(label: str, spec: Mapping[str, Any]) -> str:
         return target
     if target is not None:
         raise ConfigError(f"planners.{label}.target needs name: {TARGET}, got name {name!r}")
-    if name not in PLANNERS:
-        raise ConfigError(f"planners.{label}: unknown planner {name!r}; known: {sorted(PLANNERS)}")
+    if name not in CONFIGS:
+        raise ConfigError(f"planners.{label}: unknown planner {name!r}; known: {planner_names()}")
     return str(name)
 
 
