@@ -106,7 +106,7 @@ def make(name: str, **overrides: Any) -> Env:
 
     Raises:
         ValueError: On an unknown name, an unknown config field or an invalid value (the
-            message names it), or a geometry the env cannot be built in.
+            message names it).
     """
     config = env_config(name, **overrides)
     module, _, attr = _entry(name)[1].partition(":")
