@@ -418,6 +418,9 @@ def test_sweep_two_planners_two_workers_nested_runs_and_test_goals(
     }
     assert {"comparison.md", "comparison.json", "pareto.png", "test", "gifs"} <= artifacts
     assert "random floor" in result.table
+    # the stage's 4 trials (2 per worker) met at the pool's gate before any ran a chunk: each
+    # had started its own trial actor, so none ended while another actor was still starting
+    assert result.extras["pool"]["gates"] == {"H6": {"expected": 4, "arrived": 4, "opened": "all"}}
 
 
 EARLY_STOPPING = [
@@ -587,6 +590,36 @@ def test_workers_load_their_model_once_across_trials(local_ray):
         pool.shutdown()
     assert sum(s["chunks"] for s in stats) == 3 * len(chunks)
     assert [s["loads"] for s in stats if s["chunks"]] == [1] * sum(1 for s in stats if s["chunks"])
+
+
+def test_first_trials_of_an_experiment_wait_for_each_other_at_the_pools_gate():
+    """The gate holds callers until the expected number came, or the timeout since the first."""
+    import asyncio
+
+    from grasplab.platform.workers import WorkerPool
+
+    async def scenario() -> tuple[list[str], list[str], str, dict]:
+        pool = WorkerPool([], "grasplab")
+        first = [asyncio.create_task(pool.gate("H6", 3, 30.0)) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        assert not any(t.done() for t in first)  # 2 of 3: both still held
+        third = await pool.gate("H6", 3, 30.0)
+        opened = [await t for t in first]
+        # a part whose third trial never comes: the two go on after the timeout, a later
+        # caller at once
+        started = time.monotonic()
+        short = await asyncio.gather(pool.gate("H6-part2", 3, 0.3), pool.gate("H6-part2", 3, 0.3))
+        assert 0.25 < time.monotonic() - started < 5
+        late = await asyncio.wait_for(pool.gate("H6-part2", 3, 0.3), timeout=0.1)
+        return [*opened, third], list(short), late, pool.status()["gates"]
+
+    opened, short, late, gates = asyncio.run(scenario())
+    assert opened == ["all"] * 3
+    assert short == ["timeout"] * 2 and late == "timeout"
+    assert gates == {
+        "H6": {"expected": 3, "arrived": 3, "opened": "all"},
+        "H6-part2": {"expected": 3, "arrived": 3, "opened": "timeout"},
+    }
 
 
 def test_workers_import_what_a_planner_first_needs_in_the_background():

@@ -329,6 +329,8 @@ def scale_run(trials: int, overrides: Sequence[str], workers: int) -> dict[str, 
         "tuning_rss": max((r for at, r in beat.rss if first <= at <= last), default=0),
         "tune_result_s": timer.seconds,
         "bottleneck_warnings": timer.warnings,
+        "gates": result.extras.get("pool", {}).get("gates", {}),
+        "trial_processes": sum(kind == "trials" for kind in beat.kinds.values()),
     }
 
 
@@ -375,6 +377,14 @@ def print_scale(o: dict[str, Any]) -> None:
         f"trial result: {len(tuning)} over 100 ms"
         + (f", longest {1000 * max(tuning):.0f} ms" if tuning else "")
         + "; the others are at start-up (Ray, imports) and in the pick, tests and report"
+    )
+    gates = o.get("gates") or {}
+    together = sum(g["opened"] == "all" for g in gates.values())
+    print(
+        f"Tune experiments whose first trials started together: {together} of {len(gates)} "
+        "(the others went on after the pool's gate timed out: trial actors replaced for the "
+        f"rest of the experiment, see BENCHMARKS 2); trial processes seen: "
+        f"{o.get('trial_processes', 0)}"
     )
     pauses = o["tuning_gc"]
     print(

@@ -643,11 +643,11 @@ def tune_stage(
     Tune saves no scheduler state: a restored part runs with ASHA as it was when the part was
     created, and the parts after it with ASHA's rungs filled from the resume on.
     """
-    context = stage_context(spec, stage, state)
+    search, scheduler = stage_search(spec, stage, index, progress)
+    context = {**stage_context(spec, stage, state), "gates": gates(spec, stage, pool, search)}
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context), trial_resources(spec.cluster)
     )
-    search, scheduler = stage_search(spec, stage, index, progress)
     results: list[TrialResult] = []
     freeze_heap()
     release_free_memory()  # what the spec's validation and the stage's setup freed
@@ -681,6 +681,21 @@ def tune_stage(
     if tracker.resumed:
         supersede(tracker, stage, tracker.known_trials.get(stage.key, set()))
     return results
+
+
+def part_sizes(spec: SweepSpec, total: int) -> list[int]:
+    """The trial counts of a stage's parts (Tune experiments): ``segment_trials``, the rest last."""
+    step = spec.sweep.segment_trials
+    return [min(step, total - start) for start in range(0, total, step)]
+
+
+def gates(spec: SweepSpec, stage: Stage, pool: Pool, search: PlannerSearch) -> dict[str, int]:
+    """Each part's first trials, which start together (``WorkerPool.gate``): part -> count."""
+    first = concurrency(spec, pool)
+    return {
+        part_name(stage, part): min(first, size)
+        for part, size in enumerate(part_sizes(spec, search.total))
+    }
 
 
 def supersede(tracker: Tracker, stage: Stage, known: set[str]) -> None:

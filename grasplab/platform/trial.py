@@ -195,6 +195,29 @@ def trial_records(trial: Any) -> list[dict[str, Any]]:
     return newest.records if newest else []
 
 
+GATE_TIMEOUT_S = 10.0
+"""The longest the first trials of a Tune experiment wait for each other (see
+:meth:`grasplab.platform.workers.WorkerPool.gate`)."""
+_PASSED: set[str] = set()
+"""The experiments whose gate this trial process has passed (Tune reuses the process for the
+experiment's later trials, which then do not call it)."""
+
+
+def start_together(pool: Any, gates: Mapping[str, int]) -> str | None:
+    """Before a trial process's first chunk of an experiment: wait at the pool's gate.
+
+    ``gates``: experiment name -> its first trials (``sweep.trials_per_worker`` x workers, or
+    fewer in a small experiment). Returns how the gate opened (None: no gate, or passed before).
+    """
+    experiment = tune.get_context().get_experiment_name()
+    expected = gates.get(experiment)
+    if not expected or experiment in _PASSED:
+        return None
+    opened = ray.get(pool.gate.remote(experiment, int(expected), GATE_TIMEOUT_S))
+    _PASSED.add(experiment)
+    return opened
+
+
 def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     """Tune function trainable: evaluate one planner config on the tuning goals, chunk by chunk.
 
@@ -203,9 +226,10 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
             field names).
         context: Plain dict from the driver: ``planners`` (label -> ``planner`` name and ``base``
             fixed fields), ``protocol`` (dict), ``world_model``, ``chunk_size``, ``pool`` and
-            ``namespace`` (the dispatcher actor).
+            ``namespace`` (the dispatcher actor), ``gates`` (:func:`start_together`).
     """
     pool = ray.get_actor(context["pool"], namespace=context["namespace"])
+    start_together(pool, context.get("gates") or {})
     sampled = {k: v for k, v in config.items() if k != LABEL}
     variant = context["planners"][config[LABEL]]
     call = {**context, "planner": variant["planner"]}
