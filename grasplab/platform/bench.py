@@ -380,11 +380,16 @@ def print_scale(o: dict[str, Any]) -> None:
     )
     gates = o.get("gates") or {}
     together = sum(g["opened"] == "all" for g in gates.values())
+    late = (
+        f" (in {len(gates) - together} the first trials went on after the pool's gate timed "
+        "out: trial processes may be started and withdrawn for the rest of the experiment, "
+        "BENCHMARKS.md 2)"
+        if together < len(gates)
+        else ""
+    )
     print(
-        f"Tune experiments whose first trials started together: {together} of {len(gates)} "
-        "(the others went on after the pool's gate timed out: trial actors replaced for the "
-        f"rest of the experiment, see BENCHMARKS 2); trial processes seen: "
-        f"{o.get('trial_processes', 0)}"
+        f"Tune experiments whose first trials started together: {together} of {len(gates)}"
+        f"{late}; trial processes seen: {o.get('trial_processes', 0)}"
     )
     pauses = o["tuning_gc"]
     print(
