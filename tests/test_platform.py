@@ -925,6 +925,12 @@ def test_bad_config_is_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys, o
             f"world_model.spec {str(CHECKPOINT)!r}: world model {str(CHECKPOINT)!r} has "
             "action_dim 2; protocol needs 2 x 2",
         ),
+        (  # the same action size, another env than the checkpoint records
+            [*TINY, "world_model=checkpoint", f"world_model.spec={CHECKPOINT}", "env=pointmaze"],
+            f"world_model.spec {str(CHECKPOINT)!r}: world model {str(CHECKPOINT)!r} was trained "
+            "on env 'wall', not the protocol's 'pointmaze' (set env=wall, or use a checkpoint of "
+            "pointmaze)",
+        ),
         (
             ["env=ballnav", "protocol.horizon=400"],
             "env/tasks (ballnav): ballnav: no start/goal pair needs between 0.5 and 0.85 of "

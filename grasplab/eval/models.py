@@ -67,7 +67,8 @@ def load_model(
         device: Where the model computes.
 
     Raises:
-        ValueError: Unknown spec or a model that does not fit the protocol.
+        ValueError: Unknown spec, a checkpoint trained on another env than the protocol's (as
+            it records), or a model that does not fit the protocol.
     """
     target = parse_target_spec(spec)
     if target is not None:
@@ -78,6 +79,12 @@ def load_model(
     if path.is_dir():
         from grasplab.world_models import checkpoint  # issue 3: learned models
 
+        trained_on = checkpoint.info(path).get("env")
+        if trained_on and trained_on != protocol.env:
+            raise ValueError(
+                f"world model {spec!r} was trained on env {trained_on!r}, not the protocol's "
+                f"{protocol.env!r} (set env={trained_on}, or use a checkpoint of {protocol.env})"
+            )
         model = checkpoint.load(path, device=device)
         env_action_dim = env_action_size(protocol)
         if model.action_dim != protocol.action_block * env_action_dim:
