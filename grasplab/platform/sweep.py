@@ -644,7 +644,8 @@ def tune_stage(
     created, and the parts after it with ASHA's rungs filled from the resume on.
     """
     search, scheduler = stage_search(spec, stage, index, progress)
-    context = {**stage_context(spec, stage, state), "gates": gates(spec, stage, pool, search)}
+    sizes = part_sizes(spec, search.total)
+    context = {**stage_context(spec, stage, state), "gates": gates(spec, stage, pool, sizes)}
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context), trial_resources(spec.cluster)
     )
@@ -655,7 +656,7 @@ def tune_stage(
     while True:
         path = Path(state.folder) / part_name(stage, part)
         # every part before this one ran its full size (else it raised below)
-        size = min(spec.sweep.segment_trials, search.total - part * spec.sweep.segment_trials)
+        size = sizes[part] if part < len(sizes) else 0
         restored = tune.Tuner.can_restore(path)
         if restored:
             tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
@@ -689,13 +690,10 @@ def part_sizes(spec: SweepSpec, total: int) -> list[int]:
     return [min(step, total - start) for start in range(0, total, step)]
 
 
-def gates(spec: SweepSpec, stage: Stage, pool: Pool, search: PlannerSearch) -> dict[str, int]:
+def gates(spec: SweepSpec, stage: Stage, pool: Pool, sizes: Sequence[int]) -> dict[str, int]:
     """Each part's first trials, which start together (``WorkerPool.gate``): part -> count."""
     first = concurrency(spec, pool)
-    return {
-        part_name(stage, part): min(first, size)
-        for part, size in enumerate(part_sizes(spec, search.total))
-    }
+    return {part_name(stage, part): min(first, size) for part, size in enumerate(sizes)}
 
 
 def supersede(tracker: Tracker, stage: Stage, known: set[str]) -> None:
