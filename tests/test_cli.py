@@ -235,14 +235,16 @@ def test_key_value_bench_command_refuses_bad_keys_in_one_line():
 
 
 @pytest.mark.parametrize(
-    ("trials", "message"),
+    ("args", "message"),
     [
-        ("0", "--trials must be at least 1, got 0"),
-        ("999999999", "--trials 999999999 is more than this machine can hold ("),
+        ("--trials 0", "--trials must be at least 1, got 0"),
+        ("--trials 999999999", "--trials 999999999 is more than this machine can hold ("),
+        ("--store-runs 5", "--store-runs needs --trials, got 5"),
+        ("--trials 10 --store-runs 0", "--store-runs must be at least 1, got 0"),
     ],
 )
-def test_bench_platform_refuses_a_trial_count_out_of_range_in_one_line(trials, message):
-    done = grasplab("bench", "platform", "--trials", trials)
+def test_bench_platform_refuses_a_trial_count_out_of_range_in_one_line(args, message):
+    done = grasplab("bench", "platform", *args.split())
     assert done.returncode == 2 and done.stdout == ""
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"grasplab bench platform: error: {message}")

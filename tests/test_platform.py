@@ -1040,6 +1040,38 @@ def test_progress_status_lines_are_periodic_in_logs_and_in_place_on_a_tty():
             assert "\r" not in text and len(status) == 3
 
 
+def test_bench_replays_a_trial_run_into_a_fresh_store_as_it_is_and_bare(tmp_path):
+    from grasplab.platform.bench import replay_cost
+
+    source = Tracker(f"sqlite:///{tmp_path / 'src.db'}", "src")
+    source.start_parent("s", "s", {})
+    tags = {"stage": "H6", "variant": "grasp", "trial_id": "t", "tuned": json.dumps(["lr", "k"])}
+    run_id = source.child("s/H6/t", "grasp-t", {"lr": 0.1, "k": 3, "n_steps": 200}, tags)
+    figures = {"success_rate": 0.5, "episodes_scored": 4, "ci_low": 0.1, "wall_time": 0.2}
+    end = {"early_stopped": "false", "episodes_scored": "4", "chunks": "1"}
+    source.finish(run_id, "FINISHED", end, figures, step=1)
+    run = source.client.get_run(run_id)
+    for bare in (False, True):
+        folder = tmp_path / f"replay-{bare}"
+        cost = replay_cost(run, 3, folder, bare)
+        client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+        made = search_all(client, [client.get_experiment_by_name("store-bench").experiment_id], "")
+        kids = [r for r in made if tracking.PARENT in r.data.tags]
+        assert len(kids) == 3 and all(r.info.status == "FINISHED" for r in kids)
+        own = {tracking.PARENT, tracking.TRIAL_KEY, tracking.SWEEP_ID, tracking.ROLE}
+        if bare:
+            assert all(set(r.data.params) == {"lr", "k"} for r in kids)
+            assert all(set(r.data.metrics) == {"success_rate", "episodes_scored"} for r in kids)
+            assert all(set(r.data.tags) == own | {"mlflow.runName"} for r in kids)
+        else:
+            assert all(r.data.params == run.data.params for r in kids)
+            assert all(r.data.metrics == run.data.metrics for r in kids)
+            assert all(set(r.data.tags) == set(run.data.tags) for r in kids)
+            assert all(r.data.tags["tuned"] == tags["tuned"] for r in kids)
+        assert (cost["runs"], cost["tags"]) == (3, len(kids[0].data.tags))
+        assert cost["params"] == len(kids[0].data.params) and cost["bytes"] > 0
+
+
 def test_bench_splits_the_bytes_written_by_part_of_the_sweep():
     from grasplab.platform.bench import Heartbeat, writer_kind
 

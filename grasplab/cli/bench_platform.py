@@ -28,6 +28,14 @@ def parser() -> argparse.ArgumentParser:
         "report.gif=false, 2 workers) -> s/trial, driver peak RSS, Tune state size, disk "
         "written, longest driver stall; skips the rest",
     )
+    p.add_argument(
+        "--store-runs",
+        type=int,
+        default=None,
+        help="with --trials: also replay one of its trial runs N times into a fresh embedded "
+        "MLflow store, as it is and bare (the tuned params, two metrics) -> disk written per "
+        "trial run by the store",
+    )
     p.add_argument("--skip-sweep", action="store_true", help="scaling only")
     p.add_argument("--skip-scaling", action="store_true", help="overhead only")
     p.add_argument(

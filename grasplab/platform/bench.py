@@ -312,6 +312,7 @@ def scale_run(trials: int, overrides: Sequence[str], workers: int) -> dict[str, 
     tuning = [gap for at, gap in beat.stalls if first <= at - gap and at <= last]
     return {
         "trials": done,
+        "sweep_id": state.sweep_id,
         "workers": result.num_workers,
         "sweep_s": result.tune_time,
         "compute_s": result.trial_compute,
@@ -332,6 +333,112 @@ def scale_run(trials: int, overrides: Sequence[str], workers: int) -> dict[str, 
         "gates": result.extras.get("pool", {}).get("gates", {}),
         "trial_processes": sum(kind == "trials" for kind in beat.kinds.values()),
     }
+
+
+STORE_END_TAGS = ("early_stopped", "episodes_scored", "chunks", "mlflow.loggedArtifacts")
+"""Tags a trial run gets when it ends (:meth:`~grasplab.platform.tracking.Tracker.finish`)."""
+
+
+def a_trial_run(spec: Any, sweep_id: str) -> Any:
+    """The complete trial run of the sweep ``sweep_id`` with the most params, or None.
+
+    The variant with the largest config (GRASP's) costs the store the most per trial.
+    """
+    from mlflow import MlflowClient
+
+    from grasplab.platform.tracking import ROLE, SWEEP_ID
+
+    client = MlflowClient(tracking_uri=sweep.tracking_of(spec, Path.cwd())[0])
+    found = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        f"tags.`{SWEEP_ID}` = '{sweep_id}' AND tags.`{ROLE}` = 'trial' "
+        "AND tags.early_stopped = 'false'",
+        max_results=200,
+    )
+    return max(found, key=lambda r: len(r.data.params), default=None)
+
+
+def replay_cost(run: Any, runs: int, folder: Path, bare: bool = False) -> dict[str, Any]:
+    """What an embedded MLflow store writes to disk per trial run, measured by replaying ``run``.
+
+    A fresh store in ``folder``, set up as the sweep's (:func:`~grasplab.platform.tracking.
+    use_wal`: write-ahead log, 1 KB pages), gets a parent run and ``runs`` child runs made with
+    the sweep's own calls (:meth:`~grasplab.platform.tracking.Tracker.child` with ``run``'s
+    params and tags, :meth:`~grasplab.platform.tracking.Tracker.finish` with its end tags and
+    metrics; no artifacts). The bytes are this process's ``write_bytes`` from the first run to
+    the log's last fold into the database. ``bare``: the smallest useful trial run instead,
+    for the floor: the tags the sweep must add (parent, trial key, sweep id, role; MLflow adds
+    the run name), the tuned params only and two metrics (``success_rate``,
+    ``episodes_scored``).
+    """
+    import psutil
+
+    from grasplab.platform.tracking import Tracker, fold_log
+
+    tags = {k: v for k, v in run.data.tags.items() if not k.startswith(("mlflow.", "grasplab."))}
+    end = {k: run.data.tags[k] for k in STORE_END_TAGS if k in run.data.tags}
+    tags = {k: v for k, v in tags.items() if k not in end}
+    params, metrics = dict(run.data.params), dict(run.data.metrics)
+    if bare:
+        params = {k: params[k] for k in json.loads(tags.get("tuned", "[]")) if k in params}
+        metrics = {k: metrics[k] for k in ("success_rate", "episodes_scored") if k in metrics}
+        tags, end = {}, {}
+    folder.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    tracker = Tracker(uri, "store-bench")
+    parent = tracker.start_parent("store-bench", "store-bench", {})
+    me = psutil.Process()
+    before, start = me.io_counters().write_bytes, time.perf_counter()
+    made = ""
+    for i in range(runs):
+        made = tracker.child(f"store-bench/replay/{i}", f"replay-{i}", params, tags)
+        tracker.finish(made, "FINISHED", end, metrics, step=1)
+    seconds = time.perf_counter() - start
+    shape = tracker.client.get_run(made).data if made else None
+    tracker.end(parent)
+    fold_log(uri)
+    return {
+        "runs": runs,
+        "bytes": me.io_counters().write_bytes - before,
+        "seconds": seconds,
+        "params": len(shape.params) if shape else 0,
+        "tags": len(shape.tags) if shape else 0,
+        "metrics": len(shape.metrics) if shape else 0,
+    }
+
+
+def store_cost(spec: Any, sweep_id: str, runs: int) -> dict[str, Any]:
+    """:func:`replay_cost` of a complete trial run of the sweep, as it is and bare."""
+    import shutil
+    import tempfile
+
+    run = a_trial_run(spec, sweep_id)
+    if run is None:
+        return {}
+    out = {}
+    for bare in (False, True):
+        folder = Path(tempfile.mkdtemp(prefix=".store-bench-", dir=Path.cwd()))
+        try:
+            out["bare" if bare else "trial"] = replay_cost(run, runs, folder, bare)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def print_store(cost: dict[str, Any]) -> None:
+    """Print the figures of :func:`store_cost`."""
+    if not cost:
+        print("tracking store: no complete trial run to replay")
+        return
+    for kind, title in (("trial", "a trial run of this sweep"), ("bare", "a bare trial run")):
+        c = cost[kind]
+        n = max(1, c["runs"])
+        print(
+            f"tracking store (embedded SQLite, set up as the sweep's), {title} "
+            f"({c['tags']} tags, {c['params']} params, {c['metrics']} metrics) made {c['runs']} "
+            f"times: {c['bytes'] / n / 1024:.0f} KB written a run ({c['bytes'] / 2**20:.0f} MB), "
+            f"{1000 * c['seconds'] / n:.1f} ms a run"
+        )
 
 
 def print_scale(o: dict[str, Any]) -> None:
@@ -406,6 +513,11 @@ def print_scale(o: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the overhead and scaling figures (2 on a bad override)."""
     trials = getattr(args, "trials", None)
+    store_runs = getattr(args, "store_runs", None)
+    if store_runs is not None and (trials is None or store_runs < 1):
+        why = "--store-runs needs --trials" if trials is None else "--store-runs must be at least 1"
+        print(f"grasplab bench platform: error: {why}, got {store_runs}", file=sys.stderr)
+        return 2
     if trials is not None:
         why = check_trials(trials)
         if why:
@@ -418,7 +530,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if trials is not None:
         print(f"load average: {os.getloadavg()}")
-        print_scale(scale_run(trials, args.overrides, args.sweep_workers or 2))
+        o = scale_run(trials, args.overrides, args.sweep_workers or 2)
+        print_scale(o)
+        if getattr(args, "store_runs", None):
+            print_store(store_cost(spec, o["sweep_id"], args.store_runs))
         print(f"load average: {os.getloadavg()}")
         return 0
     runtime.quiet_environment()
