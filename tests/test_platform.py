@@ -987,6 +987,48 @@ def test_sweep_driver_never_imports_torch(tmp_path):
     assert any(path.endswith(".gif") for path in logged), logged  # rendered by a worker
 
 
+NO_TORCH_CONFIG = """
+import importlib.abc, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError(f"the sweep's driver imported {name}")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+from grasplab.platform.config import load
+from grasplab.world_models.manifest import read_manifest
+
+spec = load(sys.argv[1:])
+print(len(read_manifest(spec.raw["tasks"]["data"])["shards"]))
+print(",".join(stage.protocol.fingerprint() for stage in spec.stages()))
+"""
+
+
+def test_a_dataset_task_sweep_fingerprints_its_protocol_without_torch():
+    """The Push-T experiment's tasks come from a dataset (the shipped held-out episodes): the
+    driver resolves the shipped checkpoint's path and hashes the dataset's manifest into the
+    protocol's fingerprint, both without loading torch."""
+    done = subprocess.run(
+        [sys.executable, "-c", NO_TORCH_CONFIG, "experiment=pusht"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    shards, fingerprints = done.stdout.split()
+    assert int(shards) >= 1 and all(len(f) == 12 for f in fingerprints.split(","))
+
+
+def test_the_shipped_checkpoint_resolver_finds_the_checkpoint_modules_folder():
+    from grasplab.platform.config import shipped_checkpoint
+    from grasplab.world_models.checkpoint import CHECKPOINTS
+
+    assert shipped_checkpoint("pusht-mlp-b1") == str(CHECKPOINTS / "pusht-mlp-b1")
+    assert Path(shipped_checkpoint("pusht-mlp-b1")).is_dir()
+
+
 def test_resume_without_a_sweep_is_a_config_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli_sweep.main(["name=never_ran", "--resume"]) == 2

@@ -176,7 +176,7 @@ class EvalProtocol:
         """
         values = self.to_dict()
         if self.task_set:
-            from grasplab.world_models.data import require_dataset
+            from grasplab.world_models.manifest import require_dataset
 
             require_dataset(self.tasks_spec.data, self.env)  # one line: how to make it
             values["dataset_identity"] = self.tasks_spec.identity()

@@ -110,7 +110,7 @@ class TaskSet:
         """The dataset's identity (see the module docstring); ``""`` for env-sampled tasks."""
         if self.source == "env":
             return ""
-        from grasplab.world_models.data import dataset_identity, read_manifest
+        from grasplab.world_models.manifest import dataset_identity, read_manifest
 
         return dataset_identity(read_manifest(self.data))
 
@@ -157,7 +157,7 @@ def source_shift(task_set: TaskSet, identity: str) -> int | None:
     manifest's ``excerpt``: episodes ``[first, stop)`` of the source, renumbered from 0, as
     :func:`grasplab.bench.quality_pusht.heldout_excerpt` writes); None when unrelated.
     """
-    from grasplab.world_models.data import dataset_identity, read_manifest
+    from grasplab.world_models.manifest import dataset_identity, read_manifest
 
     manifest = read_manifest(task_set.data)
     if dataset_identity(manifest) == identity:
@@ -170,7 +170,7 @@ def source_shift(task_set: TaskSet, identity: str) -> int | None:
 
 def trained_episodes(info: Mapping[str, Any]) -> tuple[str, tuple[int, int]] | None:
     """``(dataset identity, (first, stop))`` a checkpoint trained on, or None if unrecorded."""
-    from grasplab.world_models.data import dataset_identity
+    from grasplab.world_models.manifest import dataset_identity
 
     data = info.get("data") or {}
     identity = data.get("identity")

@@ -721,10 +721,14 @@ def shipped_checkpoint(name: str) -> str:
     """Absolute path of a checkpoint shipped in ``grasplab/world_models/checkpoints/``.
 
     Config interpolation ``${grasplab_checkpoint:wall-pixel-b1}`` (``tune_configs/study/``).
+    The folder is found without importing ``grasplab.world_models`` (which imports torch): a
+    sweep's driver resolves this and never loads torch. It is ``checkpoint.CHECKPOINTS``.
     """
-    from grasplab.world_models.checkpoint import CHECKPOINTS
+    import importlib.util
 
-    return str(CHECKPOINTS / name)
+    package = importlib.util.find_spec("grasplab.world_models")
+    assert package is not None and package.submodule_search_locations
+    return str(Path(package.submodule_search_locations[0]) / "checkpoints" / name)
 
 
 def _register_resolvers() -> None:
