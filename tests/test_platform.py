@@ -21,6 +21,7 @@ from ray.tune.trainable.metadata import _TrainingRunMetadata
 from grasplab.cli import sweep as cli_sweep
 from grasplab.eval.results import EpisodeResults
 from grasplab.platform import sweep, tracking
+from grasplab.platform.config import ConfigError
 from grasplab.platform.search import LABEL, PlannerSearch
 from grasplab.platform.tracking import SUPERSEDED, Tracker, default_tracking, search_all
 from grasplab.platform.workers import plan_placement
@@ -29,6 +30,7 @@ from grasplab.platform.writer import QueuedTracker
 from .support import BIN, stop, sweep_runs, trials_and_parents
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "grasplab/world_models/checkpoints/wall-mlp-b1"
+MAZE_MODEL = CHECKPOINT.parent / "pointmaze-mlp-b1"
 TINY = [
     "protocol=tiny",
     "~planners.gd",
@@ -931,6 +933,14 @@ def test_bad_config_is_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys, o
             "on env 'wall', not the protocol's 'pointmaze' (set env=wall, or use a checkpoint of "
             "pointmaze)",
         ),
+        (  # the same env, another maze layout than the checkpoint records
+            [*TINY, "world_model=checkpoint", f"world_model.spec={MAZE_MODEL}", "env=pointmaze"]
+            + ["env.overrides.layout=large"],
+            f"world_model.spec {str(MAZE_MODEL)!r} was trained on pointmaze with layout "
+            "'medium' (the protocol's: 'large'); set the env as it was trained "
+            "(env.overrides.FIELD=VALUE), or world_model.allow_env_change=true to evaluate the "
+            "model on the changed env",
+        ),
         (
             ["env=ballnav", "protocol.horizon=400"],
             "env/tasks (ballnav): ballnav: no start/goal pair needs between 0.5 and 0.85 of "
@@ -950,6 +960,41 @@ def test_cli_bad_override_exit_code_2(tmp_path, overrides, line):
     (err,) = done.stderr.strip().splitlines()
     assert err.startswith(f"grasplab sweep: error: {line}"), err
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_checkpoint_is_refused_on_another_env_set_up_unless_allowed():
+    """Another maze layout is refused at the config check (the parametrized CLI test), allowed
+    with world_model.allow_env_change=true; a change of a task field only is always allowed."""
+    from grasplab.platform.config import check_trained_env, load
+
+    base = ["env=pointmaze", "world_model=checkpoint", f"world_model.spec={MAZE_MODEL}"]
+    base += ["protocol.tune_episodes=2", "protocol.test_episodes=2"]
+    spec = load([*base, "env.overrides.layout=large", "world_model.allow_env_change=true"])
+    assert spec.world_model == str(MAZE_MODEL)
+    assert spec.raw["world_model"]["allow_env_change"] is True
+    (stage,) = spec.stages()
+    with pytest.raises(ConfigError, match="trained on pointmaze with layout 'medium'"):
+        check_trained_env(str(MAZE_MODEL), stage.protocol, allowed=False)
+    tasks_only = load([*base, "+env.overrides.success_radius=0.3"])
+    (stage,) = tasks_only.stages()
+    check_trained_env(str(MAZE_MODEL), stage.protocol, allowed=False)  # no dynamics change
+    with pytest.raises(ConfigError, match="allow_env_change must be true or false"):
+        load([*base, "world_model.allow_env_change=maybe"])
+
+
+def test_env_changes_compare_full_configs_as_the_checkpoint_records_them():
+    from grasplab.eval import EvalProtocol
+    from grasplab.eval.models import env_changes
+
+    disc = {"obstacles": [[0.0, 0.0, 1.0]]}  # JSON gives lists
+    info = {"env": "ballnav", "env_overrides": disc}
+    same = EvalProtocol(env="ballnav", env_overrides={"obstacles": ((0.0, 0.0, 1.0),)})
+    assert env_changes(info, same) == {}
+    faster = EvalProtocol(env="ballnav", env_overrides={**disc, "max_step": 0.5})
+    assert env_changes(info, faster) == {"max_step": (0.25, 0.5)}
+    default = EvalProtocol(env="ballnav")  # the checkpoint's obstacles are not the default's
+    assert list(env_changes(info, default)) == ["obstacles"]
+    assert env_changes({"env": "wall"}, default) == {}  # another env: load_model refuses it
 
 
 NO_TORCH = """

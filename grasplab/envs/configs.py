@@ -11,6 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+TASK_FIELDS = frozenset({"success_radius", "min_detour", "task_band", "grid_subdiv", "grid_cell"})
+"""Config fields that shape the tasks, the success test and the scripted policies' occupancy
+grid, not the dynamics or the observations: a world model trained on the env stays valid when
+only these change (:func:`grasplab.eval.models.env_changes`)."""
+
 
 def require(ok: bool, config: object, name: str, rule: str) -> None:
     """Raise ``ValueError`` naming ``config``'s field ``name`` unless ``ok``.

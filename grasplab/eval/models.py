@@ -98,6 +98,46 @@ def load_model(
     )
 
 
+def env_changes(info: Mapping[str, Any], protocol: EvalProtocol) -> dict[str, tuple[Any, Any]]:
+    """How the protocol's env differs from the one a checkpoint was trained on.
+
+    Compares the checkpoint's recorded ``env_overrides`` (``info``, as ``grasplab train``
+    writes it) with the protocol's, as the full configs they make (defaults filled in), except
+    the fields that only shape the tasks (:data:`grasplab.envs.configs.TASK_FIELDS`); for a real
+    simulator, the overrides themselves. Empty when the envs differ by name (:func:`load_model`
+    refuses that) or the checkpoint records no env.
+
+    Returns:
+        Field -> ``(trained value, protocol value)``, in field order.
+    """
+    import dataclasses
+
+    from grasplab.envs import env_config
+    from grasplab.envs.configs import TASK_FIELDS
+
+    if info.get("env") != protocol.env:
+        return {}
+    trained = {k: _frozen(v) for k, v in (info.get("env_overrides") or {}).items()}
+    now = {k: _frozen(v) for k, v in protocol.env_overrides.items()}
+    if protocol.is_sim:
+        keys = sorted({*trained, *now})
+        return {k: (trained.get(k), now.get(k)) for k in keys if trained.get(k) != now.get(k)}
+    before = dataclasses.asdict(env_config(protocol.env, **trained))
+    after = dataclasses.asdict(env_config(protocol.env, **now))
+    return {
+        k: (before[k], after[k])
+        for k in before
+        if k not in TASK_FIELDS and _frozen(before[k]) != _frozen(after[k])
+    }
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` with every list (as JSON gives them) made a tuple, recursively."""
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
 def checkpoint_protocol(path: str | Path, **fields: Any) -> EvalProtocol:
     """The protocol of the env a checkpoint was trained on, at the checkpoint's action block.
 

@@ -599,6 +599,29 @@ def check_train_overlap(spec: str, protocol: EvalProtocol) -> None:
         raise ConfigError(one_line(error)) from error
 
 
+def check_trained_env(spec: str, protocol: EvalProtocol, allowed: bool) -> None:
+    """Refuse a checkpoint trained on another set-up of the protocol's env.
+
+    Another layout, other dynamics, as the checkpoint records them;
+    ``world_model.allow_env_change=true`` lifts the refusal (a transfer study). Only local
+    checkpoint directories are checked; a change of the fields that only shape the tasks
+    (success radius, task band...) is not refused (:func:`grasplab.eval.models.env_changes`).
+    """
+    if allowed or not Path(spec).is_dir():
+        return
+    from grasplab.eval.models import env_changes
+    from grasplab.world_models import checkpoint
+
+    changes = env_changes(checkpoint.info(spec), protocol)
+    if changes:
+        listed = ", ".join(f"{k} {a!r} (the protocol's: {b!r})" for k, (a, b) in changes.items())
+        raise ConfigError(
+            f"world_model.spec {spec!r} was trained on {protocol.env} with {listed}; set the "
+            "env as it was trained (env.overrides.FIELD=VALUE), or world_model.allow_env_change"
+            "=true to evaluate the model on the changed env"
+        )
+
+
 def world_model_spec(section: Mapping[str, Any], protocol: EvalProtocol) -> str:
     """The world-model spec of the ``world_model:`` section: ``spec``, or ``target`` + ``kwargs``.
 
@@ -628,7 +651,8 @@ def world_model_spec(section: Mapping[str, Any], protocol: EvalProtocol) -> str:
 def check_world(protocol: EvalProtocol, section: Mapping[str, Any]) -> str:
     """The checks that build things: the env (or simulator) and its tasks, the world model.
 
-    Runs :func:`check_env_and_tasks`, :func:`world_model_spec` and :func:`check_train_overlap`.
+    Runs :func:`check_env_and_tasks`, :func:`world_model_spec`, :func:`check_trained_env` and
+    :func:`check_train_overlap`.
 
     Returns:
         The world-model spec as a string.
@@ -637,7 +661,13 @@ def check_world(protocol: EvalProtocol, section: Mapping[str, Any]) -> str:
         ConfigError: Naming the problem.
     """
     check_env_and_tasks(protocol, section.get("spec"))
-    world_model = world_model_spec(section, protocol)
+    allowed = section.get("allow_env_change", False)
+    if not isinstance(allowed, bool):
+        raise ConfigError(f"world_model.allow_env_change must be true or false, got {allowed!r}")
+    world_model = world_model_spec(
+        {k: v for k, v in section.items() if k != "allow_env_change"}, protocol
+    )
+    check_trained_env(world_model, protocol, allowed)
     check_train_overlap(world_model, protocol)
     return world_model
 
