@@ -278,6 +278,8 @@ def open_tracking(spec: SweepSpec, state: runtime.SweepState) -> QueuedTracker:
         "horizons": list(spec.horizons),
         **protocol_params(spec.protocol),
     }
+    if "allow_env_change" in (spec.raw.get("world_model") or {}):  # a checkpoint's sweep
+        params["world_model.allow_env_change"] = spec.raw["world_model"]["allow_env_change"]
     if state.parent_run_id:
         tracker.parent_id, tracker.sweep_id = state.parent_run_id, state.sweep_id
         replayed = tracker.replay_journal(Path(state.folder))
