@@ -751,8 +751,9 @@ def shipped_checkpoint(name: str) -> str:
     """Absolute path of a checkpoint shipped in ``grasplab/world_models/checkpoints/``.
 
     Config interpolation ``${grasplab_checkpoint:wall-pixel-b1}`` (``tune_configs/study/``).
-    The folder is found without importing ``grasplab.world_models`` (which imports torch): a
-    sweep's driver resolves this and never loads torch. It is ``checkpoint.CHECKPOINTS``.
+    The folder is found without importing ``grasplab.world_models.checkpoint`` (which imports
+    torch): a sweep's driver resolves this and never loads torch. It is
+    ``checkpoint.CHECKPOINTS`` (a test checks).
     """
     import importlib.util
 
