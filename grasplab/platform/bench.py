@@ -385,6 +385,7 @@ def replay_cost(run: Any, runs: int, folder: Path, bare: bool = False) -> dict[s
         tags, end = {}, {}
     folder.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables..."
     tracker = Tracker(uri, "store-bench")
     parent = tracker.start_parent("store-bench", "store-bench", {})
     me = psutil.Process()
