@@ -997,7 +997,7 @@ def test_env_changes_compare_full_configs_as_the_checkpoint_records_them():
     assert env_changes({"env": "wall"}, default) == {}  # another env: load_model refuses it
 
 
-NO_TORCH = """
+NO_TORCH_HOOK = """
 import importlib.abc, sys
 
 class NoTorch(importlib.abc.MetaPathFinder):
@@ -1007,11 +1007,17 @@ class NoTorch(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, NoTorch())
+"""
+"""The head of a script run with torch's import refused."""
+NO_TORCH = (
+    NO_TORCH_HOOK
+    + """
 from grasplab.cli import main
 code = main(["sweep", *sys.argv[1:]])
 assert "torch" not in sys.modules
 sys.exit(code)
 """
+)
 
 
 def test_sweep_driver_never_imports_torch(tmp_path):
@@ -1032,16 +1038,9 @@ def test_sweep_driver_never_imports_torch(tmp_path):
     assert any(path.endswith(".gif") for path in logged), logged  # rendered by a worker
 
 
-NO_TORCH_CONFIG = """
-import importlib.abc, sys
-
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] == "torch":
-            raise ImportError(f"the sweep's driver imported {name}")
-        return None
-
-sys.meta_path.insert(0, NoTorch())
+NO_TORCH_CONFIG = (
+    NO_TORCH_HOOK
+    + """
 from grasplab.platform.config import load
 from grasplab.world_models.manifest import read_manifest
 
@@ -1049,6 +1048,7 @@ spec = load(sys.argv[1:])
 print(len(read_manifest(spec.raw["tasks"]["data"])["shards"]))
 print(",".join(stage.protocol.fingerprint() for stage in spec.stages()))
 """
+)
 
 
 def test_a_dataset_task_sweep_fingerprints_its_protocol_without_torch():
