@@ -1159,6 +1159,27 @@ def test_bench_replays_a_trial_run_into_a_fresh_store_as_it_is_and_bare(tmp_path
         assert cost["params"] == len(kids[0].data.params) and cost["bytes"] > 0
 
 
+def test_bench_platform_measures_a_small_sweep_and_what_its_trial_runs_cost_the_store(tmp_path):
+    import re
+
+    done = subprocess.run(
+        [str(BIN / "grasplab"), "bench", "platform", "--trials", "8", "--store-runs", "5"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert re.search(r"^trials: 9 on 2 workers: sweep [\d.]+ s = [\d.]+ s/trial", done.stdout, re.M)
+    store = [line for line in done.stdout.splitlines() if line.startswith("tracking store")]
+    assert len(store) == 2 and all("made 5 times" in line for line in store), store
+    assert re.search(r"a trial run of this sweep \(\d+ tags, 28 params", store[0])  # GRASP's
+    assert "a bare trial run (5 tags, " in store[1]
+    written = [int(re.search(r": (\d+) KB written a run", line)[1]) for line in store]
+    assert all(kb > 0 for kb in written)
+    assert not list(tmp_path.glob(".store-bench-*"))  # the replay stores are removed
+
+
 def test_bench_splits_the_bytes_written_by_part_of_the_sweep():
     from grasplab.platform.bench import Heartbeat, writer_kind
 

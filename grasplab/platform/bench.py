@@ -340,9 +340,11 @@ STORE_END_TAGS = ("early_stopped", "episodes_scored", "chunks", "mlflow.loggedAr
 
 
 def a_trial_run(spec: Any, sweep_id: str) -> Any:
-    """The complete trial run of the sweep ``sweep_id`` with the most params, or None.
+    """A plain complete trial run of the sweep ``sweep_id`` with the most params, or None.
 
-    The variant with the largest config (GRASP's) costs the store the most per trial.
+    The variant with the largest config (GRASP's) costs the store the most per trial; among its
+    runs, one with the fewest metrics: a trial as most are, not one of the few the pick
+    re-scored on fresh goals (they carry more metrics and tags).
     """
     from mlflow import MlflowClient
 
@@ -355,7 +357,7 @@ def a_trial_run(spec: Any, sweep_id: str) -> Any:
         "AND tags.early_stopped = 'false'",
         max_results=200,
     )
-    return max(found, key=lambda r: len(r.data.params), default=None)
+    return max(found, key=lambda r: (len(r.data.params), -len(r.data.metrics)), default=None)
 
 
 def replay_cost(run: Any, runs: int, folder: Path, bare: bool = False) -> dict[str, Any]:
