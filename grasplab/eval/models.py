@@ -125,9 +125,7 @@ def env_changes(info: Mapping[str, Any], protocol: EvalProtocol) -> dict[str, tu
     before = dataclasses.asdict(env_config(protocol.env, **trained))
     after = dataclasses.asdict(env_config(protocol.env, **now))
     return {
-        k: (before[k], after[k])
-        for k in before
-        if k not in TASK_FIELDS and _frozen(before[k]) != _frozen(after[k])
+        k: (before[k], after[k]) for k in before if k not in TASK_FIELDS and before[k] != after[k]
     }
 
 

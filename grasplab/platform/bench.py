@@ -535,8 +535,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"load average: {os.getloadavg()}")
         o = scale_run(trials, args.overrides, args.sweep_workers or 2)
         print_scale(o)
-        if getattr(args, "store_runs", None):
-            print_store(store_cost(spec, o["sweep_id"], args.store_runs))
+        if store_runs:
+            print_store(store_cost(spec, o["sweep_id"], store_runs))
         print(f"load average: {os.getloadavg()}")
         return 0
     runtime.quiet_environment()

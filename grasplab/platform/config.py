@@ -751,15 +751,12 @@ def shipped_checkpoint(name: str) -> str:
     """Absolute path of a checkpoint shipped in ``grasplab/world_models/checkpoints/``.
 
     Config interpolation ``${grasplab_checkpoint:wall-pixel-b1}`` (``tune_configs/study/``).
-    The folder is found without importing ``grasplab.world_models.checkpoint`` (which imports
-    torch): a sweep's driver resolves this and never loads torch. It is
-    ``checkpoint.CHECKPOINTS`` (a test checks).
+    Torch-free (:mod:`grasplab.world_models.manifest`): a sweep's driver resolves this and
+    never loads torch.
     """
-    import importlib.util
+    from grasplab.world_models.manifest import CHECKPOINTS
 
-    package = importlib.util.find_spec("grasplab.world_models")
-    assert package is not None and package.submodule_search_locations
-    return str(Path(package.submodule_search_locations[0]) / "checkpoints" / name)
+    return str(CHECKPOINTS / name)
 
 
 def _register_resolvers() -> None:

@@ -23,12 +23,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from grasplab.world_models.manifest import CHECKPOINTS as CHECKPOINTS
+
 FORMAT = "grasplab-world-model"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
-CHECKPOINTS = Path(__file__).parent / "checkpoints"
-"""The shipped checkpoints folder (``floors.json``, ``manifest.json``, models; docs/recipes.md)."""
 
 
 class CheckpointError(ValueError):

@@ -1,8 +1,9 @@
-"""A dataset's manifest, its identity and the commands that make the shipped models' datasets.
+"""Datasets' manifests and identities, and where the shipped checkpoints live.
 
-Torch-free (:mod:`grasplab.world_models.data` re-exports these names): a sweep's driver
+The commands that make the shipped models' datasets (:data:`RECIPES`) are here too. Torch-free
+(:mod:`grasplab.world_models.data` and ``checkpoint`` re-export these names): a sweep's driver
 fingerprints a protocol whose tasks come from a dataset (:meth:`grasplab.eval.protocol.
-EvalProtocol.fingerprint`) without loading torch.
+EvalProtocol.fingerprint`) and resolves a shipped checkpoint's path without loading torch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+CHECKPOINTS = Path(__file__).parent / "checkpoints"
+"""The shipped checkpoints folder (``floors.json``, ``manifest.json``, models, the Push-T
+held-out episodes; docs/recipes.md); ``checkpoint.CHECKPOINTS`` re-exports it."""
 FORMAT = "grasplab-episodes"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
